@@ -1,0 +1,3 @@
+"""IVR orchestration for the Bird Voice API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,111 @@
+"""Structured logs: JSON in production, a readable console in development.
+
+Every line about a call carries ``call_id``, ``graph``, ``node`` and ``event``
+(the calls module binds them). Two processors protect what on-call staff read:
+
+- :func:`redact_secrets` drops the value of any key that looks like a secret;
+- :func:`mask_numbers` masks phone numbers (E.164 and ``sip:`` user parts) in
+  every string value, keeping the last three digits: ``+31*******030``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+_SECRET_KEY = re.compile(r"(access_?key|signing_?key|secret|token|authorization|password)", re.I)
+_NUMBER = re.compile(r"(?<![\w.-])\+?\d[\d\s-]{5,}\d(?![\w.-])")
+_SIP_USER = re.compile(r"(sips?:)([^@\s]+)@")
+
+REDACTED = "[redacted]"
+
+
+def mask_number(text: str) -> str:
+    """``+31612345678`` -> ``+31******678``: the first two and the last three digits kept."""
+    digits = "".join(c for c in text if c.isdigit())
+    if len(digits) < 7:
+        return text
+    plus = "+" if text.startswith("+") else ""
+    return plus + digits[:2] + "*" * (len(digits) - 5) + digits[-3:]
+
+
+def _mask_text(text: str) -> str:
+    text = _SIP_USER.sub(lambda m: m.group(1) + "***@", text)
+    return _NUMBER.sub(lambda m: mask_number(m.group(0)), text)
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _mask_text(value)
+    if isinstance(value, dict):
+        return {k: _mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(v) for v in value]
+    return value
+
+
+def mask_numbers(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    for key, value in event_dict.items():
+        if key not in ("timestamp", "level", "logger", "call_id", "graph", "node"):
+            event_dict[key] = _mask_value(value)
+    return event_dict
+
+
+def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    for key in event_dict:
+        if _SECRET_KEY.search(key):
+            event_dict[key] = REDACTED
+    return event_dict
+
+
+LogSink = Callable[[MutableMapping[str, Any]], None]
+
+
+def configure(
+    *,
+    log_format: str = "json",
+    level: str = "info",
+    mask: bool = True,
+    stream: TextIO | None = None,
+    sink: LogSink | None = None,
+) -> None:
+    """Configure structlog for the whole process.
+
+    ``sink`` receives a copy of every event dict after masking (the demo uses it to
+    print each call's log lines under its transcript).
+    """
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    if mask:
+        processors.append(mask_numbers)
+    if sink is not None:
+        tee = sink
+
+        def _tee(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+            tee(dict(event_dict))
+            return event_dict
+
+        processors.append(_tee)
+    processors.append(structlog.processors.format_exc_info)
+    if log_format == "console":
+        processors.append(structlog.dev.ConsoleRenderer(colors=False, sort_keys=False))
+    else:
+        processors.append(structlog.processors.JSONRenderer(sort_keys=False))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        cache_logger_on_first_use=False,
+    )
