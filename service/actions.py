@@ -1,0 +1,61 @@
+"""What the engine asks for, in our own terms. The Bird adapter turns each action
+into one request to Bird's API; nothing here knows Bird's JSON shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    locale: str | None = None
+    voice: str | None = None
+
+
+@dataclass(frozen=True)
+class Play:
+    urls: tuple[str, ...]
+
+
+Prompt = Say | Play
+
+
+@dataclass(frozen=True)
+class Answer:
+    pass
+
+
+@dataclass(frozen=True)
+class Speak:
+    """Play a prompt to the caller; its end is reported as ``PromptFinished``."""
+
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class Gather:
+    """Play ``prompt`` and collect up to ``max_digits`` keys (``DigitsCollected``)."""
+
+    prompt: Prompt
+    max_digits: int
+    timeout_s: int
+    end_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """Connect the caller to ``to``; the call ends when either side hangs up."""
+
+    to: str
+    from_: str | None
+    ring_timeout_s: int
+    record: bool = False
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+Action = Answer | Speak | Gather | Bridge | Hangup

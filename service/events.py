@@ -1,0 +1,75 @@
+"""What happens on a call, in our own terms. The Bird adapter turns each webhook
+delivery into at most one of these; the engine consumes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CallAnswered:
+    """The caller's leg is connected and media can be played."""
+
+
+@dataclass(frozen=True)
+class PromptFinished:
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class DigitsCollected:
+    """A gather ended: ``digits`` is "" when the caller pressed nothing."""
+
+    digits: str
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class AgentRinging:
+    leg_id: str
+
+
+@dataclass(frozen=True)
+class AgentConnected:
+    leg_id: str
+
+
+@dataclass(frozen=True)
+class AgentUnavailable:
+    """The transfer target did not take the call: ``no-answer``, ``busy`` or ``failed``."""
+
+    leg_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgentHungUp:
+    leg_id: str
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    """The caller's leg is over. ``by`` is who ended it (``caller``, ``api``, ...)."""
+
+    status: str
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A delivery that moves nothing for the graph (ringing, a command accepted)."""
+
+    what: str
+
+
+Event = (
+    CallAnswered
+    | PromptFinished
+    | DigitsCollected
+    | AgentRinging
+    | AgentConnected
+    | AgentUnavailable
+    | AgentHungUp
+    | CallEnded
+    | Progress
+)

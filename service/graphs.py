@@ -1,0 +1,329 @@
+"""IVR graphs: the typed model of the format (IVR_GRAPHS.md), loading and checking.
+
+A graph file is checked in two layers and every problem is reported at once as
+``FILE: /json/path: message``:
+
+1. the JSON Schema ``ivr_graphs/schema.json`` (field names, types, ranges);
+2. the rules the schema cannot express (every exit names a node, ``start`` exists).
+
+Only a graph without errors becomes a :class:`Graph`. A graph's ``version`` is the
+hash of its canonical JSON content, so that the same content always has the same
+version whatever its formatting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, cast
+
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+
+SCHEMA_FILE = "schema.json"
+RUNNABLE_TYPES = frozenset({"say", "menu", "transfer", "hangup"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    path: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        label = "" if self.severity == "error" else f"{self.severity}: "
+        return f"{self.file}: {self.path}: {label}{self.message}"
+
+
+class GraphError(Exception):
+    """A graph that cannot be loaded; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Prompt:
+    say: str | None = None
+    play: tuple[str, ...] = ()
+    locale: str | None = None
+    voice: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    type: str
+    prompt: Prompt | None = None
+
+
+@dataclass(frozen=True)
+class SayNode(Node):
+    next: str = ""
+
+
+@dataclass(frozen=True)
+class MenuNode(Node):
+    options: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: int = 5
+    max_attempts: int = 3
+    invalid: Prompt | None = None
+    no_input: Prompt | None = None
+    on_failure: str = ""
+
+
+@dataclass(frozen=True)
+class TransferNode(Node):
+    to: str = ""
+    from_: str | None = None
+    ring_timeout_s: int = 30
+    record: bool = False
+    on_failure: str = ""
+
+
+@dataclass(frozen=True)
+class HangupNode(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Graph:
+    id: str
+    start: str
+    nodes: Mapping[str, Node]
+    version: str
+    numbers: tuple[str, ...] = ()
+    description: str = ""
+    locale: str | None = None
+    voice: str | None = None
+    source: str = ""
+
+
+def exits(node: Node) -> dict[str, str]:
+    """The node's exits as {JSON path below the node: target node id}."""
+    if isinstance(node, SayNode):
+        return {"next": node.next}
+    if isinstance(node, MenuNode):
+        found = {f"options/{digit}": target for digit, target in node.options.items()}
+        found["on_failure"] = node.on_failure
+        return found
+    if isinstance(node, TransferNode):
+        return {"on_failure": node.on_failure}
+    return {}
+
+
+def version_of(document: Mapping[str, Any]) -> str:
+    """The hash of a graph's canonical content (key order and spacing do not count)."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@cache
+def _schema_validator() -> Draft202012Validator:
+    text = (Path(__file__).resolve().parent.parent / "ivr_graphs" / SCHEMA_FILE).read_text()
+    return Draft202012Validator(json.loads(text), format_checker=FormatChecker())
+
+
+def _pointer(parts: Iterable[object]) -> str:
+    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
+    return "/" + "/".join(escaped)
+
+
+def _message(error: ValidationError) -> str:
+    parent = error.parent
+    if (
+        error.validator == "required"
+        and parent is not None
+        and parent.validator == "anyOf"
+        and all(c.validator == "required" for c in parent.context or [])
+    ):
+        names = " or ".join(
+            repr(cast(list[str], c.validator_value)[0]) for c in parent.context or []
+        )
+        return f"needs {names}"
+    return error.message
+
+
+def _schema_problems(file: str, document: Any) -> list[Problem]:
+    found: list[Problem] = []
+    for error in _schema_validator().iter_errors(document):
+        # An error inside an if/then branch is reported on its deepest cause.
+        leaves = [error]
+        while leaves and any(e.context for e in leaves):
+            leaves = [c for e in leaves for c in (e.context or [e])]
+        for leaf in leaves:
+            found.append(Problem(file, _pointer(leaf.absolute_path), _message(leaf)))
+    unique = {(p.path, p.message): p for p in found}
+    return sorted(unique.values(), key=lambda p: (p.path, p.message))
+
+
+def _prompt(raw: Mapping[str, Any] | None) -> Prompt | None:
+    if not raw or not ("say" in raw or "play" in raw):
+        return None
+    return Prompt(
+        say=raw.get("say"),
+        play=tuple(raw.get("play", ())),
+        locale=raw.get("locale"),
+        voice=raw.get("voice"),
+    )
+
+
+def _node(node_id: str, raw: Mapping[str, Any]) -> Node:
+    kind = raw["type"]
+    prompt = _prompt(raw)
+    if kind == "say":
+        return SayNode(node_id, kind, prompt, next=raw["next"])
+    if kind == "menu":
+        return MenuNode(
+            node_id,
+            kind,
+            prompt,
+            options=dict(raw["options"]),
+            timeout_s=raw.get("timeout_s", 5),
+            max_attempts=raw.get("max_attempts", 3),
+            invalid=_prompt(raw.get("invalid")),
+            no_input=_prompt(raw.get("no_input")),
+            on_failure=raw["on_failure"],
+        )
+    if kind == "transfer":
+        return TransferNode(
+            node_id,
+            kind,
+            prompt,
+            to=raw["to"],
+            from_=raw.get("from"),
+            ring_timeout_s=raw.get("ring_timeout_s", 30),
+            record=raw.get("record", False),
+            on_failure=raw["on_failure"],
+        )
+    return HangupNode(node_id, kind, prompt)
+
+
+def parse(document: Any, file: str = "<graph>") -> Graph:
+    """A :class:`Graph` from a decoded JSON document, or :class:`GraphError`."""
+    problems = _schema_problems(file, document)
+    if problems:
+        raise GraphError(problems)
+    for node_id, raw in document["nodes"].items():
+        if raw["type"] not in RUNNABLE_TYPES:
+            problems.append(
+                Problem(
+                    file,
+                    _pointer(["nodes", node_id, "type"]),
+                    f"node type {raw['type']!r} is not supported by this version of the "
+                    f"service (supported: {', '.join(sorted(RUNNABLE_TYPES))})",
+                )
+            )
+    if problems:
+        raise GraphError(problems)
+    nodes = {node_id: _node(node_id, raw) for node_id, raw in document["nodes"].items()}
+    if document["start"] not in nodes:
+        problems.append(
+            Problem(file, "/start", f"start names {document['start']!r}, which is not a node")
+        )
+    for node in nodes.values():
+        for where, target in exits(node).items():
+            if target not in nodes:
+                problems.append(
+                    Problem(
+                        file,
+                        _pointer(["nodes", node.id, *where.split("/")]),
+                        f"exit names {target!r}, which is not a node",
+                    )
+                )
+    if problems:
+        raise GraphError(problems)
+    return Graph(
+        id=document["id"],
+        start=document["start"],
+        nodes=nodes,
+        version=version_of(document),
+        numbers=tuple(document.get("numbers", ())),
+        description=document.get("description", ""),
+        locale=document.get("locale"),
+        voice=document.get("voice"),
+        source=file,
+    )
+
+
+def load_file(path: Path) -> Graph:
+    """Read, decode and check one graph file."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GraphError([Problem(file, "/", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphError(
+            [Problem(file, "/", f"not valid JSON: {exc.msg} (line {exc.lineno}, col {exc.colno})")]
+        ) from exc
+    return parse(document, file)
+
+
+def graph_files(directory: Path) -> list[Path]:
+    """The graph files of a directory (every ``*.json`` but the schema)."""
+    return sorted(p for p in directory.glob("*.json") if p.name != SCHEMA_FILE)
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """The loaded graphs, and which graph answers which called number."""
+
+    graphs: Mapping[str, Graph]
+    default: str | None = None
+
+    def for_number(self, called: str) -> Graph | None:
+        for graph in self.graphs.values():
+            if called in graph.numbers:
+                return graph
+        return self.graphs.get(self.default) if self.default else None
+
+
+def load_directory(directory: Path, default: str | None = None) -> GraphSet:
+    """Every graph of ``directory``; :class:`GraphError` with all problems of all files."""
+    problems: list[Problem] = []
+    graphs: dict[str, Graph] = {}
+    owners: dict[str, str] = {}
+    files = graph_files(directory) if directory.is_dir() else []
+    if not files:
+        raise GraphError([Problem(str(directory), "/", "no graph files (*.json) found")])
+    for path in files:
+        try:
+            graph = load_file(path)
+        except GraphError as exc:
+            problems.extend(exc.problems)
+            continue
+        if graph.id in graphs:
+            problems.append(
+                Problem(
+                    str(path), "/id", f"id {graph.id!r} is also used by {graphs[graph.id].source}"
+                )
+            )
+            continue
+        for index, number in enumerate(graph.numbers):
+            if number in owners:
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"/numbers/{index}",
+                        f"{number} is also answered by {owners[number]}",
+                    )
+                )
+            owners[number] = graph.source
+        graphs[graph.id] = graph
+    if default is not None and default not in graphs and not problems:
+        problems.append(
+            Problem(
+                str(directory), "/", f"IVR_DEFAULT_GRAPH names {default!r}, which is not loaded"
+            )
+        )
+    if problems:
+        raise GraphError(problems)
+    return GraphSet(graphs=graphs, default=default)

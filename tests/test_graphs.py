@@ -1,0 +1,157 @@
+"""Loading graphs: the shipped ones load; mistakes are reported with file and JSON path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.graphs import GraphError, load_directory, load_file, parse, version_of
+
+SHIPPED = sorted(p for p in Path("ivr_graphs").glob("*.json") if p.name != "schema.json")
+
+
+def minimal(**nodes: Any) -> dict[str, Any]:
+    return {
+        "id": "g",
+        "start": "a",
+        "nodes": nodes or {"a": {"type": "hangup", "say": "Bye."}},
+    }
+
+
+def problems(document: Any) -> list[str]:
+    with pytest.raises(GraphError) as caught:
+        parse(document, "g.json")
+    return [str(p) for p in caught.value.problems]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_graph_loads(path: Path) -> None:
+    graph = load_file(path)
+    assert graph.start in graph.nodes
+    assert json.loads(path.read_text())["$schema"] == "./schema.json"
+
+
+def test_the_support_line_answers_its_number() -> None:
+    graphs = load_directory(Path("ivr_graphs"))
+    assert graphs.for_number("+31970102030") is graphs.graphs["support-line"]
+    assert graphs.for_number("+10000000000") is None
+    with_default = load_directory(Path("ivr_graphs"), "support-line")
+    assert with_default.for_number("+10000000000") is with_default.graphs["support-line"]
+
+
+def test_version_is_the_hash_of_the_content_not_its_formatting() -> None:
+    document = minimal()
+    reordered = dict(reversed(list(document.items())))
+    assert version_of(document) == version_of(reordered)
+    assert version_of(document) != version_of({**document, "description": "x"})
+    assert parse(document).version == version_of(document)
+
+
+def test_exits_must_name_existing_nodes_with_their_json_path() -> None:
+    found = problems(
+        minimal(
+            a={"type": "say", "say": "Hi", "next": "menu"},
+            menu={"type": "menu", "say": "Pick", "options": {"1": "nowhere"}, "on_failure": "gone"},
+        )
+    )
+    assert found == [
+        "g.json: /nodes/menu/options/1: exit names 'nowhere', which is not a node",
+        "g.json: /nodes/menu/on_failure: exit names 'gone', which is not a node",
+    ]
+
+
+def test_start_must_exist() -> None:
+    assert problems({**minimal(), "start": "zz"}) == [
+        "g.json: /start: start names 'zz', which is not a node"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({**minimal(), "id": "Bad Id"}, "g.json: /id: 'Bad Id' does not match"),
+        (minimal(a={"type": "say", "next": "a"}), "g.json: /nodes/a: needs 'say' or 'play'"),
+        (
+            minimal(a={"type": "say", "say": "x", "play": ["https://a/b.wav"], "next": "a"}),
+            "g.json: /nodes/a: ",
+        ),
+        (minimal(a={"type": "hangup", "sya": "typo"}), "g.json: /nodes/a: Additional properties"),
+        (minimal(a={"type": "dance"}), "g.json: /nodes/a/type: 'dance' is not one of"),
+        (
+            minimal(a={"type": "transfer", "to": "0201234567", "on_failure": "a"}),
+            "g.json: /nodes/a/to: '0201234567' does not match",
+        ),
+        (
+            minimal(
+                a={
+                    "type": "transfer",
+                    "to": "+31201234567",
+                    "ring_timeout_s": 500,
+                    "on_failure": "a",
+                }
+            ),  # fmt: skip
+            "g.json: /nodes/a/ring_timeout_s: 500 is greater than the maximum of 120",
+        ),
+        ({**minimal(), "locale": "xx-XX"}, "g.json: /locale: 'xx-XX' is not one of"),
+        ({"id": "g", "start": "a"}, "g.json: /: 'nodes' is a required property"),
+    ],
+)
+def test_format_mistakes_are_reported_with_their_path(
+    document: dict[str, Any], expected: str
+) -> None:
+    assert any(p.startswith(expected) for p in problems(document)), problems(document)
+
+
+def test_node_types_this_version_cannot_run_are_refused_clearly() -> None:
+    found = problems(
+        minimal(
+            a={"type": "set", "vars": {"x": "1"}, "next": "b"},
+            b={"type": "hangup"},
+        )
+    )
+    assert found == [
+        "g.json: /nodes/a/type: node type 'set' is not supported by this version of the service "
+        "(supported: hangup, menu, say, transfer)"
+    ]
+
+
+def test_all_problems_of_a_file_are_reported_at_once() -> None:
+    found = problems(
+        minimal(
+            a={"type": "say", "next": "b"},
+            b={"type": "transfer", "on_failure": "a"},
+        )
+    )
+    assert len(found) >= 2
+
+
+def test_unreadable_files_are_reported(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"id": "x",')
+    with pytest.raises(GraphError, match=r"broken.json: /: not valid JSON: .* \(line 1, col 12\)"):
+        load_file(broken)
+    with pytest.raises(GraphError, match="cannot read"):
+        load_file(tmp_path / "missing.json")
+
+
+def test_a_directory_reports_duplicate_ids_numbers_and_a_missing_default(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps({**minimal(), "numbers": ["+31201111111"]})
+        )
+    with pytest.raises(GraphError) as caught:
+        load_directory(tmp_path)
+    assert [p.path for p in caught.value.problems] == ["/id"]
+    (tmp_path / "two.json").write_text(
+        json.dumps({**minimal(), "id": "two", "numbers": ["+31201111111"]})
+    )
+    with pytest.raises(GraphError, match=r"two.json: /numbers/0: \+31201111111 is also answered"):
+        load_directory(tmp_path)
+    (tmp_path / "two.json").unlink()
+    with pytest.raises(GraphError, match="IVR_DEFAULT_GRAPH names 'nope'"):
+        load_directory(tmp_path, "nope")
+    with pytest.raises(GraphError, match="no graph files"):
+        load_directory(tmp_path / "empty")
