@@ -1,0 +1,256 @@
+"""The Bird adapter: the ONE module that holds the assumptions of BIRD_API.md §2.
+
+Bird does not document the shape of its voice deliveries. What this project
+assumes (A1-A6) is implemented here and nowhere else, so that confirming it
+against a live account changes this file only:
+
+A1. Every delivery, subscription or ``notification.url``, is
+    ``{"service": "channels", "event": "voice.inbound"|"voice.outbound", "payload": CALL}``.
+A2. A change of a call's ``status`` is one delivery.
+A3. When a command ends, one delivery whose payload also holds ``command``
+    (``status`` completed|failed, ``result``: ``{"keys", "speech"}`` for gather).
+A4. A bridge's agent leg reports its own statuses, with ``parentId`` set:
+    ringing, ongoing, completed; or no-answer, busy, failed.
+A5. The caller hanging up is a ``completed`` delivery with ``hangupSource: "caller"``.
+A6. Deliveries repeat and arrive out of order; ``updatedAt`` orders a call's
+    deliveries (:attr:`Delivery.updated_us`, :attr:`Delivery.fingerprint`).
+
+Two more assumptions of ours: deliveries to a call's ``notification.url`` are
+signed with the same key as the subscription's, and the signature timestamp is in
+Unix seconds (``signature.parse_timestamp`` also reads milliseconds and ISO-8601).
+
+The adapter also turns our actions into Bird requests (:func:`perform`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service import actions, events
+from service.actions import Action
+from service.bird.client import JSON, BirdClient
+from service.events import Event
+
+HANDLED_EVENTS = ("voice.inbound", "voice.outbound")
+FINAL_STATUSES = frozenset({"completed", "no-answer", "busy", "failed", "cancelled"})
+AGENT_UNAVAILABLE = frozenset({"no-answer", "busy", "failed", "cancelled"})
+
+
+class DeliveryError(Exception):
+    """A delivery we cannot read (answered 400 with ``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnhandledDelivery(Exception):
+    """A well-formed delivery this service does not act on (answered 2xx, logged)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    name: str
+    status: str
+    result: JSON
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery, read. ``call_id`` is the caller's call the delivery
+    belongs to; ``leg_id`` the call resource it reports on (they differ for the
+    agent's leg of a bridge)."""
+
+    event: str
+    call_id: str
+    leg_id: str
+    status: str
+    direction: str
+    caller: str
+    called: str
+    updated_us: int
+    created_us: int
+    hangup_source: str | None
+    command: Command | None
+    is_agent_leg: bool
+
+    @property
+    def fingerprint(self) -> str:
+        """Identical for repeats of the same delivery, whatever their request id."""
+        parts = [self.leg_id, self.status, str(self.updated_us)]
+        if self.command is not None:
+            parts += [self.command.id, self.command.name, self.command.status]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+    @property
+    def is_new_call_offer(self) -> bool:
+        """The first news of an incoming call: one we may answer."""
+        return (
+            self.event == "voice.inbound"
+            and not self.is_agent_leg
+            and self.direction == "incoming"
+            and self.status in ("starting", "ringing")
+            and self.command is None
+        )
+
+    def describe(self) -> str:
+        if self.command is not None:
+            return f"{self.command.name} {self.command.status}"
+        return self.status
+
+
+def _micros(value: Any, field: str) -> int:
+    if not isinstance(value, str) or not value:
+        raise DeliveryError(f"payload.{field} is missing or not a date-time string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise DeliveryError(f"payload.{field} is not an ISO-8601 date-time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise DeliveryError(f"payload.{field} has no time zone: {value!r}")
+    return int(parsed.timestamp()) * 1_000_000 + parsed.microsecond
+
+
+def _text(payload: JSON, field: str, *, required: bool = True) -> str:
+    value = payload.get(field)
+    if isinstance(value, str) and value:
+        return value
+    if required:
+        raise DeliveryError(f"payload.{field} is missing or not a string")
+    return ""
+
+
+def parse_delivery(body: bytes) -> Delivery:
+    """Read a delivery's raw body: :class:`DeliveryError` when it is malformed,
+    :class:`UnhandledDelivery` when it is not a voice call delivery."""
+    try:
+        envelope = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeliveryError(f"body is not JSON: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise DeliveryError("body is not a JSON object")
+    service, event = envelope.get("service"), envelope.get("event")
+    if service != "channels" or event not in HANDLED_EVENTS:
+        raise UnhandledDelivery(f"event {service!r}/{event!r} is not a voice call event")
+    payload = envelope.get("payload")
+    if not isinstance(payload, dict):
+        raise DeliveryError("payload is missing or not an object")
+    leg_id = payload.get("id")
+    if not isinstance(leg_id, str) or not leg_id:
+        raise DeliveryError("payload.id (the call id) is missing")
+    parent = payload.get("parentId")
+    status = _text(payload, "status")
+    command = None
+    raw_command = payload.get("command")
+    if raw_command is not None:
+        if not isinstance(raw_command, dict):
+            raise DeliveryError("payload.command is not an object")
+        result = raw_command.get("result")
+        command = Command(
+            id=str(raw_command.get("id", "")),
+            name=_text(raw_command, "command"),
+            status=_text(raw_command, "status"),
+            result=result if isinstance(result, dict) else {},
+        )
+    updated = _micros(payload.get("updatedAt"), "updatedAt")
+    created_raw = payload.get("createdAt")
+    return Delivery(
+        event=str(event),
+        call_id=parent if isinstance(parent, str) and parent else leg_id,
+        leg_id=leg_id,
+        status=status,
+        direction=str(payload.get("direction", "")),
+        caller=_text(payload, "from", required=False),
+        called=_text(payload, "to", required=False),
+        updated_us=updated,
+        created_us=_micros(created_raw, "createdAt") if created_raw else updated,
+        hangup_source=payload.get("hangupSource") or None,
+        command=command,
+        is_agent_leg=isinstance(parent, str) and bool(parent),
+    )
+
+
+def to_event(delivery: Delivery) -> Event:
+    """What a delivery means for the call, in our terms."""
+    if delivery.is_agent_leg:
+        status, leg = delivery.status, delivery.leg_id
+        if delivery.command is not None:
+            return events.Progress(f"agent leg {delivery.describe()}")
+        if status == "ringing":
+            return events.AgentRinging(leg)
+        if status == "ongoing":
+            return events.AgentConnected(leg)
+        if status == "completed":
+            return events.AgentHungUp(leg)
+        if status in AGENT_UNAVAILABLE:
+            return events.AgentUnavailable(leg, "failed" if status == "cancelled" else status)
+        return events.Progress(f"agent leg {status}")
+    command = delivery.command
+    if command is not None:
+        ok = command.status == "completed"
+        if command.name in ("say", "playback"):
+            return events.PromptFinished(ok=ok)
+        if command.name == "gather":
+            keys = command.result.get("keys")
+            return events.DigitsCollected(keys if isinstance(keys, str) else "", ok=ok)
+        if command.name == "bridge" and not ok:
+            return events.AgentUnavailable(None, "failed")
+        if command.name == "answer" and ok:
+            # As good as the ``ongoing`` status: whichever arrives first starts the
+            # walk (the other is then stale or ignored).
+            return events.CallAnswered()
+        return events.Progress(delivery.describe())
+    if delivery.status == "ongoing":
+        return events.CallAnswered()
+    if delivery.status in FINAL_STATUSES:
+        return events.CallEnded(delivery.status, delivery.hangup_source)
+    return events.Progress(delivery.status)
+
+
+def _say_options(prompt: actions.Say) -> JSON:
+    return {"text": prompt.text, "locale": prompt.locale, "voice": prompt.voice}
+
+
+async def perform(
+    client: BirdClient, call_id: str, action: Action, *, notification_url: str
+) -> JSON:
+    """Send one action to Bird as the matching request; Bird's answer is returned."""
+    if isinstance(action, actions.Answer):
+        return await client.answer(call_id)
+    if isinstance(action, actions.Speak):
+        if isinstance(action.prompt, actions.Play):
+            return await client.playback(call_id, list(action.prompt.urls))
+        prompt = action.prompt
+        return await client.say(call_id, prompt.text, locale=prompt.locale, voice=prompt.voice)
+    if isinstance(action, actions.Gather):
+        prompt_ = action.prompt
+        return await client.gather(
+            call_id,
+            max_num_keys=action.max_digits,
+            timeout_s=action.timeout_s,
+            end_key=action.end_key,
+            say=_say_options(prompt_) if isinstance(prompt_, actions.Say) else None,
+            playback={"media": list(prompt_.urls)} if isinstance(prompt_, actions.Play) else None,
+        )
+    if isinstance(action, actions.Bridge):
+        return await client.bridge(
+            call_id,
+            action.to,
+            from_=action.from_,
+            ring_timeout_s=action.ring_timeout_s,
+            hangup_after_bridge=True,
+            record=action.record or None,
+            notification_url=notification_url,
+        )
+    if isinstance(action, actions.Hangup):
+        return await client.hangup(call_id)
+    raise AssertionError(f"no Bird request for {action!r}")  # pragma: no cover

@@ -1,0 +1,275 @@
+"""An async client for Bird's Voice API (the documented endpoints of BIRD_API.md §1).
+
+Exceptions, all raised as subclasses of :class:`BirdError`::
+
+    BirdError
+    ├── BirdTransportError        the request did not get an answer (connect, timeout)
+    └── BirdHTTPError             Bird answered with a non-2xx status
+        ├── BirdRequestError      4xx: this request is wrong; retrying will not help
+        │   ├── BirdAuthError     401/403: the access key is wrong or lacks rights
+        │   └── BirdNotFound      404: unknown workspace, channel or call
+        ├── BirdRateLimited       429: not processed, retry later
+        └── BirdServerError       5xx: safe to retry later
+
+Every request carries ``Authorization: AccessKey <key>`` and explicit timeouts.
+Requests Bird did not process (429, 5xx, connection refused) are retried a few
+times with a growing delay; a request that may have been processed (a read
+timeout) is not, so a command is never played twice. The transport is injected
+so that tests swap it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+JSON = dict[str, Any]
+
+
+class BirdError(Exception):
+    """Base of every error the client raises."""
+
+
+class BirdTransportError(BirdError):
+    """No answer from Bird: connection failed or timed out."""
+
+
+class BirdHTTPError(BirdError):
+    """Bird answered with a non-2xx status; ``code``/``details`` come from its error body."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"Bird answered {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class BirdRequestError(BirdHTTPError):
+    """4xx: the request was rejected."""
+
+
+class BirdAuthError(BirdRequestError):
+    """401/403: the access key was refused."""
+
+
+class BirdNotFound(BirdRequestError):
+    """404: the workspace, channel or call does not exist."""
+
+
+class BirdRateLimited(BirdHTTPError):
+    """429: the request was not processed."""
+
+
+class BirdServerError(BirdHTTPError):
+    """5xx: Bird failed; the request is safe to retry later."""
+
+
+def _error_for(response: httpx.Response) -> BirdHTTPError:
+    code, message, details = "", response.reason_phrase, None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = str(body.get("code", ""))
+        message = str(body.get("message", message))
+        details = body.get("details")
+    status = response.status_code
+    kind: type[BirdHTTPError]
+    if status in (401, 403):
+        kind = BirdAuthError
+    elif status == 404:
+        kind = BirdNotFound
+    elif status == 429:
+        kind = BirdRateLimited
+    elif status >= 500:
+        kind = BirdServerError
+    else:
+        kind = BirdRequestError
+    return kind(status, code or str(status), message, details)
+
+
+def _compact(body: JSON) -> JSON:
+    """Drop unset (None) fields: Bird's schemas reject nulls on most fields."""
+    return {k: v for k, v in body.items() if v is not None}
+
+
+class BirdClient:
+    """One channel of one workspace: every call path hangs off
+    ``/workspaces/{workspace}/channels/{channel}/calls``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        access_key: str,
+        workspace_id: str,
+        channel_id: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._calls_path = f"/workspaces/{workspace_id}/channels/{channel_id}/calls"
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout,
+            headers={"Authorization": f"AccessKey {access_key}", "Accept": "application/json"},
+        )
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._sleep = sleep
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, body: JSON | None = None) -> JSON:
+        url = self._calls_path + path
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(method, url, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing reached Bird: safe to try again.
+                error: BirdError = BirdTransportError(f"{method} {url}: {exc!r}")
+            except httpx.TransportError as exc:
+                raise BirdTransportError(f"{method} {url}: {exc!r}") from exc
+            else:
+                if response.is_success:
+                    if not response.content:
+                        return {}
+                    try:
+                        data = response.json()
+                    except ValueError as exc:
+                        raise BirdTransportError(f"{method} {url}: answer is not JSON") from exc
+                    return data if isinstance(data, dict) else {"data": data}
+                error = _error_for(response)
+                if not isinstance(error, BirdRateLimited | BirdServerError):
+                    raise error
+            if attempt >= self._retries:
+                raise error
+            attempt += 1
+            await self._sleep(self._backoff_s * 2 ** (attempt - 1))
+
+    # -- calls ---------------------------------------------------------------
+
+    async def create_call(self, body: JSON) -> JSON:
+        """Place an outbound call; ``body`` is a createCall request (``to`` required)."""
+        return await self._request("POST", "", _compact(body))
+
+    async def get_call(self, call_id: str) -> JSON:
+        return await self._request("GET", f"/{call_id}")
+
+    async def update_call(
+        self, call_id: str, *, status: str | None = None, call_flow: list[JSON] | None = None
+    ) -> JSON:
+        return await self._request(
+            "PATCH", f"/{call_id}", _compact({"status": status, "callFlow": call_flow})
+        )
+
+    # -- commands ------------------------------------------------------------
+
+    async def answer(self, call_id: str) -> JSON:
+        return await self._request("POST", f"/{call_id}/answer")
+
+    async def ring(self, call_id: str) -> JSON:
+        return await self._request("POST", f"/{call_id}/ringing")
+
+    async def hangup(self, call_id: str, cause: str | None = None) -> JSON:
+        body = {"cause": cause} if cause else None
+        return await self._request("POST", f"/{call_id}/hangup", body)
+
+    async def say(
+        self,
+        call_id: str,
+        text: str,
+        *,
+        locale: str | None = None,
+        voice: str | None = None,
+        loop: int | None = None,
+        timeout_s: int | None = None,
+    ) -> JSON:
+        body = {"text": text, "locale": locale, "voice": voice, "loop": loop, "timeout": timeout_s}
+        return await self._request("POST", f"/{call_id}/say", _compact(body))
+
+    async def playback(
+        self,
+        call_id: str,
+        media: list[str],
+        *,
+        loop: int | None = None,
+        timeout_s: int | None = None,
+        pause_ms: int | None = None,
+    ) -> JSON:
+        body = {"media": media, "loop": loop, "timeout": timeout_s, "pauseMilliseconds": pause_ms}
+        return await self._request("POST", f"/{call_id}/playback", _compact(body))
+
+    async def gather(
+        self,
+        call_id: str,
+        *,
+        max_num_keys: int,
+        timeout_s: int | None = None,
+        end_key: str | None = None,
+        say: JSON | None = None,
+        playback: JSON | None = None,
+        input_mode: str = "dtmf",
+    ) -> JSON:
+        body = {
+            "maxNumKeys": max_num_keys,
+            "timeout": timeout_s,
+            "endKey": end_key,
+            "input": input_mode,
+            "say": _compact(say) if say else None,
+            "playback": _compact(playback) if playback else None,
+        }
+        return await self._request("POST", f"/{call_id}/gather", _compact(body))
+
+    async def record(
+        self,
+        call_id: str,
+        *,
+        max_length: int | None = None,
+        end_key: str | None = None,
+        timeout_s: int | None = None,
+        beep: bool | None = None,
+        transcribe: bool | None = None,
+        transcribe_locale: str | None = None,
+    ) -> JSON:
+        body = {
+            "maxLength": max_length,
+            "endKey": end_key,
+            "timeout": timeout_s,
+            "beep": beep,
+            "transcribe": transcribe,
+            "transcribeLocale": transcribe_locale,
+        }
+        return await self._request("POST", f"/{call_id}/record", _compact(body))
+
+    async def bridge(
+        self,
+        call_id: str,
+        to: str,
+        *,
+        from_: str | None = None,
+        ring_timeout_s: int | None = None,
+        hangup_after_bridge: bool | None = None,
+        record: bool | None = None,
+        notification_url: str | None = None,
+    ) -> JSON:
+        body = {
+            "to": to,
+            "from": from_,
+            "ringTimeout": ring_timeout_s,
+            "hangupAfterBridge": hangup_after_bridge,
+            "record": record,
+            "notification": {"url": notification_url} if notification_url else None,
+        }
+        return await self._request("POST", f"/{call_id}/bridge", _compact(body))

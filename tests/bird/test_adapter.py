@@ -1,0 +1,119 @@
+"""The adapter: Bird deliveries (A1-A6) read into our events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from service import events
+from service.bird import adapter
+from service.bird.adapter import DeliveryError, UnhandledDelivery
+
+
+def delivery(
+    status: str = "ongoing",
+    *,
+    event: str = "voice.inbound",
+    command: dict[str, Any] | None = None,
+    **payload: Any,
+) -> bytes:
+    call: dict[str, Any] = {
+        "id": "call-1",
+        "from": "+31612345678",
+        "to": "+31970102030",
+        "direction": "incoming",
+        "status": status,
+        "createdAt": "2026-11-23T18:00:00.000000Z",
+        "updatedAt": "2026-11-23T18:00:01.250000Z",
+    }
+    call.update(payload)
+    if command is not None:
+        call["command"] = command
+    return json.dumps({"service": "channels", "event": event, "payload": call}).encode()
+
+
+def read(body: bytes) -> events.Event:
+    return adapter.to_event(adapter.parse_delivery(body))
+
+
+def test_a_status_delivery_is_read() -> None:
+    parsed = adapter.parse_delivery(delivery("starting"))
+    assert parsed.call_id == parsed.leg_id == "call-1"
+    assert parsed.caller == "+31612345678"
+    assert parsed.called == "+31970102030"
+    assert parsed.updated_us == 1_795_456_801_250_000
+    assert parsed.is_new_call_offer
+    assert not parsed.is_agent_leg
+
+
+def test_statuses_of_the_callers_leg() -> None:
+    assert read(delivery("ongoing")) == events.CallAnswered()
+    assert read(delivery("ringing")) == events.Progress("ringing")
+    assert read(delivery("completed", hangupSource="caller")) == events.CallEnded(
+        "completed", "caller"
+    )
+    assert read(delivery("no-answer")) == events.CallEnded("no-answer", None)
+
+
+def test_command_outcomes() -> None:
+    def command(name: str, status: str = "completed", **result: Any) -> dict[str, Any]:
+        return {"id": "cmd", "callId": "call-1", "callFlowId": None, "command": name,
+                "status": status, "result": result}  # fmt: skip
+
+    assert read(delivery(command=command("say"))) == events.PromptFinished(ok=True)
+    assert read(delivery(command=command("playback", "failed"))) == events.PromptFinished(False)
+    assert read(delivery(command=command("gather", keys="42", speech=""))) == (
+        events.DigitsCollected("42")
+    )
+    assert read(delivery(command=command("gather", keys=""))) == events.DigitsCollected("")
+    assert read(delivery(command=command("bridge", "failed"))) == events.AgentUnavailable(
+        None, "failed"
+    )
+    assert read(delivery(command=command("answer"))) == events.CallAnswered()
+    assert read(delivery(command=command("hangup"))) == events.Progress("hangup completed")
+
+
+def test_the_agent_leg_reports_to_the_callers_call() -> None:
+    agent = {"id": "leg-2", "parentId": "call-1", "direction": "outgoing"}
+    parsed = adapter.parse_delivery(delivery("ringing", event="voice.outbound", **agent))
+    assert parsed.call_id == "call-1"
+    assert parsed.leg_id == "leg-2"
+    assert not parsed.is_new_call_offer
+    assert adapter.to_event(parsed) == events.AgentRinging("leg-2")
+    assert read(delivery("ongoing", **agent)) == events.AgentConnected("leg-2")
+    assert read(delivery("completed", **agent)) == events.AgentHungUp("leg-2")
+    for status in ("no-answer", "busy", "failed"):
+        assert read(delivery(status, **agent)) == events.AgentUnavailable("leg-2", status)
+
+
+def test_repeats_share_a_fingerprint_and_different_deliveries_do_not() -> None:
+    a = adapter.parse_delivery(delivery("ongoing"))
+    again = adapter.parse_delivery(delivery("ongoing"))
+    later = adapter.parse_delivery(delivery("ongoing", updatedAt="2026-11-23T18:00:02Z"))
+    assert a.fingerprint == again.fingerprint
+    assert a.fingerprint != later.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (json.dumps({"service": "channels", "event": "voice.inbound"}).encode(), "payload"),
+        (delivery(id=None), "call id"),
+        (delivery(id=""), "call id"),
+        (delivery(updatedAt="yesterday"), "updatedAt"),
+        (delivery(status=None), "status"),
+    ],
+)
+def test_malformed_deliveries_say_why(body: bytes, reason: str) -> None:
+    with pytest.raises(DeliveryError, match=reason):
+        adapter.parse_delivery(body)
+
+
+def test_other_events_are_unhandled_not_errors() -> None:
+    other = json.dumps({"service": "channels", "event": "sms.inbound", "payload": {}}).encode()
+    with pytest.raises(UnhandledDelivery):
+        adapter.parse_delivery(other)

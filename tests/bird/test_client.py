@@ -1,0 +1,247 @@
+"""The Bird client through httpx's MockTransport: every body it builds is valid
+for Bird's published schemas, errors map to our exception types, retries are safe."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from service import actions
+from service.bird import adapter, schemas
+from service.bird.client import (
+    BirdAuthError,
+    BirdClient,
+    BirdNotFound,
+    BirdRateLimited,
+    BirdRequestError,
+    BirdServerError,
+    BirdTransportError,
+)
+
+BASE = "https://api.bird.test"
+CALLS = "/workspaces/ws-1/channels/ch-1/calls"
+
+# (path suffix, method) -> operation name of voice-schemas.json
+OPERATION = {
+    ("", "POST"): "createCall",
+    ("", "PATCH"): "updateCall",
+    ("answer", "POST"): "answerCall",
+    ("ringing", "POST"): "ringCall",
+    ("hangup", "POST"): "hangupCall",
+    ("say", "POST"): "say",
+    ("playback", "POST"): "playback",
+    ("gather", "POST"): "gather",
+    ("record", "POST"): "record",
+    ("bridge", "POST"): "bridge",
+}
+
+
+class Recorder:
+    """A MockTransport handler that checks every request like Bird would."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.requests: list[httpx.Request] = []
+        self.bodies: list[tuple[str, Any]] = []
+        self._answers = list(answers)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        assert request.headers["authorization"] == "AccessKey key-1"
+        path = request.url.path
+        assert path.startswith(CALLS)
+        rest = path[len(CALLS) :].strip("/").split("/")
+        suffix = rest[1] if len(rest) > 1 else ""
+        if request.method != "GET":
+            operation = OPERATION[(suffix, request.method)]
+            body = json.loads(request.content) if request.content else None
+            self.bodies.append((operation, body))
+            problems = schemas.problems(operation, body)
+            if problems:
+                return httpx.Response(422, json={"code": "invalid", "message": "; ".join(problems)})
+        if self._answers:
+            return self._answers.pop(0)
+        return httpx.Response(202, json={"id": "cmd-1", "callId": "call-1", "status": "queued"})
+
+
+def client_for(recorder: Recorder, **kwargs: Any) -> BirdClient:
+    async def no_sleep(_: float) -> None:
+        return None
+
+    return BirdClient(
+        base_url=BASE,
+        access_key="key-1",
+        workspace_id="ws-1",
+        channel_id="ch-1",
+        transport=httpx.MockTransport(recorder),
+        sleep=no_sleep,
+        **kwargs,
+    )
+
+
+async def test_every_command_body_is_valid_for_birds_schemas() -> None:
+    recorder = Recorder()
+    client = client_for(recorder)
+    await client.create_call(
+        {"to": "+31612345678", "from": "+31970102030", "notification": {"url": "https://x/y"}}
+    )
+    await client.update_call("call-1", status="completed")
+    await client.answer("call-1")
+    await client.ring("call-1")
+    await client.hangup("call-1")
+    await client.hangup("call-1", cause="busy")
+    await client.say("call-1", "Hello", locale="en-US", voice="female")
+    await client.playback("call-1", ["https://cdn.example.com/a.wav"])
+    await client.gather(
+        "call-1", max_num_keys=1, timeout_s=5, say={"text": "Press 1", "locale": "nl-NL"}
+    )
+    await client.gather("call-1", max_num_keys=4, end_key="#", playback={"media": ["https://a"]})
+    await client.record("call-1", max_length=120, end_key="#", beep=True, transcribe=False)
+    await client.bridge(
+        "call-1",
+        "+31201234567",
+        ring_timeout_s=20,
+        hangup_after_bridge=True,
+        notification_url="https://ivr.example.com/webhooks/bird",
+    )
+    await client.aclose()
+    assert len(recorder.bodies) == 12
+    for operation, body in recorder.bodies:
+        assert schemas.problems(operation, body) == [], (operation, body)
+
+
+async def test_every_action_the_engine_can_take_becomes_a_valid_request() -> None:
+    recorder = Recorder(
+        *[httpx.Response(202, json={"id": "x"}) for _ in range(6)],
+    )
+    client = client_for(recorder)
+    say = actions.Say("Hi {{caller}}", locale="en-GB", voice="male")
+    play = actions.Play(("https://cdn.example.com/hold.wav",))
+    for action in (
+        actions.Answer(),
+        actions.Speak(say),
+        actions.Speak(play),
+        actions.Gather(say, max_digits=1, timeout_s=5),
+        actions.Gather(play, max_digits=6, timeout_s=10, end_key="#"),
+        actions.Bridge("sip:tech@pbx.example.com", "+31970102030", 30, record=True),
+        actions.Hangup(),
+    ):
+        await adapter.perform(client, "call-1", action, notification_url="https://ivr.test/wh")
+    await client.aclose()
+    operations = [op for op, _ in recorder.bodies]
+    assert operations == [
+        "answerCall", "say", "playback", "gather", "gather", "bridge", "hangupCall",
+    ]  # fmt: skip
+    bridge = recorder.bodies[5][1]
+    assert bridge["hangupAfterBridge"] is True
+    assert bridge["notification"] == {"url": "https://ivr.test/wh"}
+    assert bridge["ringTimeout"] == 30
+
+
+async def test_a_body_bird_would_reject_is_caught_by_the_schemas() -> None:
+    """The schema check in these tests can fail: out-of-range and unknown fields."""
+    assert schemas.problems("bridge", {"to": "+31", "ringTimeout": 500})
+    assert schemas.problems("say", {"text": "x", "speed": 2})
+    assert schemas.problems("gather", {"endKey": "A"})
+    assert schemas.problems("say", {"locale": "en-US"})  # text is required
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, BirdRequestError),
+        (401, BirdAuthError),
+        (403, BirdAuthError),
+        (404, BirdNotFound),
+        (422, BirdRequestError),
+    ],
+)
+async def test_4xx_answers_map_to_our_errors_with_birds_reason(
+    status: int, kind: type[Exception]
+) -> None:
+    error = {"code": "E1", "message": "no such thing", "details": {"field": "to"}}
+    recorder = Recorder(httpx.Response(status, json=error))
+    client = client_for(recorder)
+    with pytest.raises(kind) as caught:
+        await client.answer("call-1")
+    await client.aclose()
+    assert len(recorder.requests) == 1  # a rejected request is never retried
+    assert caught.value.status == status  # type: ignore[attr-defined]
+    assert caught.value.code == "E1"  # type: ignore[attr-defined]
+    assert "no such thing" in str(caught.value)
+
+
+async def test_429_and_5xx_are_retried_then_raised() -> None:
+    recorder = Recorder(
+        httpx.Response(429, json={"code": "rate", "message": "slow down"}),
+        httpx.Response(503, text="unavailable"),
+        httpx.Response(202, json={"id": "cmd-9"}),
+    )
+    client = client_for(recorder)
+    assert await client.say("call-1", "hi") == {"id": "cmd-9"}
+    assert len(recorder.requests) == 3
+
+    failing = Recorder(*[httpx.Response(500, text="boom") for _ in range(3)])
+    client = client_for(failing, retries=2)
+    with pytest.raises(BirdServerError):
+        await client.say("call-1", "hi")
+    assert len(failing.requests) == 3
+    limited = Recorder(*[httpx.Response(429, json={}) for _ in range(3)])
+    client = client_for(limited, retries=2)
+    with pytest.raises(BirdRateLimited):
+        await client.answer("call-1")
+    await client.aclose()
+
+
+async def test_a_request_that_may_have_reached_bird_is_not_sent_twice() -> None:
+    attempts = []
+
+    def read_timeout(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ReadTimeout("slow", request=request)
+
+    client = BirdClient(
+        base_url=BASE,
+        access_key="key-1",
+        workspace_id="ws-1",
+        channel_id="ch-1",
+        transport=httpx.MockTransport(read_timeout),
+    )
+    with pytest.raises(BirdTransportError):
+        await client.say("call-1", "hi")
+    await client.aclose()
+    assert len(attempts) == 1
+
+
+async def test_connection_refused_is_retried() -> None:
+    attempts = []
+
+    def refuse_once(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(202, json={"id": "ok"})
+
+    recorder_client = BirdClient(
+        base_url=BASE,
+        access_key="key-1",
+        workspace_id="ws-1",
+        channel_id="ch-1",
+        transport=httpx.MockTransport(refuse_once),
+        backoff_s=0,
+    )
+    assert await recorder_client.answer("call-1") == {"id": "ok"}
+    await recorder_client.aclose()
+    assert len(attempts) == 2
+
+
+async def test_get_call_returns_the_call_object() -> None:
+    call = {"id": "call-1", "status": "ongoing"}
+    recorder = Recorder(httpx.Response(200, json=call))
+    client = client_for(recorder)
+    assert await client.get_call("call-1") == call
+    await client.aclose()
+    assert recorder.requests[0].method == "GET"
+    assert recorder.requests[0].url.path == f"{CALLS}/call-1"
