@@ -1,0 +1,85 @@
+"""Builders shared by the tests: settings, signed deliveries, a recording Bird."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from service.bird import signature
+from service.settings import Settings
+
+SIGNING_KEY = "test-signing-key"
+
+
+def settings(public_base_url: str, bird_api_url: str = "http://bird.invalid") -> Settings:
+    return Settings.from_env(
+        {
+            "BIRD_ACCESS_KEY": "test-access-key",
+            "BIRD_WORKSPACE_ID": str(uuid.uuid4()),
+            "BIRD_CHANNEL_ID": str(uuid.uuid4()),
+            "BIRD_SIGNING_KEY": SIGNING_KEY,
+            "PUBLIC_BASE_URL": public_base_url,
+            "BIRD_API_URL": bird_api_url,
+            "IVR_DEFAULT_GRAPH": "support-line",
+            "LOG_FORMAT": "console",
+        }
+    )
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def call_delivery(
+    call_id: str,
+    status: str,
+    *,
+    updated: float,
+    to: str = "+31970102030",
+    command: dict[str, Any] | None = None,
+    **payload: Any,
+) -> bytes:
+    call: dict[str, Any] = {
+        "id": call_id,
+        "from": "+31612345678",
+        "to": to,
+        "direction": "incoming",
+        "status": status,
+        "createdAt": iso(updated - 1),
+        "updatedAt": iso(updated),
+    }
+    call.update(payload)
+    if command is not None:
+        call["command"] = command
+    return json.dumps({"service": "channels", "event": "voice.inbound", "payload": call}).encode()
+
+
+def signed_headers(url: str, body: bytes, *, key: str = SIGNING_KEY) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    return {
+        "content-type": "application/json",
+        signature.SIGNATURE_HEADER: signature.sign(key, timestamp, url, body),
+        signature.TIMESTAMP_HEADER: timestamp,
+        signature.REQUEST_ID_HEADER: str(uuid.uuid4()),
+    }
+
+
+class RecordingBird:
+    """A MockTransport handler answering every command 202 and keeping the requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        self.requests.append((request.method, request.url.path.rsplit("/", 1)[-1], body))
+        return httpx.Response(202, json={"id": str(uuid.uuid4()), "status": "queued"})
+
+    @property
+    def commands(self) -> list[str]:
+        return [name for _, name, _ in self.requests]
