@@ -1,0 +1,23 @@
+"""A fake Bird Voice API on loopback, with scripted callers and agents and signed webhooks.
+
+It is a strict peer: it answers only what Bird would accept (access key, published request
+schemas, call state) and behaves as BIRD_API.md says, assumptions A1-A6 included.
+"""
+
+from service.sim.api import BirdSimulator, RecordedRequest
+from service.sim.delivery import DeliveryAttempt
+from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
+from service.sim.transcript import Entry, Transcript
+
+__all__ = [
+    "HANGUP",
+    "SILENCE",
+    "AgentScript",
+    "BirdSimulator",
+    "CalleeScript",
+    "CallerScript",
+    "DeliveryAttempt",
+    "Entry",
+    "RecordedRequest",
+    "Transcript",
+]

@@ -1,0 +1,339 @@
+"""The simulator's HTTP face: Bird's voice call endpoints, as strict as Bird.
+
+Every request is checked in Bird's order (access key, path, JSON, published schema, call
+state) and recorded in :attr:`BirdSimulator.requests` with its answer, so tests can assert
+that everything a service sent was valid and that nothing was sent after a hang-up.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.bird import schemas
+from service.sim.calls import SimCall
+from service.sim.engine import MEDIA_COMMANDS, CallEngine
+from service.sim.scripts import AgentScript, CalleeScript
+
+OPERATION_BY_ACTION = {
+    "answer": "answerCall",
+    "ringing": "ringCall",
+    "hangup": "hangupCall",
+    "playback": "playback",
+    "say": "say",
+    "gather": "gather",
+    "record": "record",
+    "bridge": "bridge",
+}
+
+_PATH = re.compile(
+    r"/workspaces/(?P<workspace>[^/]+)/channels/(?P<channel>[^/]+)/calls"
+    r"(?:/(?P<call>[^/]+)(?:/(?P<action>[^/]+))?)?"
+)
+_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"]
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the simulator received, and how it answered."""
+
+    method: str
+    path: str
+    query: str
+    operation: str | None
+    call_id: str | None
+    body: Any
+    """The parsed JSON body (None when empty or not JSON)."""
+    status: int
+    code: str | None
+    """The error ``code`` of a rejected request."""
+    problems: tuple[str, ...]
+    """Why the body did not match Bird's published schema."""
+    response: Any
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class _Reject(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, problems: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.problems = problems
+
+    def content(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.problems:
+            body["details"] = {"errors": list(self.problems)}
+        return body
+
+
+@dataclass
+class _Seen:
+    operation: str | None = None
+    call_id: str | None = None
+    body: Any = None
+
+
+class BirdSimulator(CallEngine):
+    """A fake Bird Voice API for one workspace and channel, with scripted people on the line.
+
+    Serve :attr:`app` (ASGI) on loopback, point the service's Bird base URL at it, then
+    :meth:`place_inbound_call` and :meth:`wait_ended`. Deliveries are signed with
+    ``signing_key`` and go to ``subscription_url`` unless a call names its own
+    ``notification.url``.
+
+    ``agents`` (bridge targets) and ``callees`` (outbound calls) are keyed by number or SIP
+    URI; unknown ones answer after 2 s. ``time_scale`` is real seconds per simulated second.
+    ``duplicate_deliveries`` sends every delivery twice (new request id);
+    ``replay_stale`` re-sends a call's previous delivery after each one (A6).
+    ``answer_timeout_s`` (simulated) is how long an inbound call rings unanswered before
+    ``no-answer``, but never less than ``answer_timeout_min_real_s`` real seconds, so that a
+    slow first request of the service is not taken for a dead service. Failed deliveries are
+    retried up to ``max_attempts`` times, ``retry_delay_s`` (simulated) doubling each time.
+    ``channel_number`` is the ``from`` of outbound calls that name none.
+    """
+
+    def __init__(
+        self,
+        *,
+        access_key: str,
+        workspace_id: str,
+        channel_id: str,
+        signing_key: str,
+        subscription_url: str,
+        agents: Mapping[str, AgentScript] | None = None,
+        callees: Mapping[str, CalleeScript] | None = None,
+        time_scale: float = 0.01,
+        duplicate_deliveries: bool = False,
+        replay_stale: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        answer_timeout_s: float = 30.0,
+        answer_timeout_min_real_s: float = 2.0,
+        max_attempts: int = 5,
+        retry_delay_s: float = 1.0,
+        channel_number: str = "+31850000000",
+    ) -> None:
+        super().__init__(
+            channel_id=channel_id,
+            signing_key=signing_key,
+            subscription_url=subscription_url,
+            agents=agents,
+            callees=callees,
+            time_scale=time_scale,
+            duplicate_deliveries=duplicate_deliveries,
+            replay_stale=replay_stale,
+            transport=transport,
+            answer_timeout_s=answer_timeout_s,
+            answer_timeout_min_real_s=answer_timeout_min_real_s,
+            max_attempts=max_attempts,
+            retry_delay_s=retry_delay_s,
+            channel_number=channel_number,
+        )
+        for operation in schemas.OPERATIONS:  # build the validators now, not on a first call
+            schemas.validator(operation)
+        self.workspace_id = workspace_id
+        self._authorization = f"AccessKey {access_key}"
+        self.requests: list[RecordedRequest] = []
+        self.app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=_METHODS)])
+
+    def requests_for(self, call_id: str) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.call_id == call_id]
+
+    async def _endpoint(self, request: Request) -> Response:
+        raw = await request.body()
+        seen = _Seen()
+        code: str | None = None
+        problems: tuple[str, ...] = ()
+        try:
+            status, content = self._handle(request, raw, seen)
+        except _Reject as reject:
+            status, content = reject.status, reject.content()
+            code, problems = reject.code, reject.problems
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.url.path,
+                query=request.url.query,
+                operation=seen.operation,
+                call_id=seen.call_id,
+                body=seen.body,
+                status=status,
+                code=code,
+                problems=problems,
+                response=content,
+            )
+        )
+        return JSONResponse(content, status_code=status)
+
+    def _handle(self, request: Request, raw: bytes, seen: _Seen) -> tuple[int, Any]:
+        method = request.method
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), self._authorization.encode()):
+            raise _Reject(401, "unauthorized", "missing or wrong 'Authorization: AccessKey ...'")
+        match = _PATH.fullmatch(request.url.path)
+        if match is None:
+            hint = " (no trailing slash)" if request.url.path.endswith("/") else ""
+            raise _Reject(404, "not_found", f"no such endpoint: {method} {request.url.path}{hint}")
+        if match["workspace"] != self.workspace_id:
+            raise _Reject(404, "not_found", f"workspace {match['workspace']} not found")
+        if match["channel"] != self.channel_id:
+            raise _Reject(404, "not_found", f"channel {match['channel']} not found")
+        call_id, action = match["call"], match["action"]
+        if call_id is None:
+            if method != "POST":
+                raise _Reject(405, "method_not_allowed", f"{method} is not simulated here")
+            seen.operation = "createCall"
+            body = seen.body = _parse(raw)
+            return self._create(_valid("createCall", body))
+        if action is None:
+            if method not in ("GET", "PATCH"):
+                raise _Reject(405, "method_not_allowed", f"{method} is not allowed on a call")
+            seen.operation = "getCall" if method == "GET" else "updateCall"
+        else:
+            if action not in OPERATION_BY_ACTION:
+                raise _Reject(404, "not_found", f"no such call command: {action}")
+            if method != "POST":
+                raise _Reject(405, "method_not_allowed", f"{action} takes POST")
+            seen.operation = OPERATION_BY_ACTION[action]
+        seen.call_id = call_id
+        call = self.calls.get(call_id)
+        if call is None:
+            raise _Reject(404, "not_found", f"call {call_id} not found")
+        if method == "GET":
+            return 200, call.to_json()
+        body = seen.body = _parse(raw)
+        if action is None:
+            return self._update(call, _valid("updateCall", body))
+        return self._command(call, action, _valid(seen.operation, body))
+
+    def _create(self, body: dict[str, Any]) -> tuple[int, Any]:
+        scheduled_for: datetime | None = None
+        if "scheduledFor" in body:
+            scheduled_for = _date_time(body["scheduledFor"])
+        flow = body.get("callFlow")
+        if flow:
+            _check_flow(flow)
+        call = self.create_outbound_call(body, scheduled_for)
+        return 202, call.to_json()
+
+    def _update(self, call: SimCall, body: dict[str, Any]) -> tuple[int, Any]:
+        _check_active(call)
+        if body.get("status") == "completed":
+            self.hang_up(call)
+            return 202, call.to_json()
+        flow = body.get("callFlow")
+        if flow:
+            _check_flow(flow)
+            answered = call.answered or call.answer_pending
+            if call.direction == "outgoing" and call.party == "callee":
+                answered = True  # an outbound call's flow waits for the callee to answer
+            for index, item in enumerate(flow):
+                name = item.get("command")
+                problem = _state_problem(call, name, answered)
+                if problem is not None:
+                    raise _Reject(422, "invalid_state", f"callFlow item {index}: {problem}")
+                answered = answered or name == "answer"
+            self.start_flow(call, flow)
+        return 202, call.to_json()
+
+    def _command(self, call: SimCall, action: str, body: dict[str, Any]) -> tuple[int, Any]:
+        _check_active(call)
+        problem = _state_problem(call, action, call.answered or call.answer_pending)
+        if problem is not None:
+            raise _Reject(422, "invalid_state", problem)
+        if action == "hangup":
+            command = self.new_command(call, "hangup", body)
+            cause = body.get("cause")
+            self.hang_up(call, cause if isinstance(cause, str) else None)
+            return 202, command.answer()
+        command = self.new_command(call, action, body)
+        self.enqueue(call, command)
+        answer = command.answer()
+        if command.leg is not None:
+            return 202, {"command": answer, "bridgedCall": command.leg.to_json()}
+        if command.recording_id is not None:
+            return 202, {"command": answer, "recordingId": command.recording_id}
+        return 202, answer
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise _Reject(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+
+
+def _valid(operation: str, body: Any) -> dict[str, Any]:
+    """``body`` if Bird's published schema for ``operation`` accepts it (absent means ``{}``)."""
+    subject = {} if body is None else body
+    found = schemas.problems(operation, subject)
+    if found:
+        raise _Reject(422, "validation_error", f"invalid {operation} request body", tuple(found))
+    if not isinstance(subject, dict):
+        raise _Reject(422, "validation_error", f"the {operation} request body must be an object")
+    return subject
+
+
+def _date_time(value: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise _Reject(
+            422,
+            "validation_error",
+            "invalid createCall request body",
+            (f"/scheduledFor: {value!r} is not an RFC 3339 date-time",),
+        )
+    return moment
+
+
+def _check_flow(flow: list[Any]) -> None:
+    """What the schema leaves open but a flow cannot run without."""
+    found = []
+    for index, item in enumerate(flow):
+        name = item.get("command")
+        if name is None:
+            found.append(f"/callFlow/{index}: 'command' is a required property")
+        elif name == "bridge":
+            options = item.get("options")
+            if not isinstance(options, dict) or not isinstance(options.get("to"), str):
+                found.append(f"/callFlow/{index}/options: 'to' is a required property")
+    if found:
+        raise _Reject(422, "validation_error", "invalid callFlow", tuple(found))
+
+
+def _check_active(call: SimCall) -> None:
+    if call.ended:
+        raise _Reject(422, "call_not_active", f"call {call.id} has ended (status {call.status})")
+
+
+def _state_problem(call: SimCall, command: str, answered: bool) -> str | None:
+    if command in ("answer", "ringing"):
+        if call.direction != "incoming":
+            return f"{command} applies to incoming calls only"
+        if answered:
+            return f"call {call.id} has already been answered"
+    elif command in MEDIA_COMMANDS and not answered:
+        return f"call {call.id} has not been answered yet (status {call.status})"
+    return None

@@ -1,0 +1,231 @@
+"""``ivr sim``: run the Bird simulator on loopback, optionally placing scripted calls.
+
+    ivr sim --webhook-url http://127.0.0.1:8080/webhooks/bird \\
+        --agent +31201234567=answer:3 --call '+31612345678>+31970102030:1,_' \\
+        --exit-after-calls
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from service.serving import serve
+from service.sim.api import BirdSimulator
+from service.sim.scripts import AgentScript, CallerScript, parse_agent_spec, parse_call_spec
+
+PROG = "ivr sim"
+
+
+class _BadArgument(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Settings:
+    host: str
+    port: int
+    webhook_url: str
+    signing_key: str
+    access_key: str
+    workspace_id: str
+    channel_id: str
+    time_scale: float
+    call_timeout_s: float
+    agents: dict[str, AgentScript]
+    calls: list[CallerScript]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ivr sim`` (validated by :func:`run`, which reports one clear line)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", default="8089", help="port to listen on (8089; 0: any free)")
+    parser.add_argument(
+        "--webhook-url",
+        help="required: the service's webhook URL, where voice.inbound/outbound deliveries go",
+    )
+    parser.add_argument("--signing-key", help="webhook signing key (default: $BIRD_SIGNING_KEY)")
+    parser.add_argument("--access-key", help="expected AccessKey (default: $BIRD_ACCESS_KEY)")
+    parser.add_argument("--workspace-id", help="workspace id (default: $BIRD_WORKSPACE_ID)")
+    parser.add_argument("--channel-id", help="channel id (default: $BIRD_CHANNEL_ID)")
+    parser.add_argument(
+        "--time-scale",
+        default="0.01",
+        help="real seconds per simulated second (0.01: a 5 s prompt takes 50 ms)",
+    )
+    parser.add_argument(
+        "--agent",
+        action="append",
+        default=[],
+        metavar="NUMBER=BEHAVIOR[:ANSWER_AFTER_S]",
+        help="how a bridge target answers: answer, no-answer, busy or failed (repeatable)",
+    )
+    parser.add_argument(
+        "--call",
+        action="append",
+        default=[],
+        metavar="FROM>TO[:INPUT,...]",
+        help="place this inbound call once serving and print its transcript (repeatable); "
+        "an INPUT is the keys pressed at one gather, _ for silence or hangup",
+    )
+    parser.add_argument(
+        "--exit-after-calls", action="store_true", help="exit once the --call calls have ended"
+    )
+    parser.add_argument(
+        "--call-timeout",
+        default="120",
+        help="real seconds to wait for each --call to end (120)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print transcripts as JSON, one per line"
+    )
+    parser.add_argument(
+        "--duplicate-deliveries", action="store_true", help="send every delivery twice (A6)"
+    )
+    parser.add_argument(
+        "--replay-stale",
+        action="store_true",
+        help="after each delivery, re-send the previous one of that call (A6)",
+    )
+
+
+def _required(value: str | None, env: str, flag: str) -> str:
+    resolved = value if value is not None else os.environ.get(env)
+    if not resolved:
+        raise _BadArgument(f"{flag} is required (or set {env})")
+    return resolved
+
+
+def _positive(value: str, flag: str, *, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise _BadArgument(f"{flag} must be a number, got {value!r}") from None
+    if number < 0 or (number == 0 and not allow_zero) or number != number:
+        raise _BadArgument(f"{flag} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return number
+
+
+def _settings(args: argparse.Namespace) -> _Settings:
+    if not args.webhook_url:
+        raise _BadArgument("--webhook-url is required")
+    if not str(args.webhook_url).startswith(("http://", "https://")):
+        raise _BadArgument(f"--webhook-url must be an http(s) URL, got {args.webhook_url!r}")
+    try:
+        port = int(args.port)
+    except ValueError:
+        raise _BadArgument(f"--port must be an integer, got {args.port!r}") from None
+    if not 0 <= port <= 65535:
+        raise _BadArgument(f"--port must be between 0 and 65535, got {port}")
+    agents: dict[str, AgentScript] = {}
+    calls: list[CallerScript] = []
+    try:
+        for spec in args.agent:
+            number, script = parse_agent_spec(spec)
+            agents[number] = script
+        for index, spec in enumerate(args.call, start=1):
+            calls.append(parse_call_spec(spec, name=f"call {index}"))
+    except ValueError as exc:
+        raise _BadArgument(str(exc)) from None
+    return _Settings(
+        host=args.host,
+        port=port,
+        webhook_url=args.webhook_url,
+        signing_key=_required(args.signing_key, "BIRD_SIGNING_KEY", "--signing-key"),
+        access_key=_required(args.access_key, "BIRD_ACCESS_KEY", "--access-key"),
+        workspace_id=_required(args.workspace_id, "BIRD_WORKSPACE_ID", "--workspace-id"),
+        channel_id=_required(args.channel_id, "BIRD_CHANNEL_ID", "--channel-id"),
+        time_scale=_positive(args.time_scale, "--time-scale"),
+        call_timeout_s=_positive(args.call_timeout, "--call-timeout"),
+        agents=agents,
+        calls=calls,
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Serve until Ctrl-C (or, with ``--exit-after-calls``, until the calls have ended).
+
+    0 when every ``--call`` ended, 1 when one did not (or the port was taken), 2 on a bad
+    argument.
+    """
+    try:
+        settings = _settings(args)
+    except _BadArgument as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    sim = BirdSimulator(
+        access_key=settings.access_key,
+        workspace_id=settings.workspace_id,
+        channel_id=settings.channel_id,
+        signing_key=settings.signing_key,
+        subscription_url=settings.webhook_url,
+        agents=settings.agents,
+        time_scale=settings.time_scale,
+        duplicate_deliveries=bool(args.duplicate_deliveries),
+        replay_stale=bool(args.replay_stale),
+    )
+    try:
+        async with serve(sim.app, settings.host, settings.port) as running:
+            base = f"{running.url}/workspaces/{settings.workspace_id}"
+            print(
+                f"Bird simulator: {base}/channels/{settings.channel_id}/calls"
+                f" -> webhooks to {settings.webhook_url}",
+                file=sys.stderr,
+                flush=True,
+            )
+            status = await _place_calls(sim, settings, bool(args.json), sys.stdout)
+            if args.exit_after_calls:
+                return status
+            await _until_stopped(running.task)
+            return status
+    except OSError as exc:
+        print(
+            f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        await sim.aclose()
+
+
+async def _place_calls(sim: BirdSimulator, settings: _Settings, as_json: bool, out: TextIO) -> int:
+    status = 0
+    for script in settings.calls:
+        call_id = await sim.place_inbound_call(script)
+        try:
+            transcript = await sim.wait_ended(call_id, settings.call_timeout_s)
+        except TimeoutError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
+            status = 1
+            continue
+        if as_json:
+            out.write(json.dumps(transcript.to_dict()) + "\n")
+        else:
+            out.write(transcript.render() + "\n\n")
+        out.flush()
+    return status
+
+
+async def _until_stopped(server_task: asyncio.Task[None]) -> None:
+    """Wait for Ctrl-C / SIGTERM (or for the server to stop by itself)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    stopper = loop.create_task(stop.wait())
+    try:
+        await asyncio.wait({stopper, server_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        for sig in handled:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,730 @@
+"""How simulated calls behave: statuses, commands, bridges, and the deliveries they cause.
+
+Time is simulated: one simulated second lasts ``time_scale`` real seconds. Each call has one
+worker task that runs its commands in the order received; a hang-up (by the service, the
+caller, or ``hangupAfterBridge``) acts at once, cancels what is running and drops the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from collections.abc import Coroutine, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import structlog
+
+from service.sim import transcript as tr
+from service.sim.calls import ENDED_STATUSES, Command, Direction, SimCall
+from service.sim.delivery import Deliverer, DeliveryAttempt, Envelope
+from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
+from service.sim.transcript import Transcript
+
+log = structlog.get_logger("sim")
+
+MEDIA_COMMANDS = frozenset({"say", "playback", "gather", "record", "bridge", "pause"})
+DEFAULT_AGENT = AgentScript()
+DEFAULT_CALLEE = CalleeScript()
+GATHER_TIMEOUT_S = 5.0
+RING_TIMEOUT_S = 30.0
+KEY_PRESS_S = 0.3
+THINK_S = 1.0
+BEEP_S = 0.5
+
+Outcome = tuple[str, dict[str, Any]]
+
+
+class _PersonHungUp(Exception):
+    """The simulated person hung up while a command was running."""
+
+
+def say_seconds(options: Mapping[str, Any]) -> float:
+    text = str(options.get("text", ""))
+    return max(0.5, 0.06 * len(text)) * _loops(options)
+
+
+def playback_seconds(options: Mapping[str, Any]) -> float:
+    media = options.get("media") or []
+    return 2.0 * len(media) * _loops(options)
+
+
+def _loops(options: Mapping[str, Any]) -> int:
+    loop = options.get("loop")
+    return loop if isinstance(loop, int) and loop > 1 else 1
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value)
+
+
+class CallEngine:
+    """The simulated network: every call, its people, its commands and its deliveries."""
+
+    def __init__(
+        self,
+        *,
+        channel_id: str,
+        signing_key: str,
+        subscription_url: str,
+        agents: Mapping[str, AgentScript] | None = None,
+        callees: Mapping[str, CalleeScript] | None = None,
+        time_scale: float = 0.01,
+        duplicate_deliveries: bool = False,
+        replay_stale: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+        answer_timeout_s: float = 30.0,
+        answer_timeout_min_real_s: float = 2.0,
+        max_attempts: int = 5,
+        retry_delay_s: float = 1.0,
+        channel_number: str = "+31850000000",
+    ) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.channel_id = channel_id
+        self.subscription_url = subscription_url
+        self.agents: dict[str, AgentScript] = dict(agents or {})
+        self.callees: dict[str, CalleeScript] = dict(callees or {})
+        self.time_scale = time_scale
+        self.duplicate_deliveries = duplicate_deliveries
+        self.replay_stale = replay_stale
+        self.answer_timeout_s = answer_timeout_s
+        self.answer_timeout_min_real_s = answer_timeout_min_real_s
+        self.channel_number = channel_number
+        self.calls: dict[str, SimCall] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._deliverer = Deliverer(
+            signing_key=signing_key,
+            sleep=self._sleep,
+            transport=transport,
+            max_attempts=max_attempts,
+            retry_delay_s=retry_delay_s,
+        )
+
+    # ----------------------------------------------------------------- public API
+
+    @property
+    def deliveries(self) -> list[DeliveryAttempt]:
+        """Every delivery attempt made so far, in order, with its answer."""
+        return self._deliverer.attempts
+
+    async def place_inbound_call(self, script: CallerScript) -> str:
+        """A person calls the IVR number: the call is delivered (``voice.inbound``) and rings."""
+        call = self._new_call(
+            from_number=script.from_number,
+            to_number=script.to_number,
+            direction="incoming",
+            status="starting",
+            event="voice.inbound",
+            delivery_url=self.subscription_url,
+            party="caller",
+            script_name=script.name,
+            inputs=script.inputs,
+            hangup_after_s=script.hangup_after_s,
+            voicemail_s=script.voicemail_s,
+        )
+        self._deliver(call)
+        self._set_status(call, "ringing")
+        self._note(call, tr.RINGING)
+        self._spawn_timer(call, self._await_answer(call))
+        return call.id
+
+    def transcript(self, call_id: str) -> Transcript:
+        """The transcript of a call (for an agent leg: of the call it belongs to)."""
+        transcript = self._call(call_id).root.transcript
+        assert transcript is not None
+        return transcript
+
+    async def wait_ended(self, call_id: str, timeout_s: float) -> Transcript:
+        """Wait until the call has ended and every delivery of it (and its legs) was answered."""
+        call = self._call(call_id).root
+        try:
+            async with asyncio.timeout(timeout_s):
+                await call.settled.wait()
+        except TimeoutError:
+            family = self._family(call)
+            pending = sum(member.pending_deliveries for member in family)
+            active = [f"{m.party} leg {m.id}: {m.status}" for m in family if not m.ended]
+            transcript = self.transcript(call.id)
+            raise TimeoutError(
+                f"call {call.id} ({transcript.script_name}) has not ended within {timeout_s} s: "
+                f"status {call.status}; still active: {', '.join(active) or 'none'}; "
+                f"{pending} deliveries not yet answered.\n{transcript.render()}"
+            ) from None
+        return self.transcript(call.id)
+
+    async def aclose(self) -> None:
+        """Cancel every running task and close the delivery client."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._deliverer.aclose()
+
+    # ------------------------------------------------------- used by the HTTP layer
+
+    def _call(self, call_id: str) -> SimCall:
+        try:
+            return self.calls[call_id]
+        except KeyError:
+            raise KeyError(f"no simulated call {call_id!r}") from None
+
+    def create_outbound_call(
+        self, body: Mapping[str, Any], scheduled_for: datetime | None
+    ) -> SimCall:
+        """``POST /calls``: dial the callee of ``body["to"]`` per its :class:`CalleeScript`."""
+        to = str(body["to"])
+        callee = self.callees.get(to, DEFAULT_CALLEE)
+        notification = body.get("notification")
+        url = notification.get("url") if isinstance(notification, dict) else None
+        now = datetime.now(UTC)
+        scheduled = scheduled_for is not None and scheduled_for > now
+        call = self._new_call(
+            from_number=str(body.get("from") or self.channel_number),
+            to_number=to,
+            direction="outgoing",
+            status="scheduled" if scheduled else "accepted",
+            event="voice.outbound",
+            delivery_url=url or self.subscription_url,
+            party="callee",
+            script_name=callee.name,
+            inputs=callee.inputs,
+            hangup_after_s=callee.hangup_after_s,
+            voicemail_s=callee.voicemail_s,
+        )
+        call.scheduled_for = scheduled_for
+        call.notification = dict(notification) if isinstance(notification, dict) else None
+        tags = body.get("tags")
+        if isinstance(tags, list):
+            call.tags = [str(tag).lower() for tag in tags]
+        flow = body.get("callFlow")
+        if isinstance(flow, list) and flow:
+            call.deferred_flow = self._flow_commands(call, flow)
+        delay_s = (scheduled_for - now).total_seconds() if scheduled and scheduled_for else 0.0
+        self._spawn_timer(call, self._dial(call, callee.answer, body, delay_s))
+        return call
+
+    def new_bridge_leg(self, call: SimCall, options: Mapping[str, Any]) -> SimCall:
+        """The agent's leg of a bridge: a new outgoing call whose parent is ``call``."""
+        notification = options.get("notification")
+        url = notification.get("url") if isinstance(notification, dict) else None
+        leg = self._new_call(
+            from_number=str(options.get("from") or call.from_number),
+            to_number=str(options["to"]),
+            direction="outgoing",
+            status="starting",
+            event="voice.outbound",
+            delivery_url=url or self.subscription_url,
+            party="agent",
+            parent=call,
+        )
+        leg.started = False
+        leg.notification = dict(notification) if isinstance(notification, dict) else None
+        call.children.append(leg)
+        return leg
+
+    def new_command(
+        self,
+        call: SimCall,
+        name: str,
+        options: Mapping[str, Any] | None,
+        *,
+        call_flow_id: str | None = None,
+        conditions: list[dict[str, Any]] | None = None,
+    ) -> Command:
+        command = Command(
+            id=str(uuid.uuid4()),
+            call_id=call.id,
+            name=name,
+            options=dict(options or {}),
+            call_flow_id=call_flow_id,
+            conditions=conditions,
+        )
+        if name == "bridge" and call_flow_id is None:
+            command.leg = self.new_bridge_leg(call, command.options)
+        if name == "record":
+            command.recording_id = str(uuid.uuid4())
+        return command
+
+    def enqueue(self, call: SimCall, command: Command) -> None:
+        if command.name == "answer":
+            call.answer_pending = True
+            call.answered_event.set()
+        call.queue.put_nowait(command)
+
+    def start_flow(self, call: SimCall, flow: list[dict[str, Any]]) -> None:
+        """``PATCH`` with ``callFlow``: its commands run after those already queued."""
+        commands = self._flow_commands(call, flow)
+        call.touch()
+        if call.direction == "outgoing" and call.party == "callee" and not call.answered:
+            call.deferred_flow.extend(commands)
+            return
+        for command in commands:
+            self.enqueue(call, command)
+
+    def hang_up(self, call: SimCall, cause: str | None = None) -> None:
+        """The service hangs up (``/hangup`` or ``PATCH status: completed``): at once."""
+        if call.status == "scheduled":
+            status = "cancelled"
+        elif cause == "busy" and not call.answered:
+            status = "busy"
+        else:
+            status = "completed"
+        self._end_call(call, status, "api", reason=cause)
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_call(
+        self,
+        *,
+        from_number: str,
+        to_number: str,
+        direction: Direction,
+        status: str,
+        event: str,
+        delivery_url: str,
+        party: str,
+        parent: SimCall | None = None,
+        script_name: str = "",
+        inputs: tuple[str, ...] = (),
+        hangup_after_s: float | None = None,
+        voicemail_s: float = 3.0,
+    ) -> SimCall:
+        call = SimCall(
+            id=str(uuid.uuid4()),
+            channel_id=self.channel_id,
+            from_number=from_number,
+            to_number=to_number,
+            direction=direction,
+            status=status,
+            event=event,
+            delivery_url=delivery_url,
+            t0=asyncio.get_running_loop().time(),
+            party=party,
+            parent=parent,
+            inputs=collections.deque(inputs),
+            hangup_after_s=hangup_after_s,
+            voicemail_s=voicemail_s,
+        )
+        call.updated_at = call.created_at
+        if parent is None:
+            call.transcript = Transcript(call.id, script_name, from_number, to_number)
+        self.calls[call.id] = call
+        call.worker = self._spawn(self._work(call), f"sim-call-{call.id}")
+        return call
+
+    def _flow_commands(self, call: SimCall, flow: list[dict[str, Any]]) -> list[Command]:
+        flow_id = str(uuid.uuid4())
+        commands: list[Command] = []
+        for item in flow:
+            conditions = item.get("conditions")
+            command = self.new_command(
+                call,
+                str(item.get("command")),
+                item.get("options"),
+                call_flow_id=flow_id,
+                conditions=list(conditions) if conditions else None,
+            )
+            command.flow_entry = command.answer()
+            commands.append(command)
+        call.call_flow = {"id": flow_id, "commands": [c.flow_entry for c in commands]}
+        return commands
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _spawn_timer(self, call: SimCall, coro: Coroutine[Any, Any, None]) -> None:
+        call.timers.append(self._spawn(coro, f"sim-timer-{call.id}"))
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("simulator task failed", task=task.get_name(), exc_info=task.exception())
+
+    async def _sleep(self, sim_s: float) -> None:
+        await asyncio.sleep(max(0.0, sim_s) * self.time_scale)
+
+    def _at(self, call: SimCall) -> float:
+        return (asyncio.get_running_loop().time() - call.root.t0) / self.time_scale
+
+    def _note(self, call: SimCall, kind: str, text: str = "") -> None:
+        transcript = call.root.transcript
+        assert transcript is not None
+        if call.party == "agent":
+            text = f"(agent {call.to_number}) {text}".rstrip()
+        transcript.add(self._at(call), kind, text)
+
+    def _family(self, call: SimCall) -> list[SimCall]:
+        members = [call]
+        for child in call.children:
+            members.extend(self._family(child))
+        return members
+
+    # ---------------------------------------------------------------- deliveries
+
+    def _deliver(
+        self, call: SimCall, command: Command | None = None, outcome: Outcome | None = None
+    ) -> None:
+        call.touch()
+        payload = call.to_json()
+        if command is not None and outcome is not None:
+            status, result = outcome
+            payload["command"] = {
+                "id": command.id,
+                "callId": call.id,
+                "callFlowId": command.call_flow_id,
+                "command": command.name,
+                "status": status,
+                "result": result,
+            }
+        envelope = Envelope.build(call.id, call.delivery_url, call.event, payload)
+        call.outbox.append(envelope)
+        call.pending_deliveries += 1
+        if call.sender is None or call.sender.done():
+            call.sender = self._spawn(self._send_outbox(call), f"sim-deliver-{call.id}")
+
+    async def _send_outbox(self, call: SimCall) -> None:
+        while call.outbox:
+            envelope = call.outbox.popleft()
+            try:
+                await self._deliverer.send(envelope, "original")
+                if self.duplicate_deliveries:
+                    await self._deliverer.send(envelope, "duplicate")
+                if self.replay_stale and call.last_sent is not None:
+                    await self._deliverer.send(call.last_sent, "replay")
+                call.last_sent = envelope
+            finally:
+                call.pending_deliveries -= 1
+                self._check_settled(call.root)
+
+    def _check_settled(self, root: SimCall) -> None:
+        if root.settled.is_set():
+            return
+        family = self._family(root)
+        if all(m.ended for m in family) and all(m.pending_deliveries == 0 for m in family):
+            root.settled.set()
+
+    # ------------------------------------------------------------------- statuses
+
+    def _set_status(
+        self,
+        call: SimCall,
+        status: str,
+        *,
+        source: str | None = None,
+        reason: str | None = None,
+        deliver: bool = True,
+    ) -> None:
+        now = datetime.now(UTC)
+        call.status = status
+        if status == "ringing":
+            call.ringing_at = now
+        elif status == "ongoing":
+            call.answered_at = now
+            call.answered_loop_time = asyncio.get_running_loop().time()
+        elif status in ENDED_STATUSES:
+            call.ended_at = now
+            call.hangup_source = source
+            call.reason = reason
+            if call.answered_loop_time is not None:
+                talked = asyncio.get_running_loop().time() - call.answered_loop_time
+                call.duration = round(talked / self.time_scale)
+        if deliver and call.started:
+            self._deliver(call)
+        else:
+            call.touch()
+
+    def _end_call(
+        self, call: SimCall, status: str, source: str, *, reason: str | None = None
+    ) -> None:
+        """End ``call`` now: cancel what runs on it, drop what is queued, end its legs."""
+        if call.ended:
+            return
+        current = asyncio.current_task()
+        for timer in call.timers:
+            if timer is not current:
+                timer.cancel()
+        if call.worker is not None and call.worker is not current:
+            call.worker.cancel()
+        while not call.queue.empty():
+            call.queue.get_nowait().set_status("cancelled")
+        for command in call.deferred_flow:
+            command.set_status("cancelled")
+        call.deferred_flow = []
+        self._set_status(call, status, source=source, reason=reason, deliver=call.started)
+        call.ended_event.set()
+        for child in call.children:
+            if child.ended:
+                continue
+            if child.started:
+                self._end_call(child, "completed", source)
+            else:
+                self._end_call(child, "cancelled", "none")
+        transcript = call.transcript
+        if transcript is not None:
+            transcript.ended = True
+            transcript.final_status = status
+            transcript.hangup_source = source
+            detail = f"{status} (hangupSource: {source}"
+            detail += f", reason: {reason})" if reason else ")"
+            self._note(call, tr.ENDED, detail)
+        self._check_settled(call.root)
+
+    def _answered(self, call: SimCall) -> None:
+        """The call is connected (answered by the service, or picked up by the callee)."""
+        call.answered_event.set()
+        self._set_status(call, "ongoing")
+        if call.party != "agent":
+            self._note(call, tr.ANSWERED)
+        if call.hangup_after_s is not None:
+            self._spawn_timer(call, self._hang_up_later(call, call.hangup_after_s))
+
+    def _person_hangs_up(self, call: SimCall, why: str) -> None:
+        """The simulated person hangs up (A5): one ``completed`` delivery, nothing more."""
+        self._note(call, tr.CALLER_HUNG_UP, f"the {call.party} hung up {why}".rstrip())
+        source = "caller" if call.direction == "incoming" else "callee"
+        self._end_call(call, "completed", source)
+
+    async def _hang_up_later(self, call: SimCall, after_s: float) -> None:
+        await self._sleep(after_s)
+        self._person_hangs_up(call, f"after {after_s:g} s")
+
+    async def _await_answer(self, call: SimCall) -> None:
+        wait = max(self.answer_timeout_s * self.time_scale, self.answer_timeout_min_real_s)
+        try:
+            async with asyncio.timeout(wait):
+                await call.answered_event.wait()
+        except TimeoutError:
+            self._note(call, tr.NOTE, f"not answered within {self.answer_timeout_s:g} s")
+            self._end_call(call, "no-answer", "timeout")
+
+    async def _dial(
+        self, call: SimCall, answer: AgentScript, body: Mapping[str, Any], delay_s: float
+    ) -> None:
+        """An outbound call: (scheduled ->) starting -> ringing -> the callee's choice."""
+        if delay_s > 0:
+            await self._sleep(delay_s)
+        await self._sleep(0.2)
+        self._set_status(call, "starting")
+        await self._sleep(0.5)
+        self._set_status(call, "ringing")
+        self._note(call, tr.RINGING)
+        if answer.behavior in ("busy", "failed"):
+            self._note(call, tr.NOTE, f"callee is {answer.behavior}")
+            self._end_call(call, answer.behavior, "callee" if answer.behavior == "busy" else "none")
+            return
+        ring_timeout = _number(body.get("ringTimeout"), RING_TIMEOUT_S)
+        if answer.behavior != "answer" or answer.answer_after_s >= ring_timeout:
+            await self._sleep(ring_timeout)
+            self._note(call, tr.NOTE, f"callee did not answer within {ring_timeout:g} s")
+            self._end_call(call, "no-answer", "timeout")
+            return
+        await self._sleep(answer.answer_after_s)
+        self._answered(call)
+        flow, call.deferred_flow = call.deferred_flow, []
+        for command in flow:
+            self.enqueue(call, command)
+        max_duration = _number(body.get("maxDuration"), 14400.0)
+        self._spawn_timer(call, self._end_later(call, max_duration))
+
+    async def _end_later(self, call: SimCall, after_s: float) -> None:
+        await self._sleep(after_s)
+        self._note(call, tr.NOTE, f"maxDuration of {after_s:g} s reached")
+        self._end_call(call, "completed", "timeout")
+
+    # ------------------------------------------------------------------- commands
+
+    async def _work(self, call: SimCall) -> None:
+        """Run the call's commands one at a time, in the order received."""
+        while True:
+            command = await call.queue.get()
+            if not self._conditions_hold(call, command):
+                command.set_status("skipped")
+                continue
+            command.set_status("running")
+            try:
+                outcome = await self._run(call, command)
+            except _PersonHungUp as hung_up:
+                command.set_status("cancelled")
+                self._person_hangs_up(call, str(hung_up))
+                return
+            except asyncio.CancelledError:
+                command.set_status("cancelled")
+                raise
+            if outcome is None or call.ended:
+                return
+            command.set_status(outcome[0])
+            self._deliver(call, command, outcome)
+            bridged = command.name == "bridge" and outcome[0] == "completed"
+            if bridged and command.options.get("hangupAfterBridge") is True:
+                self._end_call(call, "completed", "callee")
+                return
+
+    @staticmethod
+    def _conditions_hold(call: SimCall, command: Command) -> bool:
+        for condition in command.conditions or []:
+            variable = condition.get("variable", "keys")
+            actual = call.last_speech if variable == "speech" else call.last_keys
+            expected = str(condition.get("value", ""))
+            operator = condition.get("operator", "eq")
+            if operator in ("eq", "=="):
+                holds = actual == expected
+            elif operator in ("ne", "!="):
+                holds = actual != expected
+            else:
+                holds = expected in actual
+            if not holds:
+                return False
+        return True
+
+    async def _run(self, call: SimCall, command: Command) -> Outcome | None:
+        name, options = command.name, command.options
+        if name == "hangup":
+            cause = options.get("cause")
+            self.hang_up(call, cause if isinstance(cause, str) else None)
+            return None
+        if name == "answer":
+            if call.direction != "incoming" or call.answered:
+                return ("failed", {})
+            self._answered(call)
+            return ("completed", {})
+        if name == "ringing":
+            if call.direction != "incoming" or call.answered:
+                return ("failed", {})
+            if call.status != "ringing":
+                self._set_status(call, "ringing")
+            return ("completed", {})
+        if name in MEDIA_COMMANDS and not call.answered:
+            return ("failed", {})
+        if name == "say":
+            self._note(call, tr.HEARD, str(options.get("text", "")))
+            await self._sleep(say_seconds(options))
+            return ("completed", {})
+        if name == "playback":
+            self._note(call, tr.HEARD, "audio: " + ", ".join(options.get("media") or []))
+            await self._sleep(playback_seconds(options))
+            return ("completed", {})
+        if name == "gather":
+            return await self._gather(call, options)
+        if name == "record":
+            return await self._record(call, command)
+        if name == "bridge":
+            return await self._bridge(call, command)
+        if name == "pause":
+            await self._sleep(_number(options.get("length"), 1.0))
+            return ("completed", {})
+        return ("failed", {})
+
+    async def _gather(self, call: SimCall, options: Mapping[str, Any]) -> Outcome:
+        prompt_s = 0.0
+        say, playback = options.get("say"), options.get("playback")
+        if isinstance(say, dict):
+            self._note(call, tr.HEARD, str(say.get("text", "")))
+            prompt_s = say_seconds(say)
+        elif isinstance(playback, dict):
+            self._note(call, tr.HEARD, "audio: " + ", ".join(playback.get("media") or []))
+            prompt_s = playback_seconds(playback)
+        value = call.inputs.popleft() if call.inputs else SILENCE
+        if value == HANGUP:
+            await self._sleep(prompt_s / 2)
+            raise _PersonHungUp("during the prompt")
+        await self._sleep(prompt_s)
+        timeout = _number(options.get("timeout"), GATHER_TIMEOUT_S)
+        keys = ""
+        if value == SILENCE:
+            await self._sleep(timeout)
+            self._note(call, tr.SILENCE, f"pressed nothing within {timeout:g} s")
+        else:
+            max_keys = options.get("maxNumKeys")
+            limit = max_keys if isinstance(max_keys, int) and max_keys > 0 else None
+            end_key = options.get("endKey")
+            pressed, finished = "", False
+            for key in value:
+                pressed += key
+                if key == end_key:
+                    finished = True
+                    break
+                keys += key
+                if limit is not None and len(keys) >= limit:
+                    finished = True
+                    break
+            await self._sleep(THINK_S + KEY_PRESS_S * len(pressed))
+            self._note(call, tr.PRESSED, pressed)
+            if not finished:
+                await self._sleep(timeout)
+        call.last_keys, call.last_speech = keys, ""
+        return ("completed", {"keys": keys, "speech": ""})
+
+    async def _record(self, call: SimCall, command: Command) -> Outcome:
+        options = command.options
+        if options.get("beep", True) is not False:
+            self._note(call, tr.HEARD, "(beep)")
+            await self._sleep(BEEP_S)
+        length = call.voicemail_s
+        max_length = options.get("maxLength")
+        if isinstance(max_length, int) and 0 < max_length < length:
+            length = float(max_length)
+        await self._sleep(length)
+        self._note(call, tr.RECORDED, f"a message of {length:g} s")
+        recording_id = command.recording_id or str(uuid.uuid4())
+        return ("completed", {"recordingId": recording_id, "duration": round(length)})
+
+    async def _bridge(self, call: SimCall, command: Command) -> Outcome:
+        options = command.options
+        leg = command.leg
+        if leg is None:
+            leg = command.leg = self.new_bridge_leg(call, options)
+        target = leg.to_number
+        if leg.ended:  # the service hung the leg up before the bridge began
+            return ("failed", {})
+        agent = self.agents.get(target, DEFAULT_AGENT)
+        self._note(call, tr.TRANSFERRING, f"to {target}")
+        leg.started = True
+        self._set_status(leg, "ringing")
+        if agent.behavior in ("busy", "failed"):
+            kind = tr.AGENT_BUSY if agent.behavior == "busy" else tr.AGENT_FAILED
+            self._note(call, kind, f"{target} is {agent.behavior}")
+            self._end_call(leg, agent.behavior, "callee" if agent.behavior == "busy" else "none")
+            return ("failed", {})
+        ring_timeout = _number(options.get("ringTimeout"), RING_TIMEOUT_S)
+        answers = agent.behavior == "answer" and agent.answer_after_s < ring_timeout
+        if await self._leg_ends_within(leg, agent.answer_after_s if answers else ring_timeout):
+            self._note(call, tr.NOTE, f"the call to {target} was hung up before it was answered")
+            return ("failed", {})
+        if not answers:
+            self._note(call, tr.AGENT_NO_ANSWER, f"{target} did not answer")
+            self._end_call(leg, "no-answer", "timeout")
+            return ("failed", {})
+        self._answered(leg)
+        self._note(call, tr.REACHED, target)
+        transcript = call.root.transcript
+        assert transcript is not None
+        transcript.reached = target
+        max_duration = _number(options.get("maxDuration"), 28800.0)
+        talk_s = min(agent.talk_s, max_duration)
+        if await self._leg_ends_within(leg, talk_s):
+            self._note(call, tr.AGENT_HUNG_UP, f"the call to {target} was hung up")
+        else:
+            self._note(call, tr.AGENT_HUNG_UP, f"{target} hung up after {talk_s:g} s")
+            source = "callee" if agent.talk_s <= max_duration else "timeout"
+            self._end_call(leg, "completed", source)
+        return ("completed", {})
+
+    async def _leg_ends_within(self, leg: SimCall, sim_s: float) -> bool:
+        try:
+            async with asyncio.timeout(max(0.0, sim_s) * self.time_scale):
+                await leg.ended_event.wait()
+        except TimeoutError:
+            return False
+        return True
