@@ -60,9 +60,9 @@ class CallHandler:
         self._clock = clock
 
     async def handle(self, delivery: Delivery) -> Outcome:
-        bound = log.bind(
-            call_id=delivery.call_id, leg_id=delivery.leg_id, delivery=delivery.describe()
-        )
+        bound = log.bind(call_id=delivery.call_id, delivery=delivery.describe())
+        if delivery.leg_id != delivery.call_id:
+            bound = bound.bind(leg_id=delivery.leg_id)
         for _ in range(MAX_COMMIT_ATTEMPTS):
             current = await self._store.load(delivery.call_id)
             now = self._clock()

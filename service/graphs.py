@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
@@ -124,9 +125,17 @@ def version_of(document: Mapping[str, Any]) -> str:
 
 
 @cache
+def schema() -> dict[str, Any]:
+    """The graph format's JSON Schema. The package carries a copy of
+    ``ivr_graphs/schema.json`` (the file graphs reference); a test keeps them equal."""
+    text = resources.files("service").joinpath("graph-schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
 def _schema_validator() -> Draft202012Validator:
-    text = (Path(__file__).resolve().parent.parent / "ivr_graphs" / SCHEMA_FILE).read_text()
-    return Draft202012Validator(json.loads(text), format_checker=FormatChecker())
+    return Draft202012Validator(schema(), format_checker=FormatChecker())
 
 
 def _pointer(parts: Iterable[object]) -> str:

@@ -64,6 +64,10 @@ def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
     return event_dict
 
 
+def _drop(_: WrappedLogger, __: str, ___: EventDict) -> EventDict:
+    raise structlog.DropEvent
+
+
 LogSink = Callable[[MutableMapping[str, Any]], None]
 
 
@@ -74,11 +78,12 @@ def configure(
     mask: bool = True,
     stream: TextIO | None = None,
     sink: LogSink | None = None,
+    quiet: bool = False,
 ) -> None:
     """Configure structlog for the whole process.
 
     ``sink`` receives a copy of every event dict after masking (the demo uses it to
-    print each call's log lines under its transcript).
+    print each call's log lines under its transcript); ``quiet`` then writes nothing.
     """
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -96,6 +101,8 @@ def configure(
             return event_dict
 
         processors.append(_tee)
+    if quiet:
+        processors.append(_drop)
     processors.append(structlog.processors.format_exc_info)
     if log_format == "console":
         processors.append(structlog.dev.ConsoleRenderer(colors=False, sort_keys=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +42,7 @@ def call_delivery(
     *,
     updated: float,
     to: str = "+31970102030",
-    command: dict[str, Any] | None = None,
+    command: Mapping[str, Any] | None = None,
     **payload: Any,
 ) -> bytes:
     call: dict[str, Any] = {
@@ -55,7 +56,7 @@ def call_delivery(
     }
     call.update(payload)
     if command is not None:
-        call["command"] = command
+        call["command"] = dict(command)
     return json.dumps({"service": "channels", "event": "voice.inbound", "payload": call}).encode()
 
 

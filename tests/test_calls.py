@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ GRAPHS = load_directory(Path("ivr_graphs"), "support-line")
 T0 = time.time()
 
 
-def completed(command: str, *, updated: float, call_id: str, **result: str) -> adapter.Delivery:
+def completed(command: str, *, updated: float, call_id: str, **result: Any) -> adapter.Delivery:
     return adapter.parse_delivery(
         call_delivery(
             call_id,
@@ -39,12 +40,15 @@ def completed(command: str, *, updated: float, call_id: str, **result: str) -> a
                 "status": "completed",
                 "result": result,
             },
-        )  # fmt: skip
+        )
     )
 
 
-def status(call_id: str, value: str, *, updated: float, **payload: str) -> adapter.Delivery:
-    return adapter.parse_delivery(call_delivery(call_id, value, updated=updated, **payload))
+def status(
+    call_id: str, value: str, *, updated: float, hangup_source: str | None = None
+) -> adapter.Delivery:
+    extra: dict[str, Any] = {"hangupSource": hangup_source} if hangup_source else {}
+    return adapter.parse_delivery(call_delivery(call_id, value, updated=updated, **extra))
 
 
 class Worker:
@@ -201,7 +205,9 @@ async def test_the_caller_hanging_up_ends_the_state_with_a_ttl(workers: list[Wor
     call_id = str(uuid.uuid4())
     await worker.handler.handle(status(call_id, "starting", updated=T0))
     await worker.handler.handle(status(call_id, "ongoing", updated=T0 + 1))
-    await worker.handler.handle(status(call_id, "completed", updated=T0 + 2, hangupSource="caller"))
+    await worker.handler.handle(
+        status(call_id, "completed", updated=T0 + 2, hangup_source="caller")
+    )
     await worker.handler.handle(completed("say", updated=T0 + 3, call_id=call_id))
     current = await worker.store.load(call_id)
     assert current is not None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.graphs import GraphError, load_directory, load_file, parse, version_of
+from service.graphs import GraphError, load_directory, load_file, parse, schema, version_of
 
 SHIPPED = sorted(p for p in Path("ivr_graphs").glob("*.json") if p.name != "schema.json")
 
@@ -32,6 +32,10 @@ def test_every_shipped_graph_loads(path: Path) -> None:
     graph = load_file(path)
     assert graph.start in graph.nodes
     assert json.loads(path.read_text())["$schema"] == "./schema.json"
+
+
+def test_the_packaged_schema_is_the_one_graphs_reference() -> None:
+    assert schema() == json.loads(Path("ivr_graphs/schema.json").read_text())
 
 
 def test_the_support_line_answers_its_number() -> None:
@@ -92,7 +96,7 @@ def test_start_must_exist() -> None:
                     "ring_timeout_s": 500,
                     "on_failure": "a",
                 }
-            ),  # fmt: skip
+            ),
             "g.json: /nodes/a/ring_timeout_s: 500 is greater than the maximum of 120",
         ),
         ({**minimal(), "locale": "xx-XX"}, "g.json: /locale: 'xx-XX' is not one of"),

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from service import keys
 from service.app import create_app
 from service.graphs import load_directory
-from service.serving import bound_socket, serving, url_of
+from service.serving import bind, serve, url_of
 from service.store import connect
 from tests.support import RecordingBird, call_delivery, settings, signed_headers
 
@@ -41,13 +41,13 @@ class Service:
 
 @pytest.fixture
 async def service(redis: Redis) -> AsyncIterator[Service]:
-    sock = bound_socket()
+    sock = bind()
     bird = RecordingBird()
     app = create_app(
         settings(url_of(sock)), redis=redis, graphs=GRAPHS, bird_transport=httpx.MockTransport(bird)
     )
-    async with serving(app, sock) as url, httpx.AsyncClient() as http:
-        yield Service(url, bird, http)
+    async with serve(app, sock=sock) as running, httpx.AsyncClient() as http:
+        yield Service(running.url, bird, http)
 
 
 async def keys_of(redis: Redis, call_id: str) -> list[bytes]:
@@ -140,10 +140,11 @@ async def test_health_and_readiness(service: Service) -> None:
 
 
 async def test_readiness_fails_when_redis_is_unreachable() -> None:
-    sock = bound_socket()
+    sock = bind()
     dead = connect("redis://127.0.0.1:1")
     app = create_app(settings(url_of(sock)), redis=dead, graphs=GRAPHS)
-    async with serving(app, sock) as url, httpx.AsyncClient() as http:
+    async with serve(app, sock=sock) as running, httpx.AsyncClient() as http:
+        url = running.url
         ready = await http.get(url + "/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["redis"].startswith("unreachable")

@@ -13,7 +13,7 @@ from service.bird.adapter import DeliveryError, UnhandledDelivery
 
 
 def delivery(
-    status: str = "ongoing",
+    status: str | None = "ongoing",
     *,
     event: str = "voice.inbound",
     command: dict[str, Any] | None = None,
@@ -58,7 +58,7 @@ def test_statuses_of_the_callers_leg() -> None:
 
 
 def test_command_outcomes() -> None:
-    def command(name: str, status: str = "completed", **result: Any) -> dict[str, Any]:
+    def command(name: str, status: str = "completed", **result: str) -> dict[str, Any]:
         return {"id": "cmd", "callId": "call-1", "callFlowId": None, "command": name,
                 "status": status, "result": result}  # fmt: skip
 
@@ -76,7 +76,7 @@ def test_command_outcomes() -> None:
 
 
 def test_the_agent_leg_reports_to_the_callers_call() -> None:
-    agent = {"id": "leg-2", "parentId": "call-1", "direction": "outgoing"}
+    agent: dict[str, Any] = {"id": "leg-2", "parentId": "call-1", "direction": "outgoing"}
     parsed = adapter.parse_delivery(delivery("ringing", event="voice.outbound", **agent))
     assert parsed.call_id == "call-1"
     assert parsed.leg_id == "leg-2"

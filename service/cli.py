@@ -1,0 +1,163 @@
+"""The ``ivr`` command: ``serve``, ``validate``, ``sim`` and ``demo``.
+
+Every failure a user can cause ends with one clear message and a non-zero exit,
+never a traceback: 2 for bad settings or arguments, 1 for invalid graphs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from service import __version__
+
+if TYPE_CHECKING:
+    from service.graphs import GraphSet
+    from service.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ivr", description="IVR orchestration service for the Bird Voice API."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the service (settings from the environment, see README)"
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (%(default)s)")  # noqa: S104
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (%(default)s)")
+
+    validate = commands.add_parser("validate", help="check IVR graph files against the format")
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    from service.sim import cli as sim_cli
+
+    sim = commands.add_parser(
+        "sim", help="run the Bird simulator: a fake Voice API with scripted callers"
+    )
+    sim_cli.add_arguments(sim)
+
+    commands.add_parser(
+        "demo",
+        help="embedded Redis + simulator + service: three scripted calls through the support line",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args.host, args.port)
+        if args.command == "validate":
+            return _validate(args.files)
+        if args.command == "sim":
+            from service.sim import cli as sim_cli
+
+            return asyncio.run(sim_cli.run(args))
+        if args.command == "demo":
+            from service import demo
+
+            return asyncio.run(demo.run())
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"ivr: error: {message}", file=sys.stderr)
+    return code
+
+
+def _validate(files: list[Path]) -> int:
+    from service.graphs import GraphError, load_file
+
+    failed = 0
+    for path in files:
+        try:
+            graph = load_file(path)
+        except GraphError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            continue
+        print(f"{path}: ok (id {graph.id}, {len(graph.nodes)} nodes, version {graph.version})")
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def redis_url_or_embedded(url: str | None) -> Iterator[str]:
+    """``url`` when set; otherwise a real embedded redis-server for the process's life."""
+    if url:
+        yield url
+        return
+    from service.redis_server import EmbeddedRedis
+
+    with EmbeddedRedis() as embedded:
+        yield embedded.url
+
+
+def _serve(host: str, port: int) -> int:
+    from service.graphs import GraphError, load_directory
+    from service.redis_server import EmbeddedRedisError
+    from service.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return _fail(str(exc))
+    try:
+        graphs = load_directory(settings.ivr_graphs_dir, settings.ivr_default_graph)
+    except GraphError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return _fail(f"refusing to start: {len(exc.problems)} problem(s) in the IVR graphs", 1)
+    try:
+        with redis_url_or_embedded(settings.redis_url) as redis_url:
+            return asyncio.run(_run_service(settings, graphs, redis_url, host, port))
+    except EmbeddedRedisError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+async def _run_service(
+    settings: Settings, graphs: GraphSet, redis_url: str, host: str, port: int
+) -> int:
+    """Serve until SIGINT/SIGTERM, then drain in-flight requests and stop."""
+    import signal
+
+    import structlog
+
+    from service import logs
+    from service.app import create_app
+    from service.serving import serve
+    from service.store import connect
+
+    logs.configure(
+        log_format=settings.log_format, level=settings.log_level, mask=settings.log_mask_numbers
+    )
+    log = structlog.get_logger("serve")
+    redis = connect(redis_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with serve(create_app(settings, redis=redis, graphs=graphs), host, port) as running:
+            log.info(
+                "service_listening", url=running.url, embedded_redis=settings.redis_url is None
+            )
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({stopped, running.task}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+    finally:
+        await redis.aclose()
+    return 0

@@ -1,0 +1,164 @@
+"""End to end: the service under uvicorn, driven by the Bird simulator over HTTP,
+with call state in a real Redis. What a caller hears and whom they reach."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from service import state
+from service.app import create_app
+from service.demo import AGENTS, BILLING, TECH, demo_calls, loopback_settings, simulator_for
+from service.graphs import load_directory
+from service.serving import bind, serve, url_of
+from service.sim import HANGUP, AgentScript, BirdSimulator, CallerScript, Transcript
+from service.sim.transcript import CALLER_HUNG_UP
+from service.store import CallStore
+
+GRAPHS = load_directory(Path("ivr_graphs"), "support-line")
+NUMBER = "+31970102030"
+
+
+@dataclass
+class Stack:
+    sim: BirdSimulator
+    store: CallStore
+
+    async def call(self, script: CallerScript) -> tuple[str, Transcript]:
+        call_id = await self.sim.place_inbound_call(script)
+        return call_id, await self.sim.wait_ended(call_id, timeout_s=30)
+
+    def commands_to(self, call_id: str) -> list[str]:
+        return [r.operation or "" for r in self.sim.requests_for(call_id)]
+
+    def assert_every_request_was_valid(self) -> None:
+        rejected = [(r.method, r.path, r.status, r.problems) for r in self.sim.requests]
+        assert [r for r in rejected if not 200 <= r[2] < 300] == []
+
+
+@contextlib.asynccontextmanager
+async def stack(redis: Redis, **sim_options: Any) -> AsyncIterator[Stack]:
+    service_sock, bird_sock = bind(), bind()
+    settings = loopback_settings(url_of(service_sock), url_of(bird_sock))
+    options: dict[str, Any] = {"agents": AGENTS, "time_scale": 0.002}
+    options.update(sim_options)
+    sim = simulator_for(settings, **options)
+    app = create_app(settings, redis=redis, graphs=GRAPHS)
+    try:
+        async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock):
+            yield Stack(sim, CallStore(redis, ended_ttl_s=settings.call_ttl_s))
+    finally:
+        await sim.aclose()
+
+
+def agents(billing: AgentScript) -> Mapping[str, AgentScript]:
+    return {**AGENTS, BILLING: billing}
+
+
+@pytest.mark.parametrize("demo", demo_calls(NUMBER), ids=lambda d: d.script.name)
+async def test_the_demo_calls_end_where_the_graph_says(redis: Redis, demo: Any) -> None:
+    async with stack(redis) as s:
+        call_id, transcript = await s.call(demo.script)
+        assert demo.problems(transcript) == []
+        s.assert_every_request_was_valid()
+        stored = await s.store.load(call_id)
+        assert stored is not None
+        assert stored.ended
+        assert 0 < await s.store.ttl(call_id) <= 90_000
+
+
+async def test_straight_to_a_person_hears_the_welcome_and_menu_then_reaches_billing(
+    redis: Redis,
+) -> None:
+    async with stack(redis) as s:
+        call_id, transcript = await s.call(CallerScript("one", "+31612345678", NUMBER, ("1",)))
+    assert transcript.texts("heard") == [
+        "Thanks for calling Acme.",
+        "For billing press 1. For a technician press 2.",
+    ]
+    assert transcript.texts("pressed") == ["1"]
+    assert transcript.reached == BILLING
+    assert s.commands_to(call_id) == ["answerCall", "say", "gather", "bridge"]
+    stored = await s.store.load(call_id)
+    assert stored is not None
+    assert stored.outcome == "transferred"
+
+
+async def test_repeated_and_late_deliveries_change_nothing(redis: Redis) -> None:
+    """Every delivery twice, and each previous one again after the next."""
+    async with stack(redis, duplicate_deliveries=True, replay_stale=True) as s:
+        call_id, transcript = await s.call(CallerScript("dup", "+31612345678", NUMBER, ("9", "2")))
+        s.assert_every_request_was_valid()
+    assert transcript.reached == TECH
+    assert s.commands_to(call_id) == [
+        "answerCall", "say", "gather", "say", "gather", "bridge",
+    ]  # fmt: skip
+    delivered = [d for d in s.sim.deliveries if d.call_id == call_id]
+    assert len(delivered) > 2 * 8  # the repeats really were sent
+    assert all(d.ok for d in delivered)
+
+
+async def test_a_caller_hanging_up_mid_menu_ends_the_call_and_nothing_more_is_sent(
+    redis: Redis,
+) -> None:
+    async with stack(redis) as s:
+        call_id, transcript = await s.call(CallerScript("gone", "+31612345678", NUMBER, (HANGUP,)))
+        stored = await s.store.load(call_id)
+    assert transcript.final_status == "completed"
+    assert CALLER_HUNG_UP in transcript.kinds()
+    assert transcript.reached is None
+    assert s.commands_to(call_id) == ["answerCall", "say", "gather"]
+    assert stored is not None
+    assert stored.phase == state.ENDED
+    assert stored.outcome == "ended_by_caller"
+
+
+async def test_a_caller_hanging_up_while_the_welcome_plays(redis: Redis) -> None:
+    async with stack(redis) as s:
+        call_id, _ = await s.call(
+            CallerScript("early", "+31612345678", NUMBER, (), hangup_after_s=0.5)
+        )
+        stored = await s.store.load(call_id)
+    assert s.commands_to(call_id)[-1] in ("answerCall", "say")
+    assert stored is not None
+    assert stored.outcome == "ended_by_caller"
+
+
+@pytest.mark.parametrize("behavior", ["no-answer", "busy", "failed"])
+async def test_an_agent_who_does_not_answer_takes_on_failure(redis: Redis, behavior: str) -> None:
+    unavailable = AgentScript(behavior)  # type: ignore[arg-type]
+    async with stack(redis, agents=agents(unavailable)) as s:
+        call_id, transcript = await s.call(CallerScript("nobody", "+31612345678", NUMBER, ("1",)))
+        s.assert_every_request_was_valid()
+        stored = await s.store.load(call_id)
+    assert transcript.reached is None
+    assert transcript.texts("heard")[-1] == "All our agents are busy. Please call again later."
+    assert s.commands_to(call_id) == ["answerCall", "say", "gather", "bridge", "say", "hangupCall"]
+    assert stored is not None
+    assert (stored.node, stored.outcome) == ("agents-busy", "hangup_node")
+
+
+async def test_bridge_uses_the_ring_timeout_and_notification_url_of_the_graph(
+    redis: Redis,
+) -> None:
+    async with stack(redis) as s:
+        call_id, _ = await s.call(CallerScript("one", "+31612345678", NUMBER, ("1",)))
+    (bridge,) = [r for r in s.sim.requests_for(call_id) if r.operation == "bridge"]
+    assert bridge.body["to"] == BILLING
+    assert bridge.body["ringTimeout"] == 20
+    assert bridge.body["hangupAfterBridge"] is True
+    assert bridge.body["notification"]["url"].endswith("/webhooks/bird")
+
+
+async def test_the_default_graph_answers_numbers_no_graph_lists(redis: Redis) -> None:
+    async with stack(redis) as s:
+        _, transcript = await s.call(
+            CallerScript("other number", "+31612345678", "+31100000000", ("1",))
+        )
+    assert transcript.reached == BILLING
