@@ -1,0 +1,74 @@
+"""Deliveries per second through CallHandler, with a real Redis and an in-process Bird."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from service import logs
+from service.bird import adapter
+from service.bird.client import BirdClient
+from service.calls import CallHandler
+from service.cli import redis_url_or_embedded
+from service.graphs import load_directory
+from service.store import CallStore, connect
+from tests.support import RecordingBird, call_delivery
+
+
+def deliveries_for(call_id: str, t0: float) -> list[adapter.Delivery]:
+    def command(name: str, at: float, **result: str) -> adapter.Delivery:
+        outcome = {"id": str(uuid.uuid4()), "command": name, "status": "completed"}
+        body = call_delivery(call_id, "ongoing", updated=at, command={**outcome, "result": result})
+        return adapter.parse_delivery(body)
+
+    return [
+        adapter.parse_delivery(call_delivery(call_id, "starting", updated=t0)),
+        adapter.parse_delivery(call_delivery(call_id, "ongoing", updated=t0 + 1)),
+        command("say", t0 + 2),
+        command("gather", t0 + 3, keys="1"),
+        adapter.parse_delivery(
+            call_delivery(call_id, "completed", updated=t0 + 4, hangupSource="caller")
+        ),
+    ]
+
+
+async def run(redis_url: str, calls: int) -> None:
+    redis = connect(redis_url)
+    bird = RecordingBird()
+    client = BirdClient(base_url="http://bird.invalid", access_key="k", workspace_id="w",
+                        channel_id="c", transport=httpx.MockTransport(bird))  # fmt: skip
+    graphs = load_directory(Path("ivr_graphs"), "support-line")
+    handler = CallHandler(store=CallStore(redis, ended_ttl_s=600), client=client,
+                          graphs=lambda: graphs, notification_url="https://x/webhooks/bird",
+                          new_call_max_age_s=120)  # fmt: skip
+    t0 = time.time()
+    batches = [deliveries_for(str(uuid.uuid4()), t0) for _ in range(calls)]
+    before = int((await redis.info("stats"))["total_commands_processed"])
+    started = time.perf_counter()
+    for batch in batches:
+        for delivery in batch:
+            await handler.handle(delivery)
+    elapsed = time.perf_counter() - started
+    after = int((await redis.info("stats"))["total_commands_processed"])
+    total = calls * len(batches[0])
+    print(f"deliveries: {total / elapsed:,.0f}/s sequential, one worker "
+          f"({elapsed / total * 1e3:.2f} ms each); "
+          f"{(after - before - 1) / total:.2f} Redis commands per delivery "
+          "(2 round trips: HMGET, then EVALSHA running HGET, HSET, EXPIRE)")  # fmt: skip
+    await client.aclose()
+    await redis.aclose()
+
+
+def main(calls: int = 500) -> None:
+    logs.configure(quiet=True)
+    with redis_url_or_embedded(os.environ.get("REDIS_URL")) as url:
+        asyncio.run(run(url, calls))
+
+
+if __name__ == "__main__":
+    main()
