@@ -3,7 +3,9 @@ into one request to Bird's API; nothing here knows Bird's JSON shapes."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,30 @@ class Bridge:
 
 
 @dataclass(frozen=True)
+class Record:
+    """Record the caller (voicemail); its end is reported as ``RecordingFinished``."""
+
+    max_length_s: int
+    end_key: str | None
+    beep: bool
+    transcribe: bool
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """Look something up for the graph; the answer comes back as ``HttpResponded``.
+    Performed by the service itself, not by Bird."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: Any
+    timeout_ms: int
+
+
+@dataclass(frozen=True)
 class Hangup:
     pass
 
 
-Action = Answer | Speak | Gather | Bridge | Hangup
+Action = Answer | Speak | Gather | Bridge | Record | HttpRequest | Hangup

@@ -3,7 +3,8 @@
 It does no I/O and imports neither Redis nor httpx. :func:`begin` starts a call's
 state; :func:`step` applies one event and returns a :class:`Transition`: the new
 state, the actions to take (in order) and notes for the log. Feeding it a
-sequence of events is how most of the service's behaviour is tested.
+sequence of events is how most of the service's behaviour is tested; ``now`` is
+the only clock it knows (``hours`` nodes read it).
 
 How a node runs:
 
@@ -11,29 +12,59 @@ How a node runs:
 - ``menu``: gathers one key with its prompt. A key of ``options`` goes there. A
   wrong key or silence counts an attempt and plays ``invalid`` or ``no_input``;
   after ``max_attempts`` such tries (and that prompt) it goes to ``on_failure``.
+- ``collect``: gathers up to ``max_digits`` keys ended by ``end_key``; input of
+  ``min_digits`` or more that matches ``pattern`` is stored in ``vars.<var>`` and
+  goes to ``next``; anything else is retried like a menu, then ``on_failure``.
+- ``branch``: the first case that holds (``service.conditions``) names the next
+  node, else ``default``.
+- ``set``: renders each template into ``vars`` and goes to ``next``.
+- ``hours``: ``open`` or ``closed`` at ``now`` (``service.hours``).
 - ``transfer``: bridges the caller to ``to``; if the target does not answer, is
   busy or fails, goes to ``on_failure``. Once connected the call ends when
   either side hangs up.
+- ``voicemail``: plays its optional prompt, records, keeps the recording id on
+  the call and goes to ``next``.
+- ``http``: asks the service to make the request; a 2xx JSON answer with every
+  ``save`` path present stores those values and goes to ``next``; a timeout,
+  another status, a body that is not JSON or a missing path goes to ``on_error``.
 - ``hangup``: plays its optional prompt, then hangs up.
 
-A call never takes more than :data:`MAX_STEPS` steps (node entries and menu
-re-prompts): past that it is hung up and the reason logged, so a graph mistake
-cannot keep a caller in a loop.
+Every text is a template (``service.templates``). A call never takes more than
+:data:`MAX_STEPS` steps (node entries and re-prompts): past that it is hung up
+and the reason logged, so a graph mistake cannot keep a caller in a loop.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from service import actions, events, state, templates
+from service import actions, conditions, events, hours, jsonpath, state, templates
 from service.actions import Action
 from service.events import Event
-from service.graphs import Graph, HangupNode, MenuNode, Node, Prompt, SayNode, TransferNode
+from service.graphs import (
+    BranchNode,
+    CollectNode,
+    Graph,
+    HangupNode,
+    HoursNode,
+    HttpNode,
+    MenuNode,
+    Node,
+    Prompt,
+    SayNode,
+    SetNode,
+    TransferNode,
+    VoicemailNode,
+)
 from service.state import CallState
 
 MAX_STEPS = 200
+INBOUND = "inbound"
+OUTBOUND = "outbound"
 
 
 @dataclass(frozen=True)
@@ -51,6 +82,17 @@ class Transition:
     state: CallState
     actions: tuple[Action, ...] = ()
     notes: tuple[Note, ...] = ()
+
+
+def _as_var(value: Any) -> str:
+    """A value picked from a JSON answer, as the text a variable holds."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
 class _Walk:
@@ -72,14 +114,26 @@ class _Walk:
     def result(self) -> Transition:
         return Transition(self.state, tuple(self.actions), tuple(self.notes))
 
+    def render(self, text: str) -> str:
+        return templates.render(text, self.state.template_context())
+
+    def render_value(self, value: Any) -> Any:
+        """Templates inside any JSON value (an http body)."""
+        if isinstance(value, str):
+            return self.render(value)
+        if isinstance(value, list):
+            return [self.render_value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.render_value(v) for k, v in value.items()}
+        return value
+
     # -- prompts -------------------------------------------------------------
 
     def prompt(self, prompt: Prompt) -> actions.Prompt:
         if prompt.play:
-            return actions.Play(prompt.play)
-        text = templates.render(prompt.say or "", self.state.template_context())
+            return actions.Play(tuple(self.render(url) for url in prompt.play))
         return actions.Say(
-            text=text,
+            text=self.render(prompt.say or ""),
             locale=prompt.locale or self.graph.locale,
             voice=prompt.voice or self.graph.voice,
         )
@@ -108,36 +162,77 @@ class _Walk:
         if isinstance(node, SayNode):
             assert node.prompt is not None
             self.speak(node.prompt, after="next")
-        elif isinstance(node, MenuNode):
+        elif isinstance(node, MenuNode | CollectNode):
             self.gather(node)
+        elif isinstance(node, BranchNode):
+            self.branch(node)
+        elif isinstance(node, SetNode):
+            values = {name: self.render(template) for name, template in node.vars.items()}
+            self.update(vars={**self.state.vars, **values})
+            self.note("vars_set", names=sorted(values))
+            self.enter(node.next)
+        elif isinstance(node, HoursNode):
+            is_open = hours.is_open(node.weekly, node.holidays, node.timezone, self.now)
+            self.note("hours_checked", open=is_open, timezone=node.timezone)
+            self.enter(node.open if is_open else node.closed)
         elif isinstance(node, TransferNode):
             self.transfer(node)
+        elif isinstance(node, VoicemailNode):
+            if node.prompt is not None:
+                self.speak(node.prompt, after="record")
+            else:
+                self.record(node)
+        elif isinstance(node, HttpNode):
+            self.request(node)
         elif isinstance(node, HangupNode):
             if node.prompt is not None:
                 self.speak(node.prompt, after="hangup")
             else:
                 self.hang_up("hangup_node")
-        else:  # pragma: no cover - graphs.parse only builds the types above
+        else:  # queue, callback: refused when the service loads a graph
             raise AssertionError(f"node type {node.type} cannot run")
 
-    def gather(self, node: MenuNode) -> None:
+    def gather(self, node: MenuNode | CollectNode) -> None:
         assert node.prompt is not None
+        if isinstance(node, MenuNode):
+            max_digits, end_key = max(len(key) for key in node.options), None
+        else:
+            max_digits, end_key = node.max_digits, node.end_key
         self.actions.append(
-            actions.Gather(
-                prompt=self.prompt(node.prompt),
-                max_digits=max(len(key) for key in node.options),
-                timeout_s=node.timeout_s,
-            )
+            actions.Gather(self.prompt(node.prompt), max_digits, node.timeout_s, end_key)
         )
         self.update(phase=state.GATHERING, after=None)
 
-    def transfer(self, node: TransferNode) -> None:
+    def branch(self, node: BranchNode) -> None:
         context = self.state.template_context()
-        to = templates.render(node.to, context)
-        from_ = templates.render(node.from_, context) if node.from_ else None
+        for index, case in enumerate(node.cases):
+            if conditions.holds(case.var, case.op, case.value, context):
+                self.note("branch_taken", case=index, var=case.var, op=case.op, next=case.next)
+                self.enter(case.next)
+                return
+        self.note("branch_taken", case="default", next=node.default)
+        self.enter(node.default)
+
+    def transfer(self, node: TransferNode) -> None:
+        to = self.render(node.to)
+        from_ = self.render(node.from_) if node.from_ else None
         self.actions.append(actions.Bridge(to, from_, node.ring_timeout_s, node.record))
         self.update(phase=state.BRIDGING, agent_leg=None)
         self.note("transfer_started", to=to, ring_timeout_s=node.ring_timeout_s)
+
+    def record(self, node: VoicemailNode) -> None:
+        self.actions.append(
+            actions.Record(node.max_length_s, node.end_key, node.beep, node.transcribe)
+        )
+        self.update(phase=state.RECORDING, after=None)
+
+    def request(self, node: HttpNode) -> None:
+        url = self.render(node.url)
+        headers = {name: self.render(value) for name, value in node.headers.items()}
+        body = self.render_value(node.body)
+        self.actions.append(actions.HttpRequest(node.method, url, headers, body, node.timeout_ms))
+        self.update(phase=state.REQUESTING, after=None)
+        self.note("http_requested", method=node.method, url=url)
 
     def hang_up(self, outcome: str) -> None:
         self.actions.append(actions.Hangup())
@@ -158,34 +253,56 @@ class _Walk:
         after = self.state.after
         if after == "next" and isinstance(node, SayNode):
             self.enter(node.next)
-        elif after == "regather" and isinstance(node, MenuNode):
+        elif after == "regather" and isinstance(node, MenuNode | CollectNode):
             if self.count_step():
                 self.gather(node)
-        elif after == "failure" and isinstance(node, MenuNode):
+        elif after == "failure" and isinstance(node, MenuNode | CollectNode):
             self.enter(node.on_failure)
+        elif after == "record" and isinstance(node, VoicemailNode):
+            self.record(node)
         elif after == "hangup":
             self.hang_up("hangup_node")
 
-    def digits(self, node: MenuNode, digits: str) -> None:
-        target = node.options.get(digits)
-        if target is not None:
-            self.note("menu_choice", digits=digits, next=target)
-            self.enter(target)
-            return
+    def digits(self, digits: str) -> None:
+        node = self.current()
+        if isinstance(node, MenuNode):
+            target = node.options.get(digits)
+            if target is not None:
+                self.note("menu_choice", digits=digits, next=target)
+                self.enter(target)
+                return
+            kind = "no_input" if digits == "" else "invalid"
+        else:
+            assert isinstance(node, CollectNode)
+            if digits and self.collected_ok(node, digits):
+                self.update(vars={**self.state.vars, node.var: digits})
+                self.note("input_collected", var=node.var, length=len(digits), next=node.next)
+                self.enter(node.next)
+                return
+            kind = "no_input" if digits == "" else "invalid"
+        self.retry(node, kind, digits)
+
+    @staticmethod
+    def collected_ok(node: CollectNode, digits: str) -> bool:
+        if not node.min_digits <= len(digits) <= node.max_digits:
+            return False
+        return node.pattern is None or re.fullmatch(node.pattern, digits) is not None
+
+    def retry(self, node: MenuNode | CollectNode, kind: str, digits: str) -> None:
         attempts = self.state.attempts + 1
         self.update(attempts=attempts)
-        kind = "no_input" if digits == "" else "invalid"
         retry_prompt = node.no_input if kind == "no_input" else node.invalid
         exhausted = attempts >= node.max_attempts
+        shown = digits if isinstance(node, MenuNode) else f"{len(digits)} digits"
         self.note(
-            f"menu_{kind}",
+            f"{node.type}_{kind}",
             "warning" if exhausted else "info",
-            digits=digits,
+            input=shown,
             attempt=attempts,
             max_attempts=node.max_attempts,
         )
         if exhausted:
-            self.note("menu_failed", "warning", attempts=attempts, next=node.on_failure)
+            self.note(f"{node.type}_failed", "warning", attempts=attempts, next=node.on_failure)
             if retry_prompt is not None:
                 self.speak(retry_prompt, after="failure")
             else:
@@ -194,6 +311,50 @@ class _Walk:
             self.speak(retry_prompt, after="regather")
         elif self.count_step():
             self.gather(node)
+
+    def recorded(self, event: events.RecordingFinished) -> None:
+        node = self.current()
+        assert isinstance(node, VoicemailNode)
+        if event.ok and event.recording_id:
+            self.update(recordings=(*self.state.recordings, event.recording_id))
+            self.note("voicemail_recorded", recording_id=event.recording_id,
+                      duration_s=event.duration_s)  # fmt: skip
+        else:
+            self.note("voicemail_failed", "warning")
+        self.enter(node.next)
+
+    def responded(self, event: events.HttpResponded) -> None:
+        node = self.current()
+        assert isinstance(node, HttpNode)
+        saved, reason = self.pick(node, event)
+        if reason is not None:
+            self.note("http_failed", "warning", reason=reason, next=node.on_error)
+            self.enter(node.on_error)
+            return
+        self.update(vars={**self.state.vars, **saved})
+        self.note("http_answered", status=event.status, saved=sorted(saved), next=node.next)
+        self.enter(node.next)
+
+    @staticmethod
+    def pick(node: HttpNode, event: events.HttpResponded) -> tuple[dict[str, str], str | None]:
+        """The variables to save, or why the answer is an error."""
+        if event.error is not None or event.status is None:
+            return {}, event.error or "no answer"
+        if not 200 <= event.status < 300:
+            return {}, f"status {event.status}"
+        if not node.save:
+            return {}, None
+        try:
+            document = json.loads(event.body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {}, "answer is not JSON"
+        saved: dict[str, str] = {}
+        for name, path in node.save.items():
+            try:
+                saved[name] = _as_var(jsonpath.extract(document, path))
+            except jsonpath.Missing as exc:
+                return {}, f"missing {exc}"
+        return saved, None
 
     def transfer_failed(self, reason: str) -> None:
         node = self.current()
@@ -210,9 +371,11 @@ def begin(
     caller: str,
     called: str,
     now: float,
-    direction: str = "inbound",
+    direction: str = INBOUND,
+    variables: Mapping[str, str] | None = None,
 ) -> Transition:
-    """A new call: answer it; the walk starts once the caller's leg is connected."""
+    """A new call. Inbound: answer it. Outbound: Bird is dialling it. Either way
+    the walk starts once the caller's leg is connected (``CallAnswered``)."""
     initial = CallState(
         call_id=call_id,
         graph=graph.id,
@@ -221,10 +384,11 @@ def begin(
         called=called,
         direction=direction,
         started_at=now,
+        vars=dict(variables or {}),
     )
     walk = _Walk(graph, initial, now)
-    walk.note("call_started", direction=direction)
-    if direction == "inbound":
+    walk.note("call_started", direction=direction, version=graph.version)
+    if direction == INBOUND:
         walk.actions.append(actions.Answer())
     return walk.result()
 
@@ -239,9 +403,14 @@ def step(graph: Graph, current: CallState, event: Event, now: float) -> Transiti
         return walk.result()
 
     if isinstance(event, events.CallEnded):
-        outcome = "transferred" if phase == state.CONNECTED else f"ended_by_{event.by or 'bird'}"
         walk.note("caller_leg_ended", status=event.status, by=event.by)
-        walk.end(outcome)
+        if phase == state.ANSWERING and current.direction == OUTBOUND:
+            walk.note("outbound_not_answered", "warning", status=event.status)
+            walk.end(f"not_answered_{event.status}")
+        else:
+            walk.end(
+                "transferred" if phase == state.CONNECTED else f"ended_by_{event.by or 'bird'}"
+            )
     elif isinstance(event, events.CallAnswered) and phase == state.ANSWERING:
         walk.note("call_answered")
         walk.enter(graph.start)
@@ -250,11 +419,13 @@ def step(graph: Graph, current: CallState, event: Event, now: float) -> Transiti
             walk.note("prompt_failed", "warning")
         walk.prompt_finished()
     elif isinstance(event, events.DigitsCollected) and phase == state.GATHERING:
-        node = walk.current()
-        assert isinstance(node, MenuNode)
         if not event.ok:
             walk.note("gather_failed", "warning")
-        walk.digits(node, event.digits if event.ok else "")
+        walk.digits(event.digits if event.ok else "")
+    elif isinstance(event, events.RecordingFinished) and phase == state.RECORDING:
+        walk.recorded(event)
+    elif isinstance(event, events.HttpResponded) and phase == state.REQUESTING:
+        walk.responded(event)
     elif isinstance(event, events.AgentRinging) and phase == state.BRIDGING:
         walk.update(agent_leg=event.leg_id)
         walk.note("agent_ringing", leg_id=event.leg_id)

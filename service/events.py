@@ -56,6 +56,22 @@ class CallEnded:
 
 
 @dataclass(frozen=True)
+class RecordingFinished:
+    recording_id: str | None
+    duration_s: float | None = None
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class HttpResponded:
+    """The answer to an ``HttpRequest``: a status and body, or why there is none."""
+
+    status: int | None
+    body: bytes = b""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Progress:
     """A delivery that moves nothing for the graph (ringing, a command accepted)."""
 
@@ -71,5 +87,7 @@ Event = (
     | AgentUnavailable
     | AgentHungUp
     | CallEnded
+    | RecordingFinished
+    | HttpResponded
     | Progress
 )

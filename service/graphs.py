@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -25,7 +25,9 @@ from typing import Any, cast
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 
 SCHEMA_FILE = "schema.json"
-RUNNABLE_TYPES = frozenset({"say", "menu", "transfer", "hangup"})
+RUNNABLE_TYPES = frozenset(
+    {"say", "menu", "collect", "branch", "set", "hours", "transfer", "voicemail", "http", "hangup"}
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,13 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Node:
+    """A node of a graph. ``exits`` maps each exit's JSON path below the node
+    (``next``, ``options/1``, ``cases/0/next``) to the node it names."""
+
     id: str
     type: str
     prompt: Prompt | None = None
+    exits: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,50 @@ class MenuNode(Node):
 
 
 @dataclass(frozen=True)
+class CollectNode(Node):
+    var: str = ""
+    min_digits: int = 1
+    max_digits: int = 1
+    end_key: str = "#"
+    timeout_s: int = 5
+    pattern: str | None = None
+    max_attempts: int = 3
+    invalid: Prompt | None = None
+    no_input: Prompt | None = None
+    next: str = ""
+    on_failure: str = ""
+
+
+@dataclass(frozen=True)
+class Case:
+    var: str
+    op: str
+    value: Any
+    next: str
+
+
+@dataclass(frozen=True)
+class BranchNode(Node):
+    cases: tuple[Case, ...] = ()
+    default: str = ""
+
+
+@dataclass(frozen=True)
+class SetNode(Node):
+    vars: Mapping[str, str] = field(default_factory=dict)
+    next: str = ""
+
+
+@dataclass(frozen=True)
+class HoursNode(Node):
+    timezone: str = "UTC"
+    weekly: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    holidays: tuple[str, ...] = ()
+    open: str = ""
+    closed: str = ""
+
+
+@dataclass(frozen=True)
 class TransferNode(Node):
     to: str = ""
     from_: str | None = None
@@ -88,8 +138,51 @@ class TransferNode(Node):
 
 
 @dataclass(frozen=True)
+class QueueNode(Node):
+    queue: str = ""
+    hold: Prompt | None = None
+    max_wait_s: int | None = None
+    announce_position: bool = False
+    on_timeout: str = ""
+    on_no_agents: str = ""
+
+
+@dataclass(frozen=True)
+class VoicemailNode(Node):
+    max_length_s: int = 120
+    end_key: str = "#"
+    beep: bool = True
+    transcribe: bool = False
+    next: str = ""
+
+
+@dataclass(frozen=True)
+class CallbackNode(Node):
+    queue: str = ""
+    next: str = ""
+
+
+@dataclass(frozen=True)
+class HttpNode(Node):
+    url: str = ""
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    timeout_ms: int = 2000
+    save: Mapping[str, str] = field(default_factory=dict)
+    next: str = ""
+    on_error: str = ""
+
+
+@dataclass(frozen=True)
 class HangupNode(Node):
     pass
+
+
+# Nodes a path may end on (the call leaves the graph's hands there).
+TERMINAL_TYPES = frozenset({"hangup", "transfer", "queue", "voicemail", "callback"})
+# Nodes that wait for the caller: every loop must pass through one.
+WAITING_TYPES = frozenset({"menu", "collect"})
 
 
 @dataclass(frozen=True)
@@ -103,19 +196,13 @@ class Graph:
     locale: str | None = None
     voice: str | None = None
     source: str = ""
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
 
 
-def exits(node: Node) -> dict[str, str]:
+def exits(node: Node) -> Mapping[str, str]:
     """The node's exits as {JSON path below the node: target node id}."""
-    if isinstance(node, SayNode):
-        return {"next": node.next}
-    if isinstance(node, MenuNode):
-        found = {f"options/{digit}": target for digit, target in node.options.items()}
-        found["on_failure"] = node.on_failure
-        return found
-    if isinstance(node, TransferNode):
-        return {"on_failure": node.on_failure}
-    return {}
+    return node.exits
 
 
 def version_of(document: Mapping[str, Any]) -> str:
@@ -182,52 +269,122 @@ def _prompt(raw: Mapping[str, Any] | None) -> Prompt | None:
     )
 
 
+EXIT_FIELDS = ("next", "on_failure", "open", "closed", "default", "on_timeout", "on_no_agents",
+               "on_error")  # fmt: skip
+
+
+def _exits(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Exits in the order the file lists them."""
+    found: dict[str, str] = {}
+    for name, value in raw.items():
+        if name in EXIT_FIELDS:
+            found[name] = value
+        elif name == "options":
+            found.update({f"options/{digit}": target for digit, target in value.items()})
+        elif name == "cases":
+            found.update({f"cases/{i}/next": case["next"] for i, case in enumerate(value)})
+    return found
+
+
 def _node(node_id: str, raw: Mapping[str, Any]) -> Node:
     kind = raw["type"]
-    prompt = _prompt(raw)
+    common: dict[str, Any] = {"id": node_id, "type": kind, "prompt": _prompt(raw),
+                              "exits": _exits(raw)}  # fmt: skip
+    retry: dict[str, Any] = {
+        "invalid": _prompt(raw.get("invalid")),
+        "no_input": _prompt(raw.get("no_input")),
+    }
     if kind == "say":
-        return SayNode(node_id, kind, prompt, next=raw["next"])
+        return SayNode(**common, next=raw["next"])
     if kind == "menu":
         return MenuNode(
-            node_id,
-            kind,
-            prompt,
+            **common,
+            **retry,
             options=dict(raw["options"]),
             timeout_s=raw.get("timeout_s", 5),
             max_attempts=raw.get("max_attempts", 3),
-            invalid=_prompt(raw.get("invalid")),
-            no_input=_prompt(raw.get("no_input")),
             on_failure=raw["on_failure"],
+        )
+    if kind == "collect":
+        return CollectNode(
+            **common,
+            **retry,
+            var=raw["var"],
+            min_digits=raw.get("min_digits", 1),
+            max_digits=raw["max_digits"],
+            end_key=raw.get("end_key", "#"),
+            timeout_s=raw.get("timeout_s", 5),
+            pattern=raw.get("pattern"),
+            max_attempts=raw.get("max_attempts", 3),
+            next=raw["next"],
+            on_failure=raw["on_failure"],
+        )
+    if kind == "branch":
+        cases = tuple(
+            Case(var=c["var"], op=c["op"], value=c.get("value"), next=c["next"])
+            for c in raw["cases"]
+        )
+        return BranchNode(**common, cases=cases, default=raw["default"])
+    if kind == "set":
+        return SetNode(**common, vars=dict(raw["vars"]), next=raw["next"])
+    if kind == "hours":
+        weekly = {day: tuple(ranges) for day, ranges in raw["weekly"].items()}
+        return HoursNode(
+            **common,
+            timezone=raw["timezone"],
+            weekly=weekly,
+            holidays=tuple(raw.get("holidays", ())),
+            open=raw["open"],
+            closed=raw["closed"],
         )
     if kind == "transfer":
         return TransferNode(
-            node_id,
-            kind,
-            prompt,
+            **common,
             to=raw["to"],
             from_=raw.get("from"),
             ring_timeout_s=raw.get("ring_timeout_s", 30),
             record=raw.get("record", False),
             on_failure=raw["on_failure"],
         )
-    return HangupNode(node_id, kind, prompt)
+    if kind == "queue":
+        return QueueNode(
+            **common,
+            queue=raw["queue"],
+            hold=_prompt(raw.get("hold")),
+            max_wait_s=raw.get("max_wait_s"),
+            announce_position=raw.get("announce_position", False),
+            on_timeout=raw["on_timeout"],
+            on_no_agents=raw["on_no_agents"],
+        )
+    if kind == "voicemail":
+        return VoicemailNode(
+            **common,
+            max_length_s=raw.get("max_length_s", 120),
+            end_key=raw.get("end_key", "#"),
+            beep=raw.get("beep", True),
+            transcribe=raw.get("transcribe", False),
+            next=raw["next"],
+        )
+    if kind == "callback":
+        return CallbackNode(**common, queue=raw["queue"], next=raw["next"])
+    if kind == "http":
+        return HttpNode(
+            **common,
+            url=raw["url"],
+            method=raw.get("method", "GET"),
+            headers=dict(raw.get("headers", {})),
+            body=raw.get("body"),
+            timeout_ms=raw.get("timeout_ms", 2000),
+            save=dict(raw.get("save", {})),
+            next=raw["next"],
+            on_error=raw["on_error"],
+        )
+    return HangupNode(**common)
 
 
 def parse(document: Any, file: str = "<graph>") -> Graph:
     """A :class:`Graph` from a decoded JSON document, or :class:`GraphError`."""
     problems = _schema_problems(file, document)
-    if problems:
-        raise GraphError(problems)
-    for node_id, raw in document["nodes"].items():
-        if raw["type"] not in RUNNABLE_TYPES:
-            problems.append(
-                Problem(
-                    file,
-                    _pointer(["nodes", node_id, "type"]),
-                    f"node type {raw['type']!r} is not supported by this version of the "
-                    f"service (supported: {', '.join(sorted(RUNNABLE_TYPES))})",
-                )
-            )
     if problems:
         raise GraphError(problems)
     nodes = {node_id: _node(node_id, raw) for node_id, raw in document["nodes"].items()}
@@ -257,11 +414,33 @@ def parse(document: Any, file: str = "<graph>") -> Graph:
         locale=document.get("locale"),
         voice=document.get("voice"),
         source=file,
+        document=document,
     )
 
 
+def runnable_problems(graph: Graph) -> list[Problem]:
+    """Nodes this version of the service knows but cannot run yet."""
+    return [
+        Problem(
+            graph.source,
+            _pointer(["nodes", node.id, "type"]),
+            f"node type {node.type!r} is not supported by this version of the service "
+            f"(it runs: {', '.join(sorted(RUNNABLE_TYPES))})",
+        )
+        for node in graph.nodes.values()
+        if node.type not in RUNNABLE_TYPES
+    ]
+
+
+def check(graph: Graph) -> list[Problem]:
+    """Every rule of the format (``service.validator``): errors and warnings."""
+    from service import validator
+
+    return validator.check(graph)
+
+
 def load_file(path: Path) -> Graph:
-    """Read, decode and check one graph file."""
+    """Read, decode and check one graph file: :class:`GraphError` on any error."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -273,7 +452,12 @@ def load_file(path: Path) -> Graph:
         raise GraphError(
             [Problem(file, "/", f"not valid JSON: {exc.msg} (line {exc.lineno}, col {exc.colno})")]
         ) from exc
-    return parse(document, file)
+    graph = parse(document, file)
+    found = check(graph)
+    errors = [p for p in found if p.severity == "error"]
+    if errors:
+        raise GraphError(found)
+    return replace(graph, warnings=tuple(found))
 
 
 def graph_files(directory: Path) -> list[Path]:
@@ -295,8 +479,13 @@ class GraphSet:
         return self.graphs.get(self.default) if self.default else None
 
 
-def load_directory(directory: Path, default: str | None = None) -> GraphSet:
-    """Every graph of ``directory``; :class:`GraphError` with all problems of all files."""
+def load_directory(
+    directory: Path, default: str | None = None, *, runnable: bool = True
+) -> GraphSet:
+    """Every graph of ``directory``; :class:`GraphError` with all problems of all files.
+
+    ``runnable`` (what the service needs) also refuses node types it cannot run yet.
+    """
     problems: list[Problem] = []
     graphs: dict[str, Graph] = {}
     owners: dict[str, str] = {}
@@ -309,6 +498,8 @@ def load_directory(directory: Path, default: str | None = None) -> GraphSet:
         except GraphError as exc:
             problems.extend(exc.problems)
             continue
+        if runnable:
+            problems.extend(runnable_problems(graph))
         if graph.id in graphs:
             problems.append(
                 Problem(

@@ -15,12 +15,14 @@ from typing import Any
 # Phases of a call, in the order a call usually goes through them.
 ANSWERING = "answering"  # we answered (or dialled); waiting for the leg to connect
 PROMPTING = "prompting"  # a prompt plays; ``after`` says what follows it
-GATHERING = "gathering"  # a menu waits for keys
+GATHERING = "gathering"  # a menu or collect waits for keys
+RECORDING = "recording"  # a voicemail is being recorded
+REQUESTING = "requesting"  # an http node waits for its answer
 BRIDGING = "bridging"  # the transfer target is being rung
 CONNECTED = "connected"  # the caller talks to the transfer target
 ENDED = "ended"
 
-PHASES = (ANSWERING, PROMPTING, GATHERING, BRIDGING, CONNECTED, ENDED)
+PHASES = (ANSWERING, PROMPTING, GATHERING, RECORDING, REQUESTING, BRIDGING, CONNECTED, ENDED)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class CallState:
     steps: int = 0
     vars: Mapping[str, str] = field(default_factory=dict)
     agent_leg: str | None = None
+    recordings: tuple[str, ...] = ()
     outcome: str | None = None
     started_at: float = 0.0
     ended_at: float | None = None
@@ -59,11 +62,13 @@ class CallState:
         data["vars"] = dict(self.vars)
         data["seen"] = dict(self.seen)
         data["recent"] = list(self.recent)
+        data["recordings"] = list(self.recordings)
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CallState:
         data: dict[str, Any] = json.loads(text)
         data["recent"] = tuple(data.get("recent", ()))
+        data["recordings"] = tuple(data.get("recordings", ()))
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})

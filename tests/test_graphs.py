@@ -109,16 +109,19 @@ def test_format_mistakes_are_reported_with_their_path(
     assert any(p.startswith(expected) for p in problems(document)), problems(document)
 
 
-def test_node_types_this_version_cannot_run_are_refused_clearly() -> None:
-    found = problems(
-        minimal(
-            a={"type": "set", "vars": {"x": "1"}, "next": "b"},
-            b={"type": "hangup"},
-        )
+def test_node_types_the_service_cannot_run_yet_are_refused_clearly(tmp_path: Path) -> None:
+    document = minimal(
+        a={"type": "queue", "queue": "sales", "on_timeout": "b", "on_no_agents": "b"},
+        b={"type": "hangup"},
     )
-    assert found == [
-        "g.json: /nodes/a/type: node type 'set' is not supported by this version of the service "
-        "(supported: hangup, menu, say, transfer)"
+    assert parse(document, "g.json").nodes["a"].type == "queue"  # the format knows it
+    (tmp_path / "g.json").write_text(json.dumps(document))
+    with pytest.raises(GraphError) as caught:
+        load_directory(tmp_path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{tmp_path / 'g.json'}: /nodes/a/type: node type 'queue' is not supported by this "
+        "version of the service (it runs: branch, collect, hangup, hours, http, menu, say, set, "
+        "transfer, voicemail)"
     ]
 
 
