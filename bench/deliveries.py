@@ -13,11 +13,10 @@ import httpx
 from service import logs
 from service.bird import adapter
 from service.bird.client import BirdClient
-from service.calls import CallHandler
 from service.cli import redis_url_or_embedded
 from service.graphs import load_directory
-from service.store import CallStore, connect
-from tests.support import RecordingBird, call_delivery
+from service.store import connect
+from tests.support import RecordingBird, call_delivery, handler_for
 
 
 def deliveries_for(call_id: str, t0: float) -> list[adapter.Delivery]:
@@ -43,9 +42,7 @@ async def run(redis_url: str, calls: int) -> None:
     client = BirdClient(base_url="http://bird.invalid", access_key="k", workspace_id="w",
                         channel_id="c", transport=httpx.MockTransport(bird))  # fmt: skip
     graphs = load_directory(Path("ivr_graphs"), "support-line")
-    handler = CallHandler(store=CallStore(redis, ended_ttl_s=600), client=client,
-                          graphs=lambda: graphs, notification_url="https://x/webhooks/bird",
-                          new_call_max_age_s=120)  # fmt: skip
+    handler = handler_for(redis, client, graphs)
     t0 = time.time()
     batches = [deliveries_for(str(uuid.uuid4()), t0) for _ in range(calls)]
     before = int((await redis.info("stats"))["total_commands_processed"])

@@ -1,16 +1,22 @@
 """The Starlette application: routes, and the resources they share.
 
 ``create_app`` takes everything from outside as arguments (settings, a Redis
-client, the graphs, the transport to Bird), so that tests and the demo build the
-same app the service runs.
+client, the graphs, the transports to Bird and to lookups), so that tests and
+the demo build the same app the service runs.
+
+Routes: ``POST /webhooks/bird`` (Bird), ``GET /healthz``, ``GET /readyz``, and
+behind the ``IVR_ADMIN_TOKEN`` bearer token: ``GET /admin/graphs``,
+``POST /admin/graphs/reload`` and ``POST /calls``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import structlog
@@ -18,13 +24,16 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service import webhooks
+from service import outbound, webhooks
+from service.auth import require_token
 from service.bird.client import BirdClient
 from service.calls import CallHandler
 from service.graphs import GraphSet
+from service.lookups import fetcher
+from service.registry import Registry
 from service.settings import Settings
 from service.store import CallStore
 
@@ -34,9 +43,7 @@ log = structlog.get_logger("app")
 @dataclass
 class Resources:
     settings: Settings
-    redis: Redis
-    graphs: GraphSet
-    client: BirdClient | None = None
+    registry: Registry
     handler: CallHandler | None = None
 
 
@@ -45,10 +52,13 @@ def create_app(
     *,
     redis: Redis,
     graphs: GraphSet,
+    graphs_dir: Path | None = None,
     bird_transport: httpx.AsyncBaseTransport | None = None,
+    lookup_transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
-    resources = Resources(settings=settings, redis=redis, graphs=graphs)
+    registry = Registry(redis, graphs, directory=graphs_dir, clock=clock)
+    resources = Resources(settings=settings, registry=registry)
 
     def handler() -> CallHandler:
         if resources.handler is None:
@@ -65,50 +75,82 @@ def create_app(
             transport=bird_transport,
             timeout=httpx.Timeout(settings.bird_timeout_s, connect=3.0),
         )
-        resources.client = client
+        lookups = httpx.AsyncClient(transport=lookup_transport, follow_redirects=False)
         resources.handler = CallHandler(
             store=CallStore(redis, ended_ttl_s=settings.call_ttl_s),
+            redis=redis,
             client=client,
-            graphs=lambda: resources.graphs,
+            registry=registry,
+            fetch=fetcher(lookups),
             notification_url=settings.webhook_url,
             new_call_max_age_s=settings.new_call_max_age_s,
             clock=clock,
         )
+        refresher = asyncio.create_task(registry.keep_published())
         log.info(
-            "service_started", graphs=sorted(graphs.graphs), default_graph=graphs.default,
-            bird_api_url=settings.bird_api_url, webhook_url=settings.webhook_url,
-        )  # fmt: skip
+            "service_started",
+            graphs={g.id: g.version for g in registry.current.graphs.values()},
+            default_graph=registry.current.default,
+            bird_api_url=settings.bird_api_url,
+            webhook_url=settings.webhook_url,
+            admin_api="on" if settings.ivr_admin_token else "off",
+        )
         try:
             yield
         finally:
+            refresher.cancel()
             await client.aclose()
+            await lookups.aclose()
             log.info("service_stopped")
 
-    async def healthz(_: Request) -> JSONResponse:
+    async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(_: Request) -> JSONResponse:
+    async def readyz(_: Request) -> Response:
         checks: dict[str, str] = {}
         try:
             await redis.ping()
             checks["redis"] = "ok"
         except (RedisError, OSError) as exc:
             checks["redis"] = f"unreachable: {exc}"
-        checks["graphs"] = (
-            f"{len(resources.graphs.graphs)} loaded" if resources.graphs.graphs else "none"
-        )
-        ready = checks["redis"] == "ok" and bool(resources.graphs.graphs)
+        loaded = len(registry.current.graphs)
+        checks["graphs"] = f"{loaded} loaded" if loaded else "none loaded"
+        ready = checks["redis"] == "ok" and loaded > 0
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},
             status_code=200 if ready else 503,
         )
 
-    webhook = webhooks.make_endpoint(settings, handler, clock)
-    return Starlette(
+    async def list_graphs(_: Request) -> Response:
+        return JSONResponse(registry.describe())
+
+    async def reload_graphs(_: Request) -> Response:
+        result = await registry.reload()
+        body = {
+            "reloaded": result.ok,
+            "changed": {k: {"from": a, "to": b} for k, (a, b) in result.changed.items()},
+            "problems": [str(p) for p in result.problems],
+            "versions": {g.id: g.version for g in registry.current.graphs.values()},
+        }
+        return JSONResponse(body, status_code=200 if result.ok else 422)
+
+    token = settings.ivr_admin_token
+    app = Starlette(
         routes=[
-            Route("/webhooks/bird", webhook, methods=["POST"]),
+            Route(
+                "/webhooks/bird", webhooks.make_endpoint(settings, handler, clock), methods=["POST"]
+            ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/admin/graphs", require_token(token, list_graphs), methods=["GET"]),
+            Route("/admin/graphs/reload", require_token(token, reload_graphs), methods=["POST"]),
+            Route(
+                "/calls",
+                require_token(token, outbound.make_endpoint(handler, lambda: registry, clock)),
+                methods=["POST"],
+            ),
         ],
         lifespan=lifespan,
     )
+    app.state.registry = registry
+    return app

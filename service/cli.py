@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check IVR graph files against the format")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
+    render = commands.add_parser("render", help="print a graph as a Mermaid (or dot) flowchart")
+    render.add_argument("file", type=Path, metavar="FILE")
+    render.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+
     from service.sim import cli as sim_cli
 
     sim = commands.add_parser(
@@ -58,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.host, args.port)
         if args.command == "validate":
             return _validate(args.files)
+        if args.command == "render":
+            return _render(args.file, args.format)
         if args.command == "sim":
             from service.sim import cli as sim_cli
 
@@ -88,8 +94,24 @@ def _validate(files: list[Path]) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             continue
+        for warning in graph.warnings:
+            print(warning, file=sys.stderr)
         print(f"{path}: ok (id {graph.id}, {len(graph.nodes)} nodes, version {graph.version})")
     return 1 if failed else 0
+
+
+def _render(path: Path, fmt: str) -> int:
+    from service import render
+    from service.graphs import GraphError, load_file
+
+    try:
+        graph = load_file(path)
+    except GraphError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(render.mermaid(graph) if fmt == "mermaid" else render.dot(graph), end="")
+    return 0
 
 
 @contextlib.contextmanager
@@ -150,8 +172,17 @@ async def _run_service(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    app = create_app(settings, redis=redis, graphs=graphs, graphs_dir=settings.ivr_graphs_dir)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(app.state.registry.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        async with serve(create_app(settings, redis=redis, graphs=graphs), host, port) as running:
+        async with serve(app, host, port) as running:
             log.info(
                 "service_listening", url=running.url, embedded_redis=settings.redis_url is None
             )

@@ -32,6 +32,8 @@ class Settings:
     bird_api_url: str = "https://api.bird.com"
     ivr_graphs_dir: Path = Path("ivr_graphs")
     ivr_default_graph: str | None = None
+    # Bearer token for /admin/* and POST /calls; unset: those endpoints are off.
+    ivr_admin_token: str | None = field(default=None, repr=False)
     log_format: str = "json"
     log_level: str = "info"
     log_mask_numbers: bool = True
@@ -65,6 +67,7 @@ class Settings:
             bird_api_url=reader.url("BIRD_API_URL", default="https://api.bird.com").rstrip("/"),
             ivr_graphs_dir=Path(reader.optional("IVR_GRAPHS_DIR") or "ivr_graphs"),
             ivr_default_graph=reader.optional("IVR_DEFAULT_GRAPH"),
+            ivr_admin_token=reader.optional("IVR_ADMIN_TOKEN"),
             log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, "json"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, "info"),
             log_mask_numbers=reader.boolean("LOG_MASK_NUMBERS", default=True),
@@ -73,6 +76,9 @@ class Settings:
             new_call_max_age_s=reader.integer("NEW_CALL_MAX_AGE_S", 120, minimum=5),
             bird_timeout_s=float(reader.integer("BIRD_TIMEOUT_S", 10, minimum=1)),
         )
+        token = settings.ivr_admin_token
+        if token is not None and len(token) < 16:
+            raise SettingsError("IVR_ADMIN_TOKEN must be at least 16 characters long")
         if settings.call_ttl_s < settings.webhook_max_age_s:
             raise SettingsError(
                 "CALL_TTL_S must be at least WEBHOOK_MAX_AGE_S "

@@ -10,9 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
+from service.actions import HttpRequest
 from service.bird import signature
+from service.bird.client import BirdClient
+from service.calls import CallHandler
+from service.events import HttpResponded
+from service.graphs import GraphSet
+from service.lookups import Fetch
+from service.registry import Registry
 from service.settings import Settings
+from service.store import CallStore
 
 SIGNING_KEY = "test-signing-key"
 
@@ -84,3 +93,27 @@ class RecordingBird:
     @property
     def commands(self) -> list[str]:
         return [name for _, name, _ in self.requests]
+
+
+def handler_for(
+    redis: Redis,
+    client: BirdClient,
+    graphs: GraphSet,
+    *,
+    fetch: Fetch | None = None,
+    store: CallStore | None = None,
+) -> CallHandler:
+    """A CallHandler as the app builds it, for tests and benchmarks without HTTP."""
+
+    async def no_lookups(request: HttpRequest) -> HttpResponded:
+        raise AssertionError(f"unexpected lookup {request}")
+
+    return CallHandler(
+        store=store or CallStore(redis, ended_ttl_s=600),
+        redis=redis,
+        client=client,
+        registry=Registry(redis, graphs),
+        fetch=fetch or no_lookups,
+        notification_url="https://ivr.example.com/webhooks/bird",
+        new_call_max_age_s=120,
+    )

@@ -17,10 +17,9 @@ from redis.asyncio import Redis
 from service import state
 from service.bird import adapter
 from service.bird.client import BirdClient
-from service.calls import CallHandler
 from service.graphs import load_directory
 from service.store import CallStore, connect
-from tests.support import RecordingBird, call_delivery
+from tests.support import RecordingBird, call_delivery, handler_for
 
 GRAPHS = load_directory(Path("ivr_graphs"), "support-line")
 T0 = time.time()
@@ -64,13 +63,7 @@ class Worker:
             transport=httpx.MockTransport(self.bird),
         )
         self.store = CallStore(redis, ended_ttl_s=600)
-        self.handler = CallHandler(
-            store=self.store,
-            client=self.client,
-            graphs=lambda: GRAPHS,
-            notification_url="https://ivr.example.com/webhooks/bird",
-            new_call_max_age_s=120,
-        )
+        self.handler = handler_for(redis, self.client, GRAPHS, store=self.store)
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ class Stack:
         return call_id, await self.sim.wait_ended(call_id, timeout_s=30)
 
     def commands_to(self, call_id: str) -> list[str]:
-        return [r.operation or "" for r in self.sim.requests_for(call_id)]
+        """What the service asked Bird to do on this call (reads left out)."""
+        return [r.operation or "" for r in self.sim.requests_for(call_id) if r.method != "GET"]
 
     def assert_every_request_was_valid(self) -> None:
         rejected = [(r.method, r.path, r.status, r.problems) for r in self.sim.requests]

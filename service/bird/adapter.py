@@ -202,6 +202,14 @@ def to_event(delivery: Delivery) -> Event:
         if command.name == "gather":
             keys = command.result.get("keys")
             return events.DigitsCollected(keys if isinstance(keys, str) else "", ok=ok)
+        if command.name == "record":
+            recording = command.result.get("recordingId")
+            duration = command.result.get("duration")
+            return events.RecordingFinished(
+                recording if isinstance(recording, str) else None,
+                float(duration) if isinstance(duration, int | float) else None,
+                ok=ok,
+            )
         if command.name == "bridge" and not ok:
             return events.AgentUnavailable(None, "failed")
         if command.name == "answer" and ok:
@@ -223,7 +231,8 @@ def _say_options(prompt: actions.Say) -> JSON:
 async def perform(
     client: BirdClient, call_id: str, action: Action, *, notification_url: str
 ) -> JSON:
-    """Send one action to Bird as the matching request; Bird's answer is returned."""
+    """Send one action to Bird as the matching request; Bird's answer is returned.
+    (``HttpRequest`` is not Bird's: the calls module performs it.)"""
     if isinstance(action, actions.Answer):
         return await client.answer(call_id)
     if isinstance(action, actions.Speak):
@@ -250,6 +259,14 @@ async def perform(
             hangup_after_bridge=True,
             record=action.record or None,
             notification_url=notification_url,
+        )
+    if isinstance(action, actions.Record):
+        return await client.record(
+            call_id,
+            max_length=action.max_length_s,
+            end_key=action.end_key,
+            beep=action.beep,
+            transcribe=action.transcribe,
         )
     if isinstance(action, actions.Hangup):
         return await client.hangup(call_id)

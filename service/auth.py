@@ -1,0 +1,33 @@
+"""Bearer-token protection for the operator endpoints (``/admin/*``, ``POST /calls``)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def require_token(token: str | None, endpoint: Endpoint) -> Endpoint:
+    """``endpoint`` behind ``Authorization: Bearer <token>``; off (403) without a token."""
+
+    async def guarded(request: Request) -> Response:
+        if token is None:
+            return JSONResponse(
+                {"error": "disabled", "reason": "set IVR_ADMIN_TOKEN to use this endpoint"},
+                status_code=403,
+            )
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+            return JSONResponse(
+                {"error": "unauthorized", "reason": "missing or wrong bearer token"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await endpoint(request)
+
+    return guarded
