@@ -10,39 +10,82 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_STEP = re.compile(r"([A-Za-z0-9_-]+)?((?:\[\d+\])*)")
-_INDEX = re.compile(r"\[(\d+)\]")
-
 
 class Missing(LookupError):
     """The path leads nowhere in this document."""
 
 
+_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_INDEX = re.compile(r"\[([0-9]+)\]")
+
+
 def parse(path: str) -> tuple[str | int, ...]:
-    """The steps of ``path``; ValueError with the reason when it is not of the syntax."""
-    text = path.strip()
-    if not text:
-        raise ValueError("empty JSON path")
-    if text.startswith("$"):
-        text = text[1:]
-        if text.startswith("."):
-            text = text[1:]
-    elif text.startswith((".", "[")):
-        raise ValueError(f"JSON path {path!r} must start with a name or $")
-    if not text:
-        return ()
+    """The steps of a JSON path into an HTTP answer: keys (str) and list indexes (int).
+
+    The supported syntax is a small subset of JSONPath::
+
+        path  = "$" step* | key step*
+        step  = "." key | "[" index "]"
+        key   = one or more letters, digits, "_" or "-"
+        index = a whole number (0 is the first item)
+
+    ``$.customer.name`` and ``customer.name`` give ``("customer", "name")``;
+    ``customer.items[0].id`` gives ``("customer", "items", 0, "id")``; ``$[2]``
+    gives ``(2,)`` and ``$`` alone the whole answer ``()``. Anything else
+    (``..``, ``*``, filters, slices, quoted keys, spaces) raises ``ValueError``
+    with the reason.
+    """
+    if not path:
+        raise ValueError("empty path")
     steps: list[str | int] = []
-    for part in text.split("."):
-        match = _STEP.fullmatch(part)
-        if match is None or not part:
-            raise ValueError(f"JSON path {path!r}: {part!r} is not a name with optional [index]")
-        name, subscripts = match.groups()
-        if name:
-            steps.append(name)
-        elif not steps and not subscripts:
-            raise ValueError(f"JSON path {path!r} has an empty step")
-        steps.extend(int(i) for i in _INDEX.findall(subscripts))
+    if path.startswith("$"):
+        position = 1
+    else:
+        first = _KEY.match(path)
+        if first is None:
+            raise ValueError(f"must start with $ or a key, not {path[0]!r}")
+        steps.append(first.group())
+        position = first.end()
+    while position < len(path):
+        char = path[position]
+        if char == ".":
+            key = _KEY.match(path, position + 1)
+            if key is None:
+                raise ValueError(_after_dot(path, position + 1))
+            steps.append(key.group())
+            position = key.end()
+        elif char == "[":
+            index = _INDEX.match(path, position)
+            if index is None:
+                raise ValueError(_in_brackets(path, position + 1))
+            steps.append(int(index.group(1)))
+            position = index.end()
+        else:
+            raise ValueError(f"unexpected {char!r} at character {position + 1}")
     return tuple(steps)
+
+
+def _after_dot(path: str, position: int) -> str:
+    """Why ``path`` has no key at ``position`` (just after a dot)."""
+    if position == len(path):
+        return "ends with '.'"
+    if path[position] == ".":
+        return "recursive descent (..) is not supported"
+    if path[position] == "*":
+        return "wildcards (*) are not supported"
+    return f"expected a key (letters, digits, _ or -) at character {position + 1}"
+
+
+def _in_brackets(path: str, position: int) -> str:
+    """Why ``path`` has no ``[index]`` at ``position`` (just after a ``[``)."""
+    inside = path[position : position + 1]
+    if inside in ("'", '"'):
+        return "quoted keys are not supported: write .key"
+    if inside == "*":
+        return "wildcards (*) are not supported"
+    if inside == "?":
+        return "filters are not supported"
+    return f"expected [index] with a whole number at character {position}"
 
 
 def extract(document: Any, path: str) -> Any:
