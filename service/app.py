@@ -56,6 +56,7 @@ def create_app(
     bird_transport: httpx.AsyncBaseTransport | None = None,
     lookup_transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
+    graph_clock: Callable[[], float] | None = None,
 ) -> Starlette:
     registry = Registry(redis, graphs, directory=graphs_dir, clock=clock)
     resources = Resources(settings=settings, registry=registry)
@@ -85,6 +86,7 @@ def create_app(
             notification_url=settings.webhook_url,
             new_call_max_age_s=settings.new_call_max_age_s,
             clock=clock,
+            graph_clock=graph_clock,
         )
         refresher = asyncio.create_task(registry.keep_published())
         log.info(

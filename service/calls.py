@@ -75,7 +75,10 @@ class CallHandler:
         notification_url: str,
         new_call_max_age_s: int,
         clock: Callable[[], float] = time.time,
+        graph_clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` is the real time (ages of deliveries); ``graph_clock`` the time
+        graphs see (``hours`` nodes): the same unless a demo or test pins it."""
         self._store = store
         self._redis = redis
         self._client = client
@@ -84,6 +87,7 @@ class CallHandler:
         self._notification_url = notification_url
         self._new_call_max_age_s = new_call_max_age_s
         self._clock = clock
+        self._graph_clock = graph_clock or clock
 
     # -- deliveries ------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class CallHandler:
         """Load, plan, commit (compare-and-set, retried), log, act."""
         for _ in range(MAX_COMMIT_ATTEMPTS):
             current = await self._store.load(call_id)
-            planned = await plan(current, self._clock())
+            planned = await plan(current, self._graph_clock())
             if isinstance(planned, Outcome):
                 return planned
             new_state = planned.transition.state
@@ -145,7 +149,7 @@ class CallHandler:
         if not delivery.is_new_call_offer:
             bound.info("unknown_call", graph=None, node=None, status=delivery.status)
             return Outcome("unknown_call", "no state for this call and not a new incoming call")
-        age_s = now - delivery.created_us / 1_000_000
+        age_s = self._clock() - delivery.created_us / 1_000_000
         if age_s > self._new_call_max_age_s:
             bound.warning("new_call_too_old", graph=None, node=None, age_s=round(age_s))
             return Outcome("ignored", "a new call this old has long gone: not answered")

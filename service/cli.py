@@ -34,8 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (%(default)s)")  # noqa: S104
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (%(default)s)")
 
-    validate = commands.add_parser("validate", help="check IVR graph files against the format")
-    validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    validate = commands.add_parser(
+        "validate", help="check IVR graph files (or every graph of a directory) against the format"
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR")
 
     render = commands.add_parser("render", help="print a graph as a Mermaid (or dot) flowchart")
     render.add_argument("file", type=Path, metavar="FILE")
@@ -50,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="embedded Redis + simulator + service: three scripted calls through the support line",
+        help="embedded Redis + simulator + service: four scripted calls through the support line",
     )
     return parser
 
@@ -83,10 +85,14 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _validate(files: list[Path]) -> int:
-    from service.graphs import GraphError, load_file
+    from service.graphs import SCHEMA_FILE, GraphError, graph_files, load_file
 
     failed = 0
-    for path in files:
+    expanded = [f for p in files for f in (graph_files(p) if p.is_dir() else [p])]
+    for path in expanded:
+        if path.name == SCHEMA_FILE:
+            print(f"{path}: skipped (the format's JSON Schema, not a graph)", file=sys.stderr)
+            continue
         try:
             graph = load_file(path)
         except GraphError as exc:

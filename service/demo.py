@@ -1,7 +1,7 @@
 """``ivr demo``: the whole product on one machine, with nothing to configure.
 
 Starts a real embedded Redis (or uses ``REDIS_URL``), the Bird simulator and the
-service on free loopback ports, places three scripted calls through the support
+service on free loopback ports, places four scripted calls through the support
 line, and prints each call's transcript with the service's log lines for it.
 Exits 0 when every call ended where the graph says it should.
 """
@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -30,11 +33,31 @@ from service.store import connect
 
 GRAPH = "support-line"
 BILLING = "+31201234567"
+BUSINESS_BILLING = "+31201234599"
 TECH = "sip:tech@pbx.example.com"
 AGENTS = {
     BILLING: AgentScript("answer", answer_after_s=4.0, talk_s=30.0),
+    BUSINESS_BILLING: AgentScript("answer", answer_after_s=3.0, talk_s=20.0),
     TECH: AgentScript("answer", answer_after_s=6.0, talk_s=45.0),
 }
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=AMSTERDAM)  # a Tuesday morning
+HOLIDAY = datetime(2026, 12, 25, 11, 0, tzinfo=AMSTERDAM)  # Christmas Day
+
+
+class PinnedClock:
+    """The time graphs see, pinned to a moment and running on from there, so that
+    an ``hours`` node answers the same whenever the demo or a test runs."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.pin(moment)
+
+    def pin(self, moment: datetime) -> None:
+        self._base = moment.timestamp()
+        self._started = time.monotonic()
+
+    def __call__(self) -> float:
+        return self._base + (time.monotonic() - self._started)
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,7 @@ class DemoCall:
     script: CallerScript
     expect_reached: str | None
     expect_last_heard: str | None = None
+    at: datetime = OPEN
 
     def problems(self, transcript: Transcript) -> list[str]:
         found = []
@@ -57,15 +81,26 @@ class DemoCall:
 
 def demo_calls(number: str) -> list[DemoCall]:
     return [
-        DemoCall(CallerScript("straight to a person", "+31612345678", number, ("1",)), BILLING),
+        DemoCall(CallerScript("straight to a person", "+31612345678", number, ("2",)), TECH),
         DemoCall(
-            CallerScript("a wrong key, then the right one", "+31687654321", number, ("9", "2")),
-            TECH,
+            CallerScript(
+                "a wrong key, then billing with an account number",
+                "+31687654321",
+                number,
+                ("9", "1", "12345678#"),
+            ),
+            BILLING,
         ),
         DemoCall(
             CallerScript("silence until on_failure", "+31611122233", number, ()),
             None,
             expect_last_heard="Goodbye.",
+        ),
+        DemoCall(
+            CallerScript("Christmas Day: voicemail", "+31655544433", number, (), voicemail_s=6),
+            None,
+            expect_last_heard="Thank you. Goodbye.",
+            at=HOLIDAY,
         ),
     ]
 
@@ -135,18 +170,20 @@ async def run() -> int:
     service_sock, bird_sock = bind(), bind()
     settings = loopback_settings(url_of(service_sock), url_of(bird_sock))
     sim = simulator_for(settings, agents=AGENTS, time_scale=0.02)
+    clock = PinnedClock(OPEN)
     calls = demo_calls(number)
     failures: list[str] = []
     print(f"ivr demo: {len(calls)} scripted calls to {number} ({GRAPH})\n")
     with redis_url_or_embedded(os.environ.get("REDIS_URL")) as redis_url:
         redis = connect(redis_url)
-        app = create_app(settings, redis=redis, graphs=graphs)
+        app = create_app(settings, redis=redis, graphs=graphs, graph_clock=clock)
         try:
             async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock):
                 for index, call in enumerate(calls, 1):
+                    clock.pin(call.at)
                     call_id = await sim.place_inbound_call(call.script)
                     transcript = await sim.wait_ended(call_id, timeout_s=60)
-                    print(f"=== Call {index}: {call.script.name} ===")
+                    print(f"=== Call {index}: {call.script.name} ({call.at:%a %d %b %H:%M %Z}) ===")
                     print(transcript.render())
                     print("--- service log ---")
                     for line in book.lines.pop(call_id, []):

@@ -192,6 +192,7 @@ class Graph:
     nodes: Mapping[str, Node]
     version: str
     numbers: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
     description: str = ""
     locale: str | None = None
     voice: str | None = None
@@ -410,6 +411,7 @@ def parse(document: Any, file: str = "<graph>") -> Graph:
         nodes=nodes,
         version=version_of(document),
         numbers=tuple(document.get("numbers", ())),
+        params=tuple(document.get("params", ())),
         description=document.get("description", ""),
         locale=document.get("locale"),
         voice=document.get("voice"),

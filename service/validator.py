@@ -12,7 +12,8 @@ Errors (the graph is refused):
 3. Every loop passes through a node that waits for the caller (menu, collect):
    a loop of other nodes is reported at the exit that closes it, with the loop
    written out. Every waiting node has its ``on_failure`` exit.
-4. ``vars.NAME`` is read only where some path from ``start`` may have set it.
+4. ``vars.NAME`` is read only where some path from ``start`` may have set it
+   (a graph's ``params`` are set from the start: they come with the call).
    ``collect`` sets its ``var`` and ``http`` the keys of its ``save`` only on
    their ``next`` exit; ``set`` sets its keys on ``next`` (its own values are
    rendered with the variables as they were on entry). Reads are the templates
@@ -386,7 +387,7 @@ def _entry_vars(
                 for source, exit_name in incoming[node_id]
             ]
             if node_id == graph.start:
-                arriving.append(frozenset())
+                arriving.append(frozenset(graph.params))
             combined = combine(arriving)
             if combined != entry[node_id]:
                 entry[node_id] = combined
@@ -411,6 +412,7 @@ def _variables(graph: Graph, order: list[str]) -> list[Problem]:
 def _checked_reads(graph: Graph, order: list[str]) -> list[Problem]:
     reached = set(order)
     set_on_some_path = {a.var for node_id in order for a in _assignments(graph.nodes[node_id])}
+    set_on_some_path |= set(graph.params)
     may = _entry_vars(graph, order, frozenset(), _union)
     surely = _entry_vars(graph, order, frozenset(set_on_some_path), _intersection)
     found: list[Problem] = []
@@ -436,7 +438,11 @@ def _unread_variables(graph: Graph) -> list[Problem]:
     read_anywhere = {
         _variable_of(read.name) for node in graph.nodes.values() for read in _reads(node)
     }
-    found: list[Problem] = []
+    found: list[Problem] = [
+        _problem(graph, ["params", index], f"parameter {name} is never read", "warning")
+        for index, name in enumerate(graph.params)
+        if name not in read_anywhere
+    ]
     for node in graph.nodes.values():
         for assignment in _assignments(node):
             if assignment.var not in read_anywhere:
@@ -589,7 +595,9 @@ def _save_paths(graph: Graph) -> list[Problem]:
 
 
 def _numbers(graph: Graph) -> list[Problem]:
-    if graph.numbers:
+    """A graph that answers no number and takes no params is probably a mistake
+    (an outbound graph declares the params its calls come with)."""
+    if graph.numbers or graph.params:
         return []
     message = "answers no number: only reachable as IVR_DEFAULT_GRAPH or for outbound calls"
     return [_problem(graph, ["numbers"], message, "warning")]

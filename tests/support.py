@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from service.actions import HttpRequest
 from service.bird import signature
 from service.bird.client import BirdClient
 from service.calls import CallHandler
+from service.demo import OPEN, PinnedClock
 from service.events import HttpResponded
 from service.graphs import GraphSet
 from service.lookups import Fetch
@@ -102,8 +103,10 @@ def handler_for(
     *,
     fetch: Fetch | None = None,
     store: CallStore | None = None,
+    graph_clock: Callable[[], float] | None = None,
 ) -> CallHandler:
-    """A CallHandler as the app builds it, for tests and benchmarks without HTTP."""
+    """A CallHandler as the app builds it, for tests and benchmarks without HTTP.
+    Graphs see a Tuesday morning (the support line is open) unless told otherwise."""
 
     async def no_lookups(request: HttpRequest) -> HttpResponded:
         raise AssertionError(f"unexpected lookup {request}")
@@ -116,4 +119,5 @@ def handler_for(
         fetch=fetch or no_lookups,
         notification_url="https://ivr.example.com/webhooks/bird",
         new_call_max_age_s=120,
+        graph_clock=graph_clock or PinnedClock(OPEN),
     )

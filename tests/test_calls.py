@@ -84,13 +84,13 @@ async def test_a_call_walks_to_a_transfer(workers: list[Worker]) -> None:
         status(call_id, "ongoing", updated=T0 + 1),
         completed("answer", updated=T0 + 1.5, call_id=call_id),
         completed("say", updated=T0 + 2, call_id=call_id),
-        completed("gather", updated=T0 + 3, call_id=call_id, keys="1"),
+        completed("gather", updated=T0 + 3, call_id=call_id, keys="2"),
     ):
         assert (await worker.handler.handle(delivery)).status == "applied"
     assert worker.bird.commands == ["answer", "say", "gather", "bridge"]
     current = await worker.store.load(call_id)
     assert current is not None
-    assert (current.node, current.phase) == ("billing", state.BRIDGING)
+    assert (current.node, current.phase) == ("tech", state.BRIDGING)
 
 
 async def test_a_repeated_delivery_changes_nothing_and_sends_nothing(

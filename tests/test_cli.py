@@ -79,8 +79,30 @@ def test_serve_refuses_an_invalid_graph_directory(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_person() -> None:
-    """`ivr serve` as a process (its own embedded Redis), BIRD_API_URL at the simulator."""
+FRONT_DESK = {
+    "id": "front-desk",
+    "numbers": ["+31970102030"],
+    "start": "menu",
+    "nodes": {
+        "menu": {
+            "type": "menu",
+            "say": "Press 1 for sales, 2 for support.",
+            "options": {"1": "sales", "2": "support"},
+            "on_failure": "bye",
+        },
+        "sales": {"type": "transfer", "to": "+31201234567", "on_failure": "bye"},
+        "support": {"type": "transfer", "to": TECH, "on_failure": "bye"},
+        "bye": {"type": "hangup", "say": "Goodbye."},
+    },
+}
+
+
+async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_person(
+    tmp_path: Path,
+) -> None:
+    """`ivr serve` as a process (its own embedded Redis), BIRD_API_URL at the simulator.
+    (An always-open graph: the process runs on the real clock.)"""
+    (tmp_path / "front-desk.json").write_text(json.dumps(FRONT_DESK))
     reserved = bind()
     port = reserved.getsockname()[1]
     reserved.close()
@@ -102,8 +124,9 @@ async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_pers
         time_scale=0.01,
     )
     env = clean_env(
-        **keys, PUBLIC_BASE_URL=service_url, BIRD_API_URL=url_of(bird_sock), LOG_FORMAT="json"
-    )
+        **keys, PUBLIC_BASE_URL=service_url, BIRD_API_URL=url_of(bird_sock), LOG_FORMAT="json",
+        IVR_GRAPHS_DIR=str(tmp_path),
+    )  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *IVR, "serve", "--host", "127.0.0.1", "--port", str(port),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -124,7 +147,7 @@ async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_pers
         assert transcript.reached == TECH
         assert transcript.texts("pressed") == ["2"]
         assert [r.operation for r in sim.requests_for(call_id)] == [
-            "answerCall", "say", "gather", "bridge",
+            "answerCall", "gather", "bridge",
         ]  # fmt: skip
         assert all(r.accepted and not r.problems for r in sim.requests)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,17 @@ from redis.asyncio import Redis
 
 from service import state
 from service.app import create_app
-from service.demo import AGENTS, BILLING, TECH, demo_calls, loopback_settings, simulator_for
+from service.demo import (
+    AGENTS,
+    BILLING,
+    BUSINESS_BILLING,
+    OPEN,
+    TECH,
+    PinnedClock,
+    demo_calls,
+    loopback_settings,
+    simulator_for,
+)
 from service.graphs import load_directory
 from service.serving import bind, serve, url_of
 from service.sim import HANGUP, AgentScript, BirdSimulator, CallerScript, Transcript
@@ -44,13 +55,13 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(redis: Redis, **sim_options: Any) -> AsyncIterator[Stack]:
+async def stack(redis: Redis, at: datetime = OPEN, **sim_options: Any) -> AsyncIterator[Stack]:
     service_sock, bird_sock = bind(), bind()
     settings = loopback_settings(url_of(service_sock), url_of(bird_sock))
     options: dict[str, Any] = {"agents": AGENTS, "time_scale": 0.002}
     options.update(sim_options)
     sim = simulator_for(settings, **options)
-    app = create_app(settings, redis=redis, graphs=GRAPHS)
+    app = create_app(settings, redis=redis, graphs=GRAPHS, graph_clock=PinnedClock(at))
     try:
         async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock):
             yield Stack(sim, CallStore(redis, ended_ttl_s=settings.call_ttl_s))
@@ -64,7 +75,7 @@ def agents(billing: AgentScript) -> Mapping[str, AgentScript]:
 
 @pytest.mark.parametrize("demo", demo_calls(NUMBER), ids=lambda d: d.script.name)
 async def test_the_demo_calls_end_where_the_graph_says(redis: Redis, demo: Any) -> None:
-    async with stack(redis) as s:
+    async with stack(redis, at=demo.at) as s:
         call_id, transcript = await s.call(demo.script)
         assert demo.problems(transcript) == []
         s.assert_every_request_was_valid()
@@ -74,21 +85,54 @@ async def test_the_demo_calls_end_where_the_graph_says(redis: Redis, demo: Any) 
         assert 0 < await s.store.ttl(call_id) <= 90_000
 
 
-async def test_straight_to_a_person_hears_the_welcome_and_menu_then_reaches_billing(
-    redis: Redis,
-) -> None:
+async def test_billing_with_an_account_number_reaches_billing(redis: Redis) -> None:
     async with stack(redis) as s:
-        call_id, transcript = await s.call(CallerScript("one", "+31612345678", NUMBER, ("1",)))
+        call_id, transcript = await s.call(
+            CallerScript("one", "+31612345678", NUMBER, ("1", "1234567#"))
+        )
     assert transcript.texts("heard") == [
         "Thanks for calling Acme.",
         "For billing press 1. For a technician press 2.",
+        "Please enter your account number, followed by the hash key.",
     ]
-    assert transcript.texts("pressed") == ["1"]
+    assert transcript.texts("pressed") == ["1", "1234567#"]
     assert transcript.reached == BILLING
-    assert s.commands_to(call_id) == ["answerCall", "say", "gather", "bridge"]
+    assert s.commands_to(call_id) == ["answerCall", "say", "gather", "gather", "bridge"]
     stored = await s.store.load(call_id)
     assert stored is not None
     assert stored.outcome == "transferred"
+    assert stored.vars == {"account": "1234567"}
+
+
+async def test_a_business_account_is_put_through_to_business_billing(redis: Redis) -> None:
+    async with stack(redis) as s:
+        _, transcript = await s.call(CallerScript("biz", "+31612345678", NUMBER, ("1", "912345#")))
+    assert transcript.reached == BUSINESS_BILLING
+
+
+async def test_a_bad_account_number_is_asked_again(redis: Redis) -> None:
+    async with stack(redis) as s:
+        _, transcript = await s.call(
+            CallerScript("typo", "+31612345678", NUMBER, ("1", "12#", "7654321#"))
+        )
+    assert "That is not a valid account number. Account numbers have six to eight digits." in (
+        transcript.texts("heard")
+    )
+    assert transcript.reached == BILLING
+
+
+async def test_after_hours_callers_leave_a_voicemail_kept_on_the_call(redis: Redis) -> None:
+    closed = datetime(2026, 12, 1, 20, 0, tzinfo=OPEN.tzinfo)  # a Tuesday evening
+    async with stack(redis, at=closed) as s:
+        call_id, transcript = await s.call(CallerScript("late", "+31612345678", NUMBER, ()))
+        stored = await s.store.load(call_id)
+    assert transcript.texts("heard")[1].startswith("We are closed right now.")
+    assert s.commands_to(call_id) == ["answerCall", "say", "say", "record", "say", "hangupCall"]
+    (record,) = [r for r in s.sim.requests_for(call_id) if r.operation == "record"]
+    assert record.body == {"maxLength": 120, "endKey": "#", "beep": True, "transcribe": False}
+    assert stored is not None
+    assert len(stored.recordings) == 1
+    assert stored.recordings[0] == record.response["recordingId"]
 
 
 async def test_repeated_and_late_deliveries_change_nothing(redis: Redis) -> None:
@@ -135,21 +179,29 @@ async def test_a_caller_hanging_up_while_the_welcome_plays(redis: Redis) -> None
 async def test_an_agent_who_does_not_answer_takes_on_failure(redis: Redis, behavior: str) -> None:
     unavailable = AgentScript(behavior)  # type: ignore[arg-type]
     async with stack(redis, agents=agents(unavailable)) as s:
-        call_id, transcript = await s.call(CallerScript("nobody", "+31612345678", NUMBER, ("1",)))
+        call_id, transcript = await s.call(
+            CallerScript("nobody", "+31612345678", NUMBER, ("1", "123456#"))
+        )
         s.assert_every_request_was_valid()
         stored = await s.store.load(call_id)
     assert transcript.reached is None
-    assert transcript.texts("heard")[-1] == "All our agents are busy. Please call again later."
-    assert s.commands_to(call_id) == ["answerCall", "say", "gather", "bridge", "say", "hangupCall"]
+    assert transcript.texts("heard")[-3:] == [
+        "All our agents are busy. Please leave a message after the tone.",
+        "(beep)",
+        "Thank you. Goodbye.",
+    ]
+    assert s.commands_to(call_id) == [
+        "answerCall", "say", "gather", "gather", "bridge", "say", "record", "say", "hangupCall",
+    ]  # fmt: skip
     assert stored is not None
-    assert (stored.node, stored.outcome) == ("agents-busy", "hangup_node")
+    assert (stored.node, stored.outcome) == ("thanks", "hangup_node")
 
 
 async def test_bridge_uses_the_ring_timeout_and_notification_url_of_the_graph(
     redis: Redis,
 ) -> None:
     async with stack(redis) as s:
-        call_id, _ = await s.call(CallerScript("one", "+31612345678", NUMBER, ("1",)))
+        call_id, _ = await s.call(CallerScript("one", "+31612345678", NUMBER, ("1", "123456#")))
     (bridge,) = [r for r in s.sim.requests_for(call_id) if r.operation == "bridge"]
     assert bridge.body["to"] == BILLING
     assert bridge.body["ringTimeout"] == 20
@@ -160,6 +212,6 @@ async def test_bridge_uses_the_ring_timeout_and_notification_url_of_the_graph(
 async def test_the_default_graph_answers_numbers_no_graph_lists(redis: Redis) -> None:
     async with stack(redis) as s:
         _, transcript = await s.call(
-            CallerScript("other number", "+31612345678", "+31100000000", ("1",))
+            CallerScript("other number", "+31612345678", "+31100000000", ("2",))
         )
-    assert transcript.reached == BILLING
+    assert transcript.reached == TECH

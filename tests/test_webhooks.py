@@ -136,7 +136,7 @@ async def test_health_and_readiness(service: Service) -> None:
     assert (await service.http.get(service.url + "/healthz")).json() == {"status": "ok"}
     ready = await service.http.get(service.url + "/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"redis": "ok", "graphs": "1 loaded"}
+    assert ready.json()["checks"] == {"redis": "ok", "graphs": "2 loaded"}
 
 
 async def test_readiness_fails_when_redis_is_unreachable() -> None:
