@@ -39,6 +39,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR")
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="walk a graph offline with a script of keys and print the transcript",
+        description="Walk a graph offline (no server, no Redis, no network). Exits 1 when "
+        "the script does not fit the graph.",
+    )
+    simulate.add_argument("file", type=Path, metavar="FILE")
+    simulate.add_argument(
+        "--keys", default="", help="inputs in order, comma-separated; _ is silence (1,4321#,_,2)"
+    )
+    simulate.add_argument(
+        "--at", help="the moment of the call, ISO-8601 with offset (default: now)"
+    )
+    simulate.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="a variable (repeat)"
+    )
+    simulate.add_argument("--caller", default="+31600000000", help="the caller's number")
+    simulate.add_argument("--called", help="the number called (default: the graph's first)")
+    simulate.add_argument(
+        "--http-fixture",
+        type=Path,
+        metavar="FILE",
+        help='answers for http nodes: {"METHOD URL": {"status", "json"}}',
+    )
+    simulate.add_argument(
+        "--agent",
+        choices=("answer", "no-answer", "busy", "failed"),
+        default="answer",
+        help="what transfer targets do (%(default)s)",
+    )
+    simulate.add_argument(
+        "--outbound",
+        action="store_true",
+        help="an outbound call: the graph starts when the callee answers",
+    )
+    simulate.add_argument("--json", action="store_true", help="print the result as JSON")
+
     render = commands.add_parser("render", help="print a graph as a Mermaid (or dot) flowchart")
     render.add_argument("file", type=Path, metavar="FILE")
     render.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
@@ -64,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args.host, args.port)
         if args.command == "validate":
             return _validate(args.files)
+        if args.command == "simulate":
+            return _simulate(args)
         if args.command == "render":
             return _render(args.file, args.format)
         if args.command == "sim":
@@ -104,6 +143,59 @@ def _validate(files: list[Path]) -> int:
             print(warning, file=sys.stderr)
         print(f"{path}: ok (id {graph.id}, {len(graph.nodes)} nodes, version {graph.version})")
     return 1 if failed else 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from service.graphs import GraphError, load_file
+    from service.simulate import simulate
+
+    if args.at is None:
+        at = datetime.now(UTC)
+    else:
+        try:
+            at = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
+        except ValueError:
+            return _fail(f"--at {args.at!r} is not an ISO-8601 date-time (2026-12-25T10:00+01:00)")
+        if at.tzinfo is None:
+            return _fail(f"--at {args.at!r} needs a UTC offset, e.g. {args.at}+01:00")
+    variables: dict[str, str] = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            return _fail(f"--var {item!r} is not NAME=VALUE")
+        variables[name] = value
+    fixtures: dict[str, object] = {}
+    if args.http_fixture is not None:
+        try:
+            fixtures = json.loads(args.http_fixture.read_text())
+        except OSError as exc:
+            return _fail(f"--http-fixture {args.http_fixture}: {exc.strerror}")
+        except json.JSONDecodeError as exc:
+            return _fail(f"--http-fixture {args.http_fixture}: not valid JSON ({exc.msg})")
+        if not isinstance(fixtures, dict):
+            return _fail(f"--http-fixture {args.http_fixture}: must be a JSON object")
+    try:
+        graph = load_file(args.file)
+    except GraphError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    keys = [k.strip() for k in args.keys.split(",")] if args.keys.strip() else []
+    result = simulate(
+        graph, keys, at=at, caller=args.caller, called=args.called, variables=variables,
+        fixtures=fixtures, agent=args.agent, outbound=args.outbound,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.render(), end="")
+    if not result.ok:
+        print(f"ivr simulate: {result.error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _render(path: Path, fmt: str) -> int:

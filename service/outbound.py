@@ -66,6 +66,9 @@ def parse_request(body: Any, registry: Registry, now: float) -> OutboundRequest 
                 problems.append(f"/vars/{name}: must be a string or a number")
             else:
                 variables[name] = str(value)
+    if graph is not None and isinstance(raw_vars, dict):
+        problems += [f"/vars/{name}: required by graph {graph.id}" for name in graph.params
+                     if name not in raw_vars]  # fmt: skip
     from_ = body.get("from")
     if from_ is not None and (not isinstance(from_, str) or not E164.match(from_)):
         problems.append("/from: must be an E.164 number")
