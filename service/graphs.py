@@ -13,6 +13,7 @@ version whatever its formatting.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -416,7 +417,7 @@ def parse(document: Any, file: str = "<graph>") -> Graph:
         locale=document.get("locale"),
         voice=document.get("voice"),
         source=file,
-        document=document,
+        document=copy.deepcopy(document),  # the graph owns its content: its version hashes it
     )
 
 

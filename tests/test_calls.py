@@ -4,6 +4,7 @@ at once never advance a call twice nor send a command twice."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,12 +18,13 @@ from redis.asyncio import Redis
 from service import state
 from service.bird import adapter
 from service.bird.client import BirdClient
-from service.graphs import load_directory
+from service.graphs import GraphSet, load_directory, parse
 from service.store import CallStore, connect
 from tests.support import RecordingBird, call_delivery, handler_for
 
 GRAPHS = load_directory(Path("ivr_graphs"), "support-line")
 T0 = time.time()
+SUPPORT_LINE = Path("ivr_graphs/support-line.json").read_text()
 
 
 def completed(command: str, *, updated: float, call_id: str, **result: Any) -> adapter.Delivery:
@@ -208,3 +210,27 @@ async def test_the_caller_hanging_up_ends_the_state_with_a_ttl(workers: list[Wor
     assert current.outcome == "ended_by_caller"
     assert 0 < await worker.store.ttl(call_id) <= 600
     assert worker.bird.commands == ["answer", "say"]
+
+
+async def test_a_replica_that_never_loaded_a_calls_version_serves_it_from_redis(
+    redis: Redis,
+) -> None:
+    """Replica A starts the call on version 1; replica B, which only knows version 2,
+    handles its next delivery: the caller still hears version 1."""
+    document = json.loads(SUPPORT_LINE)
+    v1 = parse(document, "support-line.json")
+    document["nodes"]["welcome"]["say"] = "Welcome to Acme, version two."
+    v2 = parse(document, "support-line.json")
+    bird = RecordingBird()
+    client = BirdClient(base_url="http://bird.invalid", access_key="k", workspace_id="w",
+                        channel_id="c", transport=httpx.MockTransport(bird))  # fmt: skip
+    a = handler_for(redis, client, GraphSet({"support-line": v1}, "support-line"))
+    b = handler_for(redis, client, GraphSet({"support-line": v2}, "support-line"))
+    await a._registry.publish()
+    call_id = str(uuid.uuid4())
+    await a.handle(status(call_id, "starting", updated=T0))
+    await b.handle(status(call_id, "ongoing", updated=T0 + 1))
+    await client.aclose()
+    method, name, body = bird.requests[-1]
+    assert (method, name) == ("POST", "say")
+    assert body["text"] == "Thanks for calling Acme."

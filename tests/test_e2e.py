@@ -4,12 +4,14 @@ with call state in a real Redis. What a caller hears and whom they reach."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
@@ -40,6 +42,14 @@ NUMBER = "+31970102030"
 class Stack:
     sim: BirdSimulator
     store: CallStore
+    service_url: str
+    token: str
+
+    async def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """A request to the service's operator API with the admin token."""
+        async with httpx.AsyncClient(base_url=self.service_url) as http:
+            headers = {"Authorization": f"Bearer {self.token}"}
+            return await http.request(method, path, json=body, headers=headers)
 
     async def call(self, script: CallerScript) -> tuple[str, Transcript]:
         call_id = await self.sim.place_inbound_call(script)
@@ -55,16 +65,24 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(redis: Redis, at: datetime = OPEN, **sim_options: Any) -> AsyncIterator[Stack]:
+async def stack(
+    redis: Redis, at: datetime = OPEN, graphs_dir: Path | None = None, **sim_options: Any
+) -> AsyncIterator[Stack]:
+    """The service and the simulator on loopback, sharing the test Redis. Graphs
+    come from ``graphs_dir`` (reloadable) or the shipped ones."""
     service_sock, bird_sock = bind(), bind()
-    settings = loopback_settings(url_of(service_sock), url_of(bird_sock))
+    token = secrets.token_urlsafe(24)
+    settings = loopback_settings(url_of(service_sock), url_of(bird_sock), ivr_admin_token=token)
     options: dict[str, Any] = {"agents": AGENTS, "time_scale": 0.002}
     options.update(sim_options)
     sim = simulator_for(settings, **options)
-    app = create_app(settings, redis=redis, graphs=GRAPHS, graph_clock=PinnedClock(at))
+    graphs = load_directory(graphs_dir, "support-line") if graphs_dir else GRAPHS
+    app = create_app(settings, redis=redis, graphs=graphs, graphs_dir=graphs_dir,
+                     graph_clock=PinnedClock(at))  # fmt: skip
     try:
-        async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock):
-            yield Stack(sim, CallStore(redis, ended_ttl_s=settings.call_ttl_s))
+        async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock) as running:
+            store = CallStore(redis, ended_ttl_s=settings.call_ttl_s)
+            yield Stack(sim, store, running.url, token)
     finally:
         await sim.aclose()
 

@@ -97,6 +97,7 @@ class CallEngine:
         self.channel_number = channel_number
         self.calls: dict[str, SimCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._progress = asyncio.Event()
         self._closed = False
         self._deliverer = Deliverer(
             signing_key=signing_key,
@@ -364,6 +365,17 @@ class CallEngine:
         if call.party == "agent":
             text = f"(agent {call.to_number}) {text}".rstrip()
         transcript.add(self._at(call), kind, text)
+        self._progress.set()
+        self._progress = asyncio.Event()
+
+    async def wait_for(self, call_id: str, kind: str, contains: str = "",
+                       timeout_s: float = 30.0) -> None:  # fmt: skip
+        """Wait until the call's transcript has an entry of ``kind`` whose text
+        contains ``contains`` (e.g. the caller has heard a prompt)."""
+        transcript = self.transcript(call_id)
+        async with asyncio.timeout(timeout_s):
+            while not any(e.kind == kind and contains in e.text for e in transcript.entries):
+                await self._progress.wait()
 
     def _family(self, call: SimCall) -> list[SimCall]:
         members = [call]
