@@ -1,20 +1,23 @@
 """A ``branch`` case: does ``var op value`` hold on this call? Pure.
 
-``eq``/``ne``/``in`` compare as numbers when both sides are numbers, otherwise as
-text; ``lt``/``le``/``gt``/``ge`` need a number on both sides (else the case does
-not match); ``matches`` is a regular expression the whole value must match;
+``eq``/``ne``/``in`` compare as numbers when both sides are numbers (digits, an
+optional ``-`` and decimals: ``"007"`` equals ``7``; ``+31...`` is text),
+otherwise as text; ``lt``/``le``/``gt``/``ge`` need a number on both sides (else
+the case does not match); ``matches`` is a regular expression the whole value must match;
 ``exists`` holds when the variable is set. An unset variable matches nothing but
 ``ne`` and ``exists`` (false).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
-_ORDER: dict[str, Callable[[float, float], bool]] = {
+_ORDER: dict[str, Callable[[Decimal, Decimal], bool]] = {
     "lt": operator.lt,
     "le": operator.le,
     "gt": operator.gt,
@@ -22,16 +25,20 @@ _ORDER: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-def _number(value: Any) -> float | None:
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _number(value: Any) -> Decimal | None:
+    """Exact numbers only: digits with an optional sign and decimals (an account
+    number of 30 digits stays exact; ``NaN``, ``1_000`` or ``+31...`` are text)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        return Decimal(value)
     return None
 
 

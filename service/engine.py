@@ -342,8 +342,8 @@ class _Walk:
             return {}, event.error or "no answer"
         if not 200 <= event.status < 300:
             return {}, f"status {event.status}"
-        if not node.save:
-            return {}, None
+        if not event.body.strip() and not node.save:
+            return {}, None  # an empty answer (204) is fine when nothing is picked from it
         try:
             document = json.loads(event.body)
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -4,7 +4,8 @@
 time zone (daylight saving included). A range whose end is not after its start
 runs past midnight into the next day (``"22:00-02:00"``); ``24:00`` ends a day.
 A holiday (local date) is closed all day, including the part of a previous
-day's range that runs into it.
+day's range that runs into it; a range that starts on a holiday does not open
+either (a range belongs to the day it starts).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def is_open(
 ) -> bool:
     local = datetime.fromtimestamp(now, ZoneInfo(timezone))
     today = local.date()
-    if today.isoformat() in set(holidays):
+    closed_days = set(holidays)
+    if today.isoformat() in closed_days:
         return False
     minute = local.hour * 60 + local.minute
     for start, end in _ranges(weekly, today):
@@ -43,8 +45,11 @@ def is_open(
             return True
         if end <= start and minute >= start:  # runs past midnight: tonight's part
             return True
-    # The part of last night's ranges that runs past midnight.
+    # The part of last night's ranges that runs past midnight (a range belongs to
+    # the day it starts: none of a holiday's ranges open).
     yesterday = today - timedelta(days=1)
+    if yesterday.isoformat() in closed_days:
+        return False
     return any(end <= start and minute < end for start, end in _ranges(weekly, yesterday))
 
 
