@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="embedded Redis + simulator + service: four scripted calls through the support line",
+        help="embedded Redis + simulator + service: five scripted calls, transcripts and logs",
     )
     return parser
 

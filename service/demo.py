@@ -2,12 +2,14 @@
 
 Starts a real embedded Redis (or uses ``REDIS_URL``), the Bird simulator and the
 service on free loopback ports, places four scripted calls through the support
-line, and prints each call's transcript with the service's log lines for it.
-Exits 0 when every call ended where the graph says it should.
+line and one outbound appointment reminder through ``POST /calls``, and prints
+each call's transcript with the service's log lines for it. Exits 0 when every
+call ended where its graph says it should.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import structlog
 
 from service import logs
@@ -28,7 +31,7 @@ from service.app import create_app
 from service.graphs import GraphError, GraphSet, load_directory
 from service.serving import bind, serve, url_of
 from service.settings import Settings
-from service.sim import AgentScript, BirdSimulator, CallerScript, Transcript
+from service.sim import AgentScript, BirdSimulator, CalleeScript, CallerScript, Transcript
 from service.store import connect
 
 GRAPH = "support-line"
@@ -105,6 +108,39 @@ def demo_calls(number: str) -> list[DemoCall]:
     ]
 
 
+REMINDED = "+31611111111"
+CALLEES = {REMINDED: CalleeScript("confirms", AgentScript("answer", answer_after_s=3), ("1",))}
+REMINDER_VARS = {"name": "Ann", "date": "1 December", "time": "10:00"}
+
+
+async def _outbound_call(
+    settings: Settings, sim: BirdSimulator, book: _LogBook, index: int
+) -> list[str]:
+    """An appointment reminder placed through the operator API, as a back office would."""
+    request = {"to": REMINDED, "graph": "appointment-reminder", "vars": REMINDER_VARS}
+    print(
+        f"=== Call {index}: outbound appointment reminder (POST /calls {json.dumps(request)}) ==="
+    )
+    async with httpx.AsyncClient(base_url=settings.public_base_url) as http:
+        answer = await http.post(
+            "/calls", json=request,
+            headers={"Authorization": f"Bearer {settings.ivr_admin_token}"},
+        )  # fmt: skip
+    if answer.status_code != 202:
+        return [f"call {index}: POST /calls answered {answer.status_code}: {answer.text}"]
+    call_id = answer.json()["call_id"]
+    transcript = await sim.wait_ended(call_id, timeout_s=60)
+    print(transcript.render())
+    print("--- service log ---")
+    for line in book.lines.pop(call_id, []):
+        print(f"  {line}")
+    print()
+    heard = transcript.texts("heard")
+    if not heard or "is confirmed" not in heard[-1]:
+        return [f"call {index}: the reminder was not confirmed: heard {heard!r}"]
+    return []
+
+
 class _LogBook:
     """Keeps every log line, rendered for the console, under its call id."""
 
@@ -168,8 +204,10 @@ async def run() -> int:
     book = _LogBook()
     logs.configure(log_format="console", level="info", sink=book, quiet=True)
     service_sock, bird_sock = bind(), bind()
-    settings = loopback_settings(url_of(service_sock), url_of(bird_sock))
-    sim = simulator_for(settings, agents=AGENTS, time_scale=0.02)
+    settings = loopback_settings(
+        url_of(service_sock), url_of(bird_sock), ivr_admin_token=secrets.token_urlsafe(24)
+    )
+    sim = simulator_for(settings, agents=AGENTS, callees=CALLEES, time_scale=0.02)
     clock = PinnedClock(OPEN)
     calls = demo_calls(number)
     failures: list[str] = []
@@ -190,6 +228,8 @@ async def run() -> int:
                         print(f"  {line}")
                     print()
                     failures += [f"call {index}: {p}" for p in call.problems(transcript)]
+                clock.pin(OPEN)
+                failures += await _outbound_call(settings, sim, book, len(calls) + 1)
         finally:
             await sim.aclose()
             await redis.aclose()
@@ -198,6 +238,6 @@ async def run() -> int:
     if failures:
         print("ivr demo: FAILED", *failures, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"ivr demo: all {len(calls)} calls ended where the graph says; "
+    print(f"ivr demo: all {len(calls) + 1} calls ended where their graph says; "
           f"{len(sim.requests)} requests to Bird, all valid.")  # fmt: skip
     return 0
