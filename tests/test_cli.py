@@ -132,6 +132,7 @@ async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_pers
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None
+    seen: list[dict[str, object]] = []
     try:
         async with asyncio.timeout(30):
             while True:
@@ -150,13 +151,27 @@ async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_pers
             "answerCall", "gather", "bridge",
         ]  # fmt: skip
         assert all(r.accepted and not r.problems for r in sim.requests)
+
+        # kill -HUP reloads the graph directory.
+        changed = {**FRONT_DESK, "description": "changed"}
+        (tmp_path / "front-desk.json").write_text(json.dumps(changed))
+        process.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(30):
+            while True:
+                line = await process.stdout.readline()
+                assert line, "ivr serve exited instead of reloading"
+                logged_line = json.loads(line)
+                seen.append(logged_line)
+                if logged_line["event"] == "graphs_reloaded":
+                    break
+        assert list(logged_line["changed"]) == ["front-desk"]
     finally:
         await sim.aclose()
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
             rest, errors = await process.communicate()
     assert process.returncode == 0, errors.decode()
-    logged = [json.loads(line) for line in rest.decode().splitlines()]
+    logged = seen + [json.loads(line) for line in rest.decode().splitlines()]
     events = [line["event"] for line in logged if line.get("call_id") == call_id]
     assert events[:2] == ["call_started", "call_answered"]
     assert "agent_connected" in events

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator, FormatChecker
 
 from service.graphs import GraphError, load_directory, load_file, parse, schema, version_of
 
@@ -162,3 +163,44 @@ def test_a_directory_reports_duplicate_ids_numbers_and_a_missing_default(tmp_pat
         load_directory(tmp_path, "nope")
     with pytest.raises(GraphError, match="no graph files"):
         load_directory(tmp_path / "empty")
+
+
+def _editor_validator() -> Draft202012Validator:
+    """The schema as an editor uses it: the file each graph's $schema points to."""
+    document = json.loads(Path("ivr_graphs/schema.json").read_text())
+    Draft202012Validator.check_schema(document)
+    return Draft202012Validator(document, format_checker=FormatChecker())
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_the_schema_file_accepts_every_shipped_graph(path: Path) -> None:
+    graph = json.loads(path.read_text())
+    assert (path.parent / graph["$schema"]).resolve() == Path("ivr_graphs/schema.json").resolve()
+    assert list(_editor_validator().iter_errors(graph)) == []
+
+
+BROKEN = [
+    {"start": "a", "nodes": {"a": {"type": "hangup"}}},  # no id
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "say", "say": "x"}}},  # say without next
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "menu", "say": "x", "options": {"10": "a"},
+                                              "on_failure": "a"}}},  # two-key option
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "collect", "say": "x", "var": "1x",
+                                              "max_digits": 4, "next": "a",
+                                              "on_failure": "a"}}},  # bad var name
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "branch", "cases": [
+        {"var": "vars.x", "op": "exists", "value": 1, "next": "a"}], "default": "a"}}},
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "hours", "timezone": "UTC",
+                                              "weekly": {"mon": ["9:00-17:00"]}, "open": "a",
+                                              "closed": "a"}}},  # H:MM
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "http", "url": "ftp://x", "next": "a",
+                                              "on_error": "a"}}},
+    {"id": "g", "start": "a", "numbers": ["0201234567"], "nodes": {"a": {"type": "hangup"}}},
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "voicemail", "max_length_s": 0,
+                                              "next": "a"}}},
+    {"id": "g", "start": "a", "nodes": {"a": {"type": "set", "vars": {}, "next": "a"}}},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("document", BROKEN, ids=range(len(BROKEN)))
+def test_the_schema_file_rejects_broken_graphs(document: dict[str, Any]) -> None:
+    assert list(_editor_validator().iter_errors(document)) != []
