@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 
-from service import actions, engine, events, keys, state
+from service import actions, engine, keys, state
 from service.bird import adapter
 from service.bird.adapter import Delivery
 from service.bird.client import BirdClient, BirdError
@@ -60,7 +60,9 @@ class _Plan:
     expected_version: int
 
 
-Planner = Callable[[CallState | None, float], "_Plan | Outcome"]
+# Given the call's state as loaded (None: unknown) and the time graphs see, what
+# to commit: a plan, or an outcome that changes nothing.
+Planner = Callable[[CallState | None, float], Awaitable["_Plan | Outcome"]]
 
 
 class CallHandler:
@@ -122,7 +124,7 @@ class CallHandler:
     async def _advance(
         self,
         call_id: str,
-        plan: Callable[[CallState | None, float], Any],
+        plan: Planner,
         bound: Any,
         delivery: Delivery | None = None,
     ) -> Outcome:
@@ -311,5 +313,3 @@ def _remember(new: CallState, delivery: Delivery) -> CallState:
     recent = (*new.recent, delivery.fingerprint)[-RECENT_DELIVERIES:]
     return replace(new, seen=seen, recent=recent)
 
-
-__all__ = ["CallHandler", "Outcome", "events"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from service import actions, engine, events, state
 from service.actions import Action
 from service.engine import Transition
@@ -27,7 +29,7 @@ def run(graph: Graph, *sequence: Event) -> tuple[Transition, list[Action]]:
     return transition, taken
 
 
-def said(taken: list[Action]) -> list[str]:
+def said(taken: Sequence[Action]) -> list[str]:
     """The texts the caller hears, gather prompts included."""
     texts = []
     for action in taken:

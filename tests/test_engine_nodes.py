@@ -15,6 +15,7 @@ from service.actions import Action
 from service.engine import Transition
 from service.events import Event
 from service.graphs import Graph, parse
+from tests.test_engine import said
 
 CALLER = "+31612345678"
 CALLED = "+31970102030"
@@ -81,16 +82,6 @@ def run(
     """The last transition and every action taken since the call was answered."""
     transitions = trace(graph, *sequence, variables=variables, now=now)
     return transitions[-1], [action for t in transitions for action in t.actions]
-
-
-def said(taken: list[Action] | tuple[Action, ...]) -> list[str]:
-    """The texts the caller hears, gather prompts included."""
-    texts = []
-    for action in taken:
-        prompt = getattr(action, "prompt", None)
-        if isinstance(prompt, actions.Say):
-            texts.append(prompt.text)
-    return texts
 
 
 def say(text: str) -> actions.Say:
