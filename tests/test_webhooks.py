@@ -155,3 +155,11 @@ async def test_readiness_fails_when_redis_is_unreachable() -> None:
         response = await http.post(webhook, content=body, headers=signed_headers(webhook, body))
         assert response.status_code == 503
     await dead.aclose()
+
+
+async def test_operator_endpoints_are_off_without_an_admin_token(service: Service) -> None:
+    for method, path in (("GET", "/admin/graphs"), ("POST", "/admin/graphs/reload"),
+                         ("POST", "/calls")):  # fmt: skip
+        answer = await service.http.request(method, service.url + path, json={})
+        assert answer.status_code == 403
+        assert answer.json()["reason"] == "set IVR_ADMIN_TOKEN to use this endpoint"
