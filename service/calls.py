@@ -312,4 +312,3 @@ def _remember(new: CallState, delivery: Delivery) -> CallState:
     seen[delivery.leg_id] = max(seen.get(delivery.leg_id, 0), delivery.updated_us)
     recent = (*new.recent, delivery.fingerprint)[-RECENT_DELIVERIES:]
     return replace(new, seen=seen, recent=recent)
-
