@@ -98,10 +98,11 @@ class CallHandler:
         bound = log.bind(call_id=delivery.call_id, delivery=delivery.describe())
         if delivery.leg_id != delivery.call_id:
             bound = bound.bind(leg_id=delivery.leg_id)
-        pending = await self._pending_outbound(ref) if ref else None
 
         async def plan(current: CallState | None, now: float) -> _Plan | Outcome:
             if current is None:
+                # Only a call we have no state for yet needs its outbound record.
+                pending = await self._pending_outbound(ref) if ref else None
                 if pending is not None:
                     return await self._plan_outbound(delivery.call_id, pending, now, bound)
                 return self._plan_new_call(delivery, now, bound)

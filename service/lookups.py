@@ -32,14 +32,14 @@ def fetcher(client: httpx.AsyncClient) -> Fetch:
                 json=request.body if request.body is not None else None,
                 timeout=timeout,
             ) as response:
-                body = b""
+                body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_BODY_BYTES:
                         return HttpResponded(
                             None, error=f"answer larger than {MAX_BODY_BYTES} bytes"
                         )
-                return HttpResponded(response.status_code, body)
+                return HttpResponded(response.status_code, bytes(body))
         except httpx.TimeoutException:
             return HttpResponded(None, error=f"timed out after {request.timeout_ms} ms")
         except httpx.HTTPError as exc:
