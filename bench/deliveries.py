@@ -10,12 +10,12 @@ from pathlib import Path
 
 import httpx
 
-from service import logs
 from service.bird import adapter
 from service.bird.client import BirdClient
-from service.cli import redis_url_or_embedded
-from service.graphs import load_directory
-from service.store import connect
+from service.graphs.loader import load_directory
+from service.runtime import logs
+from service.runtime.redis_server import redis_url_or_embedded
+from service.runtime.store import connect
 from tests.support import RecordingBird, call_delivery, handler_for
 
 

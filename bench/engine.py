@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from service import engine, events
-from service.graphs import load_file
+from service.core import engine, events
+from service.graphs.loader import load_file
 
 CALL: list[events.Event] = [
     events.CallAnswered(),

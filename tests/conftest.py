@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from service.redis_server import EmbeddedRedis
+from service.runtime.redis_server import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,18 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from service.actions import HttpRequest
 from service.bird import signature
 from service.bird.client import BirdClient
-from service.calls import CallHandler
-from service.demo import OPEN, PinnedClock
-from service.events import HttpResponded
-from service.graphs import GraphSet
-from service.lookups import Fetch
-from service.registry import Registry
-from service.settings import Settings
-from service.store import CallStore
+from service.cli.demo import OPEN
+from service.core.actions import HttpRequest
+from service.core.events import HttpResponded
+from service.core.graph import GraphSet
+from service.runtime.calls import CallHandler
+from service.runtime.clock import PinnedClock
+from service.runtime.lookups import Fetch
+from service.runtime.registry import Registry
+from service.runtime.settings import Settings
+from service.runtime.store import CallStore
 
 SIGNING_KEY = "test-signing-key"
 

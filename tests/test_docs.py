@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from service import render
-from service.graphs import load_file
+from service.graphs import render
+from service.graphs.loader import load_file
+from tests.paths import ROOT, SHIPPED_GRAPHS
 
-README = Path("README.md").read_text()
+README = (ROOT / "README.md").read_text()
 
 
 def test_the_readme_diagram_is_what_ivr_render_prints() -> None:
     (block,) = re.findall(r"```mermaid\n(.*?)```", README, flags=re.S)
-    assert block == render.mermaid(load_file(Path("ivr_graphs/support-line.json")))
+    assert block == render.mermaid(load_file(SHIPPED_GRAPHS / "support-line.json"))
 
 
 def test_the_readme_starts_with_the_two_commands() -> None:
@@ -23,7 +23,7 @@ def test_the_readme_starts_with_the_two_commands() -> None:
 
 
 def test_every_setting_is_documented() -> None:
-    settings = Path("service/settings.py").read_text()
+    settings = (ROOT / "service" / "runtime" / "settings.py").read_text()
     names = set(re.findall(r'reader\.\w+\(\s*"([A-Z_]+)"', settings))
     assert names, "no settings found"
     missing = sorted(n for n in names if f"`{n}`" not in README)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service import actions, events
-from service.actions import Action
 from service.bird.client import JSON, BirdClient
-from service.events import Event
+from service.core import actions, events
+from service.core.actions import Action
+from service.core.events import Event
 
 HANDLED_EVENTS = ("voice.inbound", "voice.outbound")
 FINAL_STATUSES = frozenset({"completed", "no-answer", "busy", "failed", "cancelled"})

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from service.serving import serve
+from service.runtime.serving import serve
 from service.sim.api import BirdSimulator
 from service.sim.scripts import AgentScript, CallerScript, parse_agent_spec, parse_call_spec
 

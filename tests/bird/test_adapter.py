@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from service import events
 from service.bird import adapter
 from service.bird.adapter import DeliveryError, UnhandledDelivery
+from service.core import events
 
 
 def delivery(

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from service import actions
 from service.bird import adapter, schemas
 from service.bird.client import (
     BirdAuthError,
@@ -20,6 +19,7 @@ from service.bird.client import (
     BirdServerError,
     BirdTransportError,
 )
+from service.core import actions
 
 BASE = "https://api.bird.test"
 CALLS = "/workspaces/ws-1/channels/ch-1/calls"

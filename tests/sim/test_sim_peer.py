@@ -29,7 +29,7 @@ from service.bird.signature import (
     SignatureError,
     verify,
 )
-from service.serving import serve
+from service.runtime.serving import serve
 from service.sim import (
     HANGUP,
     SILENCE,

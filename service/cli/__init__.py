@@ -1,0 +1,1 @@
+"""The ``ivr`` command (``service.cli.main``) and ``ivr demo``."""

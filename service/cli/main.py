@@ -1,0 +1,279 @@
+"""The ``ivr`` command: ``serve``, ``validate``, ``sim`` and ``demo``.
+
+Every failure a user can cause ends with one clear message and a non-zero exit,
+never a traceback: 2 for bad settings or arguments, 1 for invalid graphs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from service import __version__
+
+if TYPE_CHECKING:
+    from service.core.graph import GraphSet
+    from service.runtime.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ivr", description="IVR orchestration service for the Bird Voice API."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the service (settings from the environment, see README)"
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (%(default)s)")  # noqa: S104
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (%(default)s)")
+
+    validate = commands.add_parser(
+        "validate", help="check IVR graph files (or every graph of a directory) against the format"
+    )
+    validate.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR")
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="walk a graph offline with a script of keys and print the transcript",
+        description="Walk a graph offline (no server, no Redis, no network). Exits 1 when "
+        "the script does not fit the graph.",
+    )
+    simulate.add_argument("file", type=Path, metavar="FILE")
+    simulate.add_argument(
+        "--keys", default="", help="inputs in order, comma-separated; _ is silence (1,4321#,_,2)"
+    )
+    simulate.add_argument(
+        "--at", help="the moment of the call, ISO-8601 with offset (default: now)"
+    )
+    simulate.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="a variable (repeat)"
+    )
+    simulate.add_argument("--caller", default="+31600000000", help="the caller's number")
+    simulate.add_argument("--called", help="the number called (default: the graph's first)")
+    simulate.add_argument(
+        "--http-fixture",
+        type=Path,
+        metavar="FILE",
+        help='answers for http nodes: {"METHOD URL": {"status", "json"}}',
+    )
+    simulate.add_argument(
+        "--agent",
+        choices=("answer", "no-answer", "busy", "failed"),
+        default="answer",
+        help="what transfer targets do (%(default)s)",
+    )
+    simulate.add_argument(
+        "--outbound",
+        action="store_true",
+        help="an outbound call: the graph starts when the callee answers",
+    )
+    simulate.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    render = commands.add_parser("render", help="print a graph as a Mermaid (or dot) flowchart")
+    render.add_argument("file", type=Path, metavar="FILE")
+    render.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+
+    from service.sim import cli as sim_cli
+
+    sim = commands.add_parser(
+        "sim", help="run the Bird simulator: a fake Voice API with scripted callers"
+    )
+    sim_cli.add_arguments(sim)
+
+    commands.add_parser(
+        "demo",
+        help="embedded Redis + simulator + service: five scripted calls, transcripts and logs",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args.host, args.port)
+        if args.command == "validate":
+            return _validate(args.files)
+        if args.command == "simulate":
+            return _simulate(args)
+        if args.command == "render":
+            return _render(args.file, args.format)
+        if args.command == "sim":
+            from service.sim import cli as sim_cli
+
+            return asyncio.run(sim_cli.run(args))
+        if args.command == "demo":
+            from service.cli import demo
+
+            return asyncio.run(demo.run())
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"ivr: error: {message}", file=sys.stderr)
+    return code
+
+
+def _validate(files: list[Path]) -> int:
+    from service.graphs.loader import SCHEMA_FILE, GraphError, graph_files, load_file
+
+    failed = 0
+    expanded = [f for p in files for f in (graph_files(p) if p.is_dir() else [p])]
+    for path in expanded:
+        if path.name == SCHEMA_FILE:
+            print(f"{path}: skipped (the format's JSON Schema, not a graph)", file=sys.stderr)
+            continue
+        try:
+            graph = load_file(path)
+        except GraphError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            continue
+        for warning in graph.warnings:
+            print(warning, file=sys.stderr)
+        print(f"{path}: ok (id {graph.id}, {len(graph.nodes)} nodes, version {graph.version})")
+    return 1 if failed else 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from service.graphs.loader import GraphError, load_file
+    from service.graphs.simulate import simulate
+
+    if args.at is None:
+        at = datetime.now(UTC)
+    else:
+        try:
+            at = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
+        except ValueError:
+            return _fail(f"--at {args.at!r} is not an ISO-8601 date-time (2026-12-25T10:00+01:00)")
+        if at.tzinfo is None:
+            return _fail(f"--at {args.at!r} needs a UTC offset, e.g. {args.at}+01:00")
+    variables: dict[str, str] = {}
+    for item in args.var:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            return _fail(f"--var {item!r} is not NAME=VALUE")
+        variables[name] = value
+    fixtures: dict[str, object] = {}
+    if args.http_fixture is not None:
+        try:
+            fixtures = json.loads(args.http_fixture.read_text())
+        except OSError as exc:
+            return _fail(f"--http-fixture {args.http_fixture}: {exc.strerror}")
+        except json.JSONDecodeError as exc:
+            return _fail(f"--http-fixture {args.http_fixture}: not valid JSON ({exc.msg})")
+        if not isinstance(fixtures, dict):
+            return _fail(f"--http-fixture {args.http_fixture}: must be a JSON object")
+    try:
+        graph = load_file(args.file)
+    except GraphError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    keys = [k.strip() for k in args.keys.split(",")] if args.keys.strip() else []
+    result = simulate(
+        graph, keys, at=at, caller=args.caller, called=args.called, variables=variables,
+        fixtures=fixtures, agent=args.agent, outbound=args.outbound,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.render(), end="")
+    if not result.ok:
+        print(f"ivr simulate: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _render(path: Path, fmt: str) -> int:
+    from service.graphs import render
+    from service.graphs.loader import GraphError, load_file
+
+    try:
+        graph = load_file(path)
+    except GraphError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(render.mermaid(graph) if fmt == "mermaid" else render.dot(graph), end="")
+    return 0
+
+
+def _serve(host: str, port: int) -> int:
+    from service.graphs.loader import GraphError, load_directory
+    from service.runtime.redis_server import EmbeddedRedisError, redis_url_or_embedded
+    from service.runtime.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return _fail(str(exc))
+    try:
+        graphs = load_directory(settings.ivr_graphs_dir, settings.ivr_default_graph)
+    except GraphError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return _fail(f"refusing to start: {len(exc.problems)} problem(s) in the IVR graphs", 1)
+    try:
+        with redis_url_or_embedded(settings.redis_url) as redis_url:
+            return asyncio.run(_run_service(settings, graphs, redis_url, host, port))
+    except EmbeddedRedisError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+async def _run_service(
+    settings: Settings, graphs: GraphSet, redis_url: str, host: str, port: int
+) -> int:
+    """Serve until SIGINT/SIGTERM, then drain in-flight requests and stop."""
+    import signal
+
+    import structlog
+
+    from service.runtime import logs
+    from service.runtime.serving import serve
+    from service.runtime.store import connect
+    from service.server.app import create_app
+
+    logs.configure(
+        log_format=settings.log_format, level=settings.log_level, mask=settings.log_mask_numbers
+    )
+    log = structlog.get_logger("serve")
+    redis = connect(redis_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    app = create_app(settings, redis=redis, graphs=graphs, graphs_dir=settings.ivr_graphs_dir)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def reload() -> None:
+        task = asyncio.create_task(app.state.registry.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        async with serve(app, host, port) as running:
+            log.info(
+                "service_listening", url=running.url, embedded_redis=settings.redis_url is None
+            )
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({stopped, running.task}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+    finally:
+        await redis.aclose()
+    return 0

@@ -1,0 +1,241 @@
+"""The IVR graph model (docs/graphs.md): a graph, its nodes and their exits. Pure.
+
+A graph file becomes these objects in ``service.graphs.loader``, which checks the
+file first; here every node is a frozen dataclass whose required fields (its exits
+among them) have no defaults, and :data:`Node` is the union of every node type, so
+that code which handles nodes by type is checked for completeness by the type
+checker (``match node: ... case _: assert_never(node)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+NodeType = Literal[
+    "say", "menu", "collect", "branch", "set", "hours", "transfer", "queue", "voicemail",
+    "callback", "http", "hangup",
+]  # fmt: skip
+Operator = Literal["eq", "ne", "in", "matches", "lt", "le", "gt", "ge", "exists"]
+Severity = Literal["error", "warning"]
+
+# Nodes a path may end on (the call leaves the graph's hands there).
+TERMINAL_TYPES: frozenset[NodeType] = frozenset(
+    {"hangup", "transfer", "queue", "voicemail", "callback"}
+)
+# Nodes that wait for the caller: every loop must pass through one.
+WAITING_TYPES: frozenset[NodeType] = frozenset({"menu", "collect"})
+
+
+def pointer(parts: Iterable[object]) -> str:
+    """A JSON pointer (RFC 6901) from its parts: ``["nodes", "a/b"]`` -> ``/nodes/a~1b``."""
+    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
+    return "/" + "/".join(escaped)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a graph file, at a JSON path of it."""
+
+    file: str
+    path: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        label = "" if self.severity == "error" else f"{self.severity}: "
+        return f"{self.file}: {self.path}: {label}{self.message}"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    say: str | None = None
+    play: tuple[str, ...] = ()
+    locale: str | None = None
+    voice: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeBase:
+    """What every node has. ``exits`` maps each exit's JSON path below the node
+    (``next``, ``options/1``, ``cases/0/next``) to the node it names, in file order."""
+
+    type: ClassVar[NodeType]
+    id: str
+    prompt: Prompt | None = None
+    exits: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SayNode(NodeBase):
+    type: ClassVar[NodeType] = "say"
+    next: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MenuNode(NodeBase):
+    type: ClassVar[NodeType] = "menu"
+    options: Mapping[str, str]
+    timeout_s: int = 5
+    max_attempts: int = 3
+    invalid: Prompt | None = None
+    no_input: Prompt | None = None
+    on_failure: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectNode(NodeBase):
+    type: ClassVar[NodeType] = "collect"
+    var: str
+    min_digits: int = 1
+    max_digits: int
+    end_key: str = "#"
+    timeout_s: int = 5
+    pattern: str | None = None
+    max_attempts: int = 3
+    invalid: Prompt | None = None
+    no_input: Prompt | None = None
+    next: str
+    on_failure: str
+
+
+@dataclass(frozen=True)
+class Case:
+    var: str
+    op: Operator
+    value: Any
+    next: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BranchNode(NodeBase):
+    type: ClassVar[NodeType] = "branch"
+    cases: tuple[Case, ...]
+    default: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetNode(NodeBase):
+    type: ClassVar[NodeType] = "set"
+    vars: Mapping[str, str]
+    next: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoursNode(NodeBase):
+    type: ClassVar[NodeType] = "hours"
+    timezone: str
+    weekly: Mapping[str, tuple[str, ...]]
+    holidays: tuple[str, ...] = ()
+    open: str
+    closed: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferNode(NodeBase):
+    type: ClassVar[NodeType] = "transfer"
+    to: str
+    from_: str | None = None
+    ring_timeout_s: int = 30
+    record: bool = False
+    on_failure: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueNode(NodeBase):
+    type: ClassVar[NodeType] = "queue"
+    queue: str
+    hold: Prompt | None = None
+    max_wait_s: int | None = None
+    announce_position: bool = False
+    on_timeout: str
+    on_no_agents: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoicemailNode(NodeBase):
+    type: ClassVar[NodeType] = "voicemail"
+    max_length_s: int = 120
+    end_key: str = "#"
+    beep: bool = True
+    transcribe: bool = False
+    next: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackNode(NodeBase):
+    type: ClassVar[NodeType] = "callback"
+    queue: str
+    next: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpNode(NodeBase):
+    type: ClassVar[NodeType] = "http"
+    url: str
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    timeout_ms: int = 2000
+    save: Mapping[str, str] = field(default_factory=dict)
+    next: str
+    on_error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HangupNode(NodeBase):
+    type: ClassVar[NodeType] = "hangup"
+
+
+Node = (
+    SayNode
+    | MenuNode
+    | CollectNode
+    | BranchNode
+    | SetNode
+    | HoursNode
+    | TransferNode
+    | QueueNode
+    | VoicemailNode
+    | CallbackNode
+    | HttpNode
+    | HangupNode
+)
+"""Every node type; ``match`` on it with ``assert_never`` to handle each."""
+
+# Node types the engine runs. ``queue`` and ``callback`` wait for agent routing: the
+# service refuses to load a graph that uses them (``service.graphs.loader``).
+RUNNABLE_TYPES: frozenset[NodeType] = frozenset(
+    {"say", "menu", "collect", "branch", "set", "hours", "transfer", "voicemail", "http", "hangup"}
+)
+
+
+@dataclass(frozen=True)
+class Graph:
+    id: str
+    start: str
+    nodes: Mapping[str, Node]
+    version: str
+    numbers: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    description: str = ""
+    locale: str | None = None
+    voice: str | None = None
+    source: str = ""
+    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """The loaded graphs, and which graph answers which called number."""
+
+    graphs: Mapping[str, Graph]
+    default: str | None = None
+
+    def for_number(self, called: str) -> Graph | None:
+        for graph in self.graphs.values():
+            if called in graph.numbers:
+                return graph
+        return self.graphs.get(self.default) if self.default else None

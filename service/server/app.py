@@ -1,0 +1,158 @@
+"""The Starlette application: routes, and the resources they share.
+
+``create_app`` takes everything from outside as arguments (settings, a Redis
+client, the graphs, the transports to Bird and to lookups), so that tests and
+the demo build the same app the service runs.
+
+Routes: ``POST /webhooks/bird`` (Bird), ``GET /healthz``, ``GET /readyz``, and
+behind the ``IVR_ADMIN_TOKEN`` bearer token: ``GET /admin/graphs``,
+``POST /admin/graphs/reload`` and ``POST /calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.bird.client import BirdClient
+from service.core.graph import GraphSet
+from service.runtime.calls import CallHandler
+from service.runtime.lookups import fetcher
+from service.runtime.registry import Registry
+from service.runtime.settings import Settings
+from service.runtime.store import CallStore
+from service.server import outbound, webhooks
+from service.server.auth import require_token
+
+log = structlog.get_logger("app")
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    registry: Registry
+    handler: CallHandler | None = None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis: Redis,
+    graphs: GraphSet,
+    graphs_dir: Path | None = None,
+    bird_transport: httpx.AsyncBaseTransport | None = None,
+    lookup_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+    graph_clock: Callable[[], float] | None = None,
+) -> Starlette:
+    registry = Registry(redis, graphs, directory=graphs_dir, clock=clock)
+    resources = Resources(settings=settings, registry=registry)
+
+    def handler() -> CallHandler:
+        if resources.handler is None:
+            raise RuntimeError("the application has not started (lifespan not run)")
+        return resources.handler
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        client = BirdClient(
+            base_url=settings.bird_api_url,
+            access_key=settings.bird_access_key,
+            workspace_id=settings.bird_workspace_id,
+            channel_id=settings.bird_channel_id,
+            transport=bird_transport,
+            timeout=httpx.Timeout(settings.bird_timeout_s, connect=3.0),
+        )
+        lookups = httpx.AsyncClient(transport=lookup_transport, follow_redirects=False)
+        resources.handler = CallHandler(
+            store=CallStore(redis, ended_ttl_s=settings.call_ttl_s),
+            redis=redis,
+            client=client,
+            registry=registry,
+            fetch=fetcher(lookups),
+            notification_url=settings.webhook_url,
+            new_call_max_age_s=settings.new_call_max_age_s,
+            clock=clock,
+            graph_clock=graph_clock,
+        )
+        refresher = asyncio.create_task(registry.keep_published())
+        log.info(
+            "service_started",
+            graphs={g.id: g.version for g in registry.current.graphs.values()},
+            default_graph=registry.current.default,
+            bird_api_url=settings.bird_api_url,
+            webhook_url=settings.webhook_url,
+            admin_api="on" if settings.ivr_admin_token else "off",
+        )
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await client.aclose()
+            await lookups.aclose()
+            log.info("service_stopped")
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await redis.ping()
+            checks["redis"] = "ok"
+        except (RedisError, OSError) as exc:
+            checks["redis"] = f"unreachable: {exc}"
+        loaded = len(registry.current.graphs)
+        checks["graphs"] = f"{loaded} loaded" if loaded else "none loaded"
+        ready = checks["redis"] == "ok" and loaded > 0
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    async def list_graphs(_: Request) -> Response:
+        return JSONResponse(registry.describe())
+
+    async def reload_graphs(_: Request) -> Response:
+        result = await registry.reload()
+        body = {
+            "reloaded": result.ok,
+            "changed": {k: {"from": a, "to": b} for k, (a, b) in result.changed.items()},
+            "problems": [str(p) for p in result.problems],
+            "versions": {g.id: g.version for g in registry.current.graphs.values()},
+        }
+        return JSONResponse(body, status_code=200 if result.ok else 422)
+
+    token = settings.ivr_admin_token
+    app = Starlette(
+        routes=[
+            Route(
+                "/webhooks/bird", webhooks.make_endpoint(settings, handler, clock), methods=["POST"]
+            ),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/admin/graphs", require_token(token, list_graphs), methods=["GET"]),
+            Route("/admin/graphs/reload", require_token(token, reload_graphs), methods=["POST"]),
+            Route(
+                "/calls",
+                require_token(token, outbound.make_endpoint(handler, lambda: registry, clock)),
+                methods=["POST"],
+            ),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.registry = registry
+    return app

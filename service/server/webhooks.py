@@ -1,0 +1,76 @@
+"""``POST /webhooks/bird``: where Bird delivers both the subscription's events and
+every call's ``notification.url`` updates.
+
+Answers: 401 when the signature is missing, wrong or too old (nothing changes);
+400 for a body that is not a readable delivery; 2xx with what was done
+otherwise, including for events this service does not act on; 503 when Redis is
+unreachable, so that Bird delivers again later.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from service.bird import adapter, signature
+from service.runtime.calls import CallHandler
+from service.runtime.settings import Settings
+
+log = structlog.get_logger("webhooks")
+
+
+def public_url(settings: Settings, request: Request) -> str:
+    """The exact URL Bird called, rebuilt from the configured public base URL
+    (behind a proxy the Host and scheme seen here are not Bird's)."""
+    query = request.url.query
+    return settings.public_base_url + request.url.path + (f"?{query}" if query else "")
+
+
+def make_endpoint(
+    settings: Settings,
+    handler: Callable[[], CallHandler],
+    clock: Callable[[], float] = time.time,
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def bird_webhook(request: Request) -> JSONResponse:
+        body = await request.body()
+        request_id = request.headers.get(signature.REQUEST_ID_HEADER)
+        try:
+            signature.verify(
+                signing_key=settings.bird_signing_key,
+                signature=request.headers.get(signature.SIGNATURE_HEADER),
+                timestamp=request.headers.get(signature.TIMESTAMP_HEADER),
+                url=public_url(settings, request),
+                body=body,
+                now=clock(),
+                max_age_s=settings.webhook_max_age_s,
+            )
+        except signature.SignatureError as exc:
+            log.warning("webhook_rejected", reason=exc.reason, request_id=request_id)
+            return JSONResponse({"error": "unauthorized", "reason": exc.reason}, status_code=401)
+        try:
+            delivery = adapter.parse_delivery(body)
+        except adapter.DeliveryError as exc:
+            log.warning("webhook_malformed", reason=exc.reason, request_id=request_id)
+            return JSONResponse({"error": "bad_request", "reason": exc.reason}, status_code=400)
+        except adapter.UnhandledDelivery as exc:
+            log.info("webhook_ignored", reason=exc.reason, request_id=request_id)
+            return JSONResponse({"status": "ignored", "reason": exc.reason})
+        try:
+            outcome = await handler().handle(delivery, ref=request.query_params.get("ref"))
+        except RedisError as exc:
+            log.error(
+                "webhook_failed", call_id=delivery.call_id, graph=None, node=None,
+                reason="redis unavailable", error=str(exc), request_id=request_id,
+            )  # fmt: skip
+            return JSONResponse(
+                {"error": "unavailable", "reason": "call state store unavailable; retry later"},
+                status_code=503,
+            )
+        return JSONResponse({"status": outcome.status, "detail": outcome.detail})
+
+    return bird_webhook

@@ -1,0 +1,170 @@
+"""The ``ivr`` command as a user runs it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import uuid
+from pathlib import Path
+
+from service.runtime.serving import bind, serve, url_of
+from service.sim import AgentScript, BirdSimulator, CallerScript
+from tests.paths import IVR, ivr
+
+TECH = "sip:tech@pbx.example.com"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    names = ("BIRD_", "PUBLIC_BASE_URL", "REDIS_URL", "IVR_", "LOG_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
+    env.update(extra)
+    return env
+
+
+def test_validate_accepts_the_shipped_graphs() -> None:
+    result = ivr("validate", "ivr_graphs/support-line.json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ivr_graphs/support-line.json: ok (id support-line")
+
+
+def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "id": "bad",
+                "start": "menu",
+                "nodes": {
+                    "menu": {"type": "menu", "say": "Hi", "options": {"1": "x"}, "on_failure": "y"}
+                },
+            }
+        )
+    )
+    result = ivr("validate", "ivr_graphs/support-line.json", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{bad}: /nodes/menu/options/1: exit names 'x', which is not a node",
+        f"{bad}: /nodes/menu/on_failure: exit names 'y', which is not a node",
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_without_settings_names_the_missing_one_and_exits_2() -> None:
+    result = ivr("serve", env=clean_env())
+    assert result.returncode == 2
+    assert result.stderr == "ivr: error: BIRD_ACCESS_KEY is required but not set\n"
+
+
+def test_serve_refuses_an_invalid_graph_directory(tmp_path: Path) -> None:
+    (tmp_path / "broken.json").write_text("{")
+    env = clean_env(
+        BIRD_ACCESS_KEY="a", BIRD_WORKSPACE_ID="w", BIRD_CHANNEL_ID="c", BIRD_SIGNING_KEY="s",
+        PUBLIC_BASE_URL="https://ivr.example.com", IVR_GRAPHS_DIR=str(tmp_path),
+    )  # fmt: skip
+    result = ivr("serve", env=env)
+    assert result.returncode == 1
+    assert f"{tmp_path / 'broken.json'}: /: not valid JSON" in result.stderr
+    assert "refusing to start" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+FRONT_DESK = {
+    "id": "front-desk",
+    "numbers": ["+31970102030"],
+    "start": "menu",
+    "nodes": {
+        "menu": {
+            "type": "menu",
+            "say": "Press 1 for sales, 2 for support.",
+            "options": {"1": "sales", "2": "support"},
+            "on_failure": "bye",
+        },
+        "sales": {"type": "transfer", "to": "+31201234567", "on_failure": "bye"},
+        "support": {"type": "transfer", "to": TECH, "on_failure": "bye"},
+        "bye": {"type": "hangup", "say": "Goodbye."},
+    },
+}
+
+
+async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_person(
+    tmp_path: Path,
+) -> None:
+    """`ivr serve` as a process (its own embedded Redis), BIRD_API_URL at the simulator.
+    (An always-open graph: the process runs on the real clock.)"""
+    (tmp_path / "front-desk.json").write_text(json.dumps(FRONT_DESK))
+    reserved = bind()
+    port = reserved.getsockname()[1]
+    reserved.close()
+    service_url = f"http://127.0.0.1:{port}"
+    keys = {
+        "BIRD_ACCESS_KEY": secrets.token_hex(8),
+        "BIRD_WORKSPACE_ID": str(uuid.uuid4()),
+        "BIRD_CHANNEL_ID": str(uuid.uuid4()),
+        "BIRD_SIGNING_KEY": secrets.token_hex(8),
+    }
+    bird_sock = bind()
+    sim = BirdSimulator(
+        access_key=keys["BIRD_ACCESS_KEY"],
+        workspace_id=keys["BIRD_WORKSPACE_ID"],
+        channel_id=keys["BIRD_CHANNEL_ID"],
+        signing_key=keys["BIRD_SIGNING_KEY"],
+        subscription_url=f"{service_url}/webhooks/bird",
+        agents={TECH: AgentScript("answer", answer_after_s=1, talk_s=2)},
+        time_scale=0.01,
+    )
+    env = clean_env(
+        **keys, PUBLIC_BASE_URL=service_url, BIRD_API_URL=url_of(bird_sock), LOG_FORMAT="json",
+        IVR_GRAPHS_DIR=str(tmp_path),
+    )  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *IVR, "serve", "--host", "127.0.0.1", "--port", str(port),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = await process.stdout.readline()
+                assert line, "ivr serve exited before listening"
+                if json.loads(line)["event"] == "service_listening":
+                    break
+        async with serve(sim.app, sock=bird_sock):
+            call_id = await sim.place_inbound_call(
+                CallerScript("cli", "+31612345678", "+31970102030", ("2",))
+            )
+            transcript = await sim.wait_ended(call_id, timeout_s=30)
+        assert transcript.reached == TECH
+        assert transcript.texts("pressed") == ["2"]
+        assert [r.operation for r in sim.requests_for(call_id)] == [
+            "answerCall", "gather", "bridge",
+        ]  # fmt: skip
+        assert all(r.accepted and not r.problems for r in sim.requests)
+
+        # kill -HUP reloads the graph directory.
+        changed = {**FRONT_DESK, "description": "changed"}
+        (tmp_path / "front-desk.json").write_text(json.dumps(changed))
+        process.send_signal(signal.SIGHUP)
+        async with asyncio.timeout(30):
+            while True:
+                line = await process.stdout.readline()
+                assert line, "ivr serve exited instead of reloading"
+                logged_line = json.loads(line)
+                seen.append(logged_line)
+                if logged_line["event"] == "graphs_reloaded":
+                    break
+        assert list(logged_line["changed"]) == ["front-desk"]
+    finally:
+        await sim.aclose()
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest, errors = await process.communicate()
+    assert process.returncode == 0, errors.decode()
+    logged = seen + [json.loads(line) for line in rest.decode().splitlines()]
+    events = [line["event"] for line in logged if line.get("call_id") == call_id]
+    assert events[:2] == ["call_started", "call_answered"]
+    assert "agent_connected" in events
+    assert "31612345678" not in rest.decode()  # the caller's number is masked

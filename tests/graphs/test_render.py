@@ -1,0 +1,468 @@
+"""Diagrams of graphs: Mermaid and Graphviz dot, checked for structure and exact output.
+
+Mermaid cannot run here, so its output is parsed line by line; dot output is parsed in
+Python too (and also handed to Graphviz when ``dot`` happens to be installed).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+
+from service.core.graph import BranchNode, Graph, Node
+from service.graphs.loader import load_file, parse
+from service.graphs.render import dot, edges, mermaid, mermaid_ids, node_lines, shorten
+from tests.paths import SHIPPED_GRAPHS
+
+SUPPORT_LINE = SHIPPED_GRAPHS / "support-line.json"
+
+# One node of each runnable type; hyphens and underscores in ids, quotes in a prompt.
+EVERY_TYPE: dict[str, Any] = {
+    "id": "every-type",
+    "start": "welcome",
+    "nodes": {
+        "welcome": {
+            "type": "say",
+            "say": 'Welcome to "Acme" support, where every call matters to us.',
+            "next": "office-hours",
+        },
+        "office-hours": {
+            "type": "hours",
+            "timezone": "Europe/Amsterdam",
+            "weekly": {"mon": ["09:00-17:00"]},
+            "open": "main-menu",
+            "closed": "voicemail",
+        },
+        "main-menu": {
+            "type": "menu",
+            "play": ["https://cdn.example.com/audio/main-menu.wav"],
+            "options": {"1": "account", "2": "agent"},
+            "on_failure": "bye",
+        },
+        "account": {
+            "type": "collect",
+            "say": "Enter your account number.",
+            "var": "account",
+            "max_digits": 8,
+            "next": "lookup",
+            "on_failure": "bye",
+        },
+        "lookup": {
+            "type": "http",
+            "url": "https://crm.example.com/accounts",
+            "method": "POST",
+            "save": {"tier": "$.tier"},
+            "next": "route",
+            "on_error": "agent",
+        },
+        "route": {
+            "type": "branch",
+            "cases": [
+                {"var": "vars.tier", "op": "eq", "value": "gold", "next": "vip_flag"},
+                {"var": "vars.account", "op": "exists", "next": "agent"},
+            ],
+            "default": "bye",
+        },
+        "vip_flag": {"type": "set", "vars": {"priority": "high"}, "next": "agent"},
+        "agent": {"type": "transfer", "to": "+31201234567", "on_failure": "voicemail"},
+        "voicemail": {"type": "voicemail", "say": "Leave a message.", "next": "bye"},
+        "bye": {"type": "hangup", "say": "Goodbye."},
+    },
+}
+
+EVERY_TYPE_MERMAID = """\
+flowchart TD
+    start((" "))
+    n_welcome("welcome<br/>say<br/>Welcome to #quot;Acme#quot; support, where every c…")
+    n_office_hours{"office-hours<br/>hours Europe/Amsterdam"}
+    n_main_menu{"main-menu<br/>menu<br/>play main-menu.wav"}
+    n_account[/"account<br/>collect vars.account<br/>Enter your account number."/]
+    n_lookup[["lookup<br/>http POST https://crm.example.com/accounts"]]
+    n_route{"route<br/>branch"}
+    n_vip_flag["vip_flag<br/>set vars.priority"]
+    n_agent(["agent<br/>transfer +31201234567"])
+    n_voicemail(["voicemail<br/>voicemail<br/>Leave a message."])
+    n_bye(["bye<br/>hangup<br/>Goodbye."])
+    start --> n_welcome
+    n_welcome --> n_office_hours
+    n_office_hours -->|"open"| n_main_menu
+    n_office_hours -->|"closed"| n_voicemail
+    n_main_menu -->|"1"| n_account
+    n_main_menu -->|"2"| n_agent
+    n_main_menu -->|"on_failure"| n_bye
+    n_account --> n_lookup
+    n_account -->|"on_failure"| n_bye
+    n_lookup --> n_route
+    n_lookup -->|"on_error"| n_agent
+    n_route -->|"vars.tier eq gold"| n_vip_flag
+    n_route -->|"vars.account exists"| n_agent
+    n_route -->|"default"| n_bye
+    n_vip_flag --> n_agent
+    n_agent -->|"on_failure"| n_voicemail
+    n_voicemail --> n_bye
+    classDef entry fill:#333,stroke:#333
+    class start entry
+"""
+
+EVERY_TYPE_DOT = """\
+digraph "every-type" {
+    "_start" [label="", shape=point, width=0.15];
+    "welcome" [label="welcome\\nsay\\nWelcome to \\"Acme\\" support, where every c…", \
+shape=box, style=rounded];
+    "office-hours" [label="office-hours\\nhours Europe/Amsterdam", shape=diamond];
+    "main-menu" [label="main-menu\\nmenu\\nplay main-menu.wav", shape=diamond];
+    "account" [label="account\\ncollect vars.account\\nEnter your account number.", \
+shape=parallelogram];
+    "lookup" [label="lookup\\nhttp POST https://crm.example.com/accounts", shape=component];
+    "route" [label="route\\nbranch", shape=diamond];
+    "vip_flag" [label="vip_flag\\nset vars.priority", shape=box];
+    "agent" [label="agent\\ntransfer +31201234567", shape=box, style=rounded, peripheries=2];
+    "voicemail" [label="voicemail\\nvoicemail\\nLeave a message.", shape=box, style=rounded, \
+peripheries=2];
+    "bye" [label="bye\\nhangup\\nGoodbye.", shape=box, style=rounded, peripheries=2];
+    "_start" -> "welcome";
+    "welcome" -> "office-hours";
+    "office-hours" -> "main-menu" [label="open"];
+    "office-hours" -> "voicemail" [label="closed"];
+    "main-menu" -> "account" [label="1"];
+    "main-menu" -> "agent" [label="2"];
+    "main-menu" -> "bye" [label="on_failure"];
+    "account" -> "lookup";
+    "account" -> "bye" [label="on_failure"];
+    "lookup" -> "route";
+    "lookup" -> "agent" [label="on_error"];
+    "route" -> "vip_flag" [label="vars.tier eq gold"];
+    "route" -> "agent" [label="vars.account exists"];
+    "route" -> "bye" [label="default"];
+    "vip_flag" -> "agent";
+    "agent" -> "voicemail" [label="on_failure"];
+    "voicemail" -> "bye";
+}
+"""
+
+
+def every_type() -> Graph:
+    return parse(EVERY_TYPE, "t.json")
+
+
+def graphs() -> list[Graph]:
+    return [load_file(SUPPORT_LINE), every_type()]
+
+
+# --- what a renderer must show, worked out here independently of service.render ----------
+
+
+def expected_label(node: Node, where: str) -> str | None:
+    """Label of an exit: none for next, the digit for options, the condition for cases."""
+    if where == "next":
+        return None
+    if where.startswith("options/"):
+        return where.removeprefix("options/")
+    match = re.fullmatch(r"cases/(\d+)/next", where)
+    if match and isinstance(node, BranchNode):
+        case = node.cases[int(match.group(1))]
+        return f"{case.var} exists" if case.op == "exists" else f"{case.var} {case.op} {case.value}"
+    return where
+
+
+def expected_edges(graph: Graph) -> list[tuple[str, str | None, str]]:
+    return [
+        (node.id, expected_label(node, where), target)
+        for node in graph.nodes.values()
+        for where, target in node.exits.items()
+    ]
+
+
+# --- a small Mermaid reader ---------------------------------------------------------------
+
+MERMAID_SHAPES = {
+    "(": ")",
+    "{": "}",
+    "[": "]",
+    "([": "])",
+    "[[": "]]",
+    "[/": "/]",
+}
+MERMAID_NODE = re.compile(
+    r'    (n_[A-Za-z0-9_]+)(\(\[|\[\[|\[/|\(|\{|\[)"([^"]*)"(\]\)|\]\]|/\]|\)|\}|\])'
+)
+MERMAID_EDGE = re.compile(r'    ([A-Za-z0-9_]+) -->(?:\|"([^"]*)"\|)? ([A-Za-z0-9_]+)')
+MERMAID_ENTITY = re.compile(r"#(\w+);")
+MERMAID_NAMES = {"quot": '"', "amp": "&", "lt": "<", "gt": ">"}
+
+
+def mermaid_decode(text: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return chr(int(name)) if name.isdigit() else MERMAID_NAMES[name]
+
+    return MERMAID_ENTITY.sub(one, text)
+
+
+def read_mermaid(
+    text: str,
+) -> tuple[dict[str, tuple[str, list[str]]], list[tuple[str, str | None, str]]]:
+    """Nodes {mermaid id: (opening bracket, label lines)} and edges (from, label, to)."""
+    lines = text.split("\n")
+    assert lines[0] == "flowchart TD"
+    assert lines[-1] == ""
+    nodes: dict[str, tuple[str, list[str]]] = {}
+    found: list[tuple[str, str | None, str]] = []
+    for line in lines[1:-1]:
+        if line in {'    start((" "))', "    classDef entry fill:#333,stroke:#333"}:
+            continue
+        if line == "    class start entry":
+            continue
+        if node := MERMAID_NODE.fullmatch(line):
+            mermaid_id, opening, label, closing = node.groups()
+            assert MERMAID_SHAPES[opening] == closing, line
+            assert mermaid_id not in nodes, f"{mermaid_id} declared twice"
+            nodes[mermaid_id] = (opening, [mermaid_decode(p) for p in label.split("<br/>")])
+        elif edge := MERMAID_EDGE.fullmatch(line):
+            source, label, target = edge.groups()
+            found.append((source, None if label is None else mermaid_decode(label), target))
+        else:
+            pytest.fail(f"not a line of a flowchart: {line!r}")
+    return nodes, found
+
+
+# --- a small dot reader -------------------------------------------------------------------
+
+DOT_QUOTED = r'"(?:[^"\\]|\\.)*"'
+DOT_ATTRIBUTE = rf"[a-z]+=(?:{DOT_QUOTED}|[A-Za-z0-9.]+)"
+DOT_STATEMENT = re.compile(
+    rf"    ({DOT_QUOTED})(?: -> ({DOT_QUOTED}))?"
+    rf"(?: \[({DOT_ATTRIBUTE}(?:, {DOT_ATTRIBUTE})*)\])?;"
+)
+
+
+def dot_unquote(quoted: str) -> str:
+    """A dot string's text; an escaped ``\\n`` becomes a line break."""
+    body = quoted[1:-1]
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), body)
+
+
+def dot_attributes(text: str | None) -> dict[str, str]:
+    if text is None:
+        return {}
+    pairs = re.findall(rf"([a-z]+)=({DOT_QUOTED}|[A-Za-z0-9.]+)", text)
+    return {key: dot_unquote(v) if v.startswith('"') else v for key, v in pairs}
+
+
+def braces_balance(text: str) -> bool:
+    """Braces outside quoted strings open and close in order."""
+    depth = 0
+    for token in re.findall(rf"{DOT_QUOTED}|[{{}}]", text):
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def read_dot(
+    text: str,
+) -> tuple[dict[str, dict[str, str]], list[tuple[str, str | None, str]]]:
+    """Nodes {id: attributes} and edges (from, label, to); fails on anything else."""
+    assert braces_balance(text)
+    lines = text.split("\n")
+    assert re.fullmatch(rf"digraph {DOT_QUOTED} {{", lines[0])
+    assert lines[-2:] == ["}", ""]
+    nodes: dict[str, dict[str, str]] = {}
+    found: list[tuple[str, str | None, str]] = []
+    for line in lines[1:-2]:
+        statement = DOT_STATEMENT.fullmatch(line)
+        assert statement, f"not one dot statement: {line!r}"
+        first, second, attributes = statement.groups()
+        if second is None:
+            assert dot_unquote(first) not in nodes, f"{first} declared twice"
+            nodes[dot_unquote(first)] = dot_attributes(attributes)
+        else:
+            label = dot_attributes(attributes).get("label")
+            found.append((dot_unquote(first), label, dot_unquote(second)))
+    if shutil.which("dot"):  # Graphviz is optional; when present it must accept the text too
+        subprocess.run(["dot", "-Tsvg"], input=text, text=True, capture_output=True, check=True)  # noqa: S607
+    return nodes, found
+
+
+# --- the shipped graph and the small one: structure ---------------------------------------
+
+
+@pytest.mark.parametrize("graph", graphs(), ids=lambda g: g.id)
+def test_mermaid_draws_every_node_once_and_every_exit(graph: Graph) -> None:
+    text = mermaid(graph)
+    ids = mermaid_ids(graph)
+    nodes, found = read_mermaid(text)
+    assert set(nodes) == set(ids.values())
+    assert len(set(ids.values())) == len(graph.nodes)
+    for node in graph.nodes.values():
+        _, label = nodes[ids[node.id]]
+        assert label[0] == node.id  # the label keeps the real id
+        assert label[1].split(" ")[0] == node.type
+    by_mermaid_id = {mermaid_id: node_id for node_id, mermaid_id in ids.items()}
+    assert found[0] == ("start", None, ids[graph.start])
+    drawn = [(by_mermaid_id[s], label, by_mermaid_id[t]) for s, label, t in found[1:]]
+    assert drawn == expected_edges(graph)
+
+
+@pytest.mark.parametrize("graph", graphs(), ids=lambda g: g.id)
+def test_dot_draws_every_node_once_and_every_exit(graph: Graph) -> None:
+    nodes, found = read_dot(dot(graph))
+    assert set(nodes) == {"_start", *graph.nodes}
+    for node in graph.nodes.values():
+        assert nodes[node.id]["label"].split("\n") == list(node_lines(node))
+        assert "shape" in nodes[node.id]
+    assert found[0] == ("_start", None, graph.start)
+    assert found[1:] == expected_edges(graph)
+
+
+@pytest.mark.parametrize("graph", graphs(), ids=lambda g: g.id)
+def test_both_formats_are_deterministic_and_end_with_a_newline(graph: Graph) -> None:
+    for render in (mermaid, dot):
+        text = render(graph)
+        assert text == render(graph)
+        assert text.endswith("\n")
+        assert not text.endswith("\n\n")
+
+
+def test_support_line_shapes_by_kind() -> None:
+    graph = load_file(SUPPORT_LINE)
+    nodes, _ = read_mermaid(mermaid(graph))
+    ids = mermaid_ids(graph)
+    expected = {"say": "(", "menu": "{", "transfer": "([", "hangup": "(["}
+    for node in graph.nodes.values():
+        if node.type in expected:
+            assert nodes[ids[node.id]][0] == expected[node.type], node.id
+    assert ids["main-menu"] == "n_main_menu"
+
+
+# --- the small graph: exact output --------------------------------------------------------
+
+
+def test_every_type_mermaid_exactly() -> None:
+    assert mermaid(every_type()) == EVERY_TYPE_MERMAID
+
+
+def test_every_type_dot_exactly() -> None:
+    assert dot(every_type()) == EVERY_TYPE_DOT
+
+
+def test_edge_labels_of_every_kind_of_exit() -> None:
+    labels = {(e.source, e.exit): e.label for e in edges(every_type())}
+    assert labels[("welcome", "next")] is None
+    assert labels[("main-menu", "options/1")] == "1"
+    assert labels[("main-menu", "on_failure")] == "on_failure"
+    assert labels[("office-hours", "open")] == "open"
+    assert labels[("office-hours", "closed")] == "closed"
+    assert labels[("lookup", "on_error")] == "on_error"
+    assert labels[("route", "cases/0/next")] == "vars.tier eq gold"
+    assert labels[("route", "cases/1/next")] == "vars.account exists"
+    assert labels[("route", "default")] == "default"
+
+
+# --- escaping and safe ids ----------------------------------------------------------------
+
+
+def tricky() -> Graph:
+    return parse(
+        {
+            "id": "tricky",
+            "start": "end",
+            "nodes": {
+                "end": {"type": "say", "say": 'Say "hi" & <b>|#1;`\\n', "next": "main-menu"},
+                "main-menu": {
+                    "type": "menu",
+                    "say": "Press # or star.",
+                    "options": {"#": "main_menu", "*": "o-x"},
+                    "on_failure": "o-x",
+                },
+                "main_menu": {
+                    "type": "branch",
+                    "cases": [
+                        {"var": "caller", "op": "matches", "value": '^(a|b)"$', "next": "o-x"},
+                        {"var": "vars.n", "op": "in", "value": ["a", 1, ""], "next": "o-x"},
+                        {"var": "vars.n", "op": "ge", "value": 2.5, "next": "o-x"},
+                    ],
+                    "default": "o-x",
+                },
+                "o-x": {"type": "hangup"},
+            },
+        },
+        "tricky.json",
+    )
+
+
+def test_mermaid_escapes_labels() -> None:
+    text = mermaid(tricky())
+    nodes, found = read_mermaid(text)  # a raw quote would have broken a line
+    assert 'Say #quot;hi#quot; #amp; #lt;b#gt;#124;#35;1;#96;#92;n"' in text
+    assert nodes["n_end"][1] == ["end", "say", 'Say "hi" & <b>|#1;`\\n']
+    labels = [label for _, label, _ in found]
+    assert labels == [
+        None,  # start
+        None,  # next
+        "#",
+        "*",
+        "on_failure",
+        'caller matches ^(a|b)"$',
+        'vars.n in [a, 1, ""]',
+        "vars.n ge 2.5",
+        "default",
+    ]
+
+
+def test_dot_escapes_labels() -> None:
+    text = dot(tricky())
+    assert '"end" [label="end\\nsay\\nSay \\"hi\\" & <b>|#1;`\\\\n"' in text
+    nodes, found = read_dot(text)
+    assert nodes["end"]["label"] == 'end\nsay\nSay "hi" & <b>|#1;`\\n'
+    assert ("main_menu", 'caller matches ^(a|b)"$', "o-x") in found
+
+
+def test_mermaid_ids_are_safe_unique_and_keep_the_real_id_in_the_label() -> None:
+    graph = tricky()
+    ids = mermaid_ids(graph)
+    assert ids == {
+        "end": "n_end",
+        "main-menu": "n_main_menu",
+        "main_menu": "n_main_menu_2",
+        "o-x": "n_o_x",
+    }
+    text = mermaid(graph)
+    assert all(re.fullmatch(r"n_[a-z0-9_]+", i) for i in ids.values())
+    assert '"main-menu<br/>' in text
+    assert '"main_menu<br/>' in text
+    for line in text.splitlines()[1:]:
+        head = line.strip().split('"')[0]
+        assert "-" not in head.replace("-->", ""), line  # no hyphen in an id
+
+
+def test_labels_cut_long_prompts_and_name_played_files() -> None:
+    assert shorten("x" * 40) == "x" * 40
+    assert shorten("x" * 41) == "x" * 40 + "…"
+    assert shorten("two\n  lines") == "two lines"
+    graph = parse(
+        {
+            "id": "play",
+            "start": "a",
+            "nodes": {
+                "a": {
+                    "type": "say",
+                    "play": ["https://x.example/a/intro.wav?v=2", "https://x.example/b/two.mp3"],
+                    "next": "b",
+                },
+                "b": {"type": "transfer", "to": "{{vars.agent}}", "on_failure": "c"},
+                "c": {"type": "hangup"},
+            },
+        },
+        "play.json",
+    )
+    assert node_lines(graph.nodes["a"]) == ("a", "say", "play intro.wav, two.mp3")
+    assert node_lines(graph.nodes["b"]) == ("b", "transfer {{vars.agent}}")
+    assert node_lines(graph.nodes["c"]) == ("c", "hangup")

@@ -1,0 +1,94 @@
+"""Settings from the environment: defaults, and one clear line for each mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.runtime.settings import Settings, SettingsError
+
+REQUIRED = {
+    "BIRD_ACCESS_KEY": "ak-secret",
+    "BIRD_WORKSPACE_ID": "ws",
+    "BIRD_CHANNEL_ID": "ch",
+    "BIRD_SIGNING_KEY": "sk-secret",
+    "PUBLIC_BASE_URL": "https://ivr.example.com/",
+}
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(REQUIRED)
+    assert settings.redis_url is None
+    assert settings.bird_api_url == "https://api.bird.com"
+    assert settings.ivr_graphs_dir == Path("ivr_graphs")
+    assert settings.ivr_default_graph is None
+    assert settings.log_format == "json"
+    assert settings.log_level == "info"
+    assert settings.log_mask_numbers is True
+    assert settings.webhook_url == "https://ivr.example.com/webhooks/bird"
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "REDIS_URL": "redis://localhost:6379/2",
+            "BIRD_API_URL": "http://127.0.0.1:8089",
+            "IVR_GRAPHS_DIR": "/srv/graphs",
+            "IVR_DEFAULT_GRAPH": "support-line",
+            "LOG_FORMAT": "console",
+            "LOG_LEVEL": "DEBUG",
+            "LOG_MASK_NUMBERS": "false",
+        }
+    )
+    assert settings.redis_url == "redis://localhost:6379/2"
+    assert settings.bird_api_url == "http://127.0.0.1:8089"
+    assert settings.ivr_graphs_dir == Path("/srv/graphs")
+    assert settings.ivr_default_graph == "support-line"
+    assert (settings.log_format, settings.log_level) == ("console", "debug")
+    assert settings.log_mask_numbers is False
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_a_missing_required_setting_is_named(name: str) -> None:
+    env = {k: v for k, v in REQUIRED.items() if k != name}
+    with pytest.raises(SettingsError, match=f"^{name} is required"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PUBLIC_BASE_URL", "ivr.example.com"),
+        ("PUBLIC_BASE_URL", "https://ivr.example.com/?a=1"),
+        ("BIRD_API_URL", "ftp://bird"),
+        ("REDIS_URL", "localhost:6379"),
+        ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "loud"),
+        ("LOG_MASK_NUMBERS", "maybe"),
+        ("WEBHOOK_MAX_AGE_S", "soon"),
+        ("CALL_TTL_S", "1"),
+    ],
+)
+def test_a_malformed_setting_is_named(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} ") as caught:
+        Settings.from_env({**REQUIRED, name: value})
+    assert "\n" not in str(caught.value)
+
+
+def test_state_must_outlive_the_retry_window() -> None:
+    with pytest.raises(SettingsError, match="CALL_TTL_S must be at least WEBHOOK_MAX_AGE_S"):
+        Settings.from_env({**REQUIRED, "CALL_TTL_S": "3600", "WEBHOOK_MAX_AGE_S": "7200"})
+
+
+def test_secrets_stay_out_of_repr() -> None:
+    text = repr(Settings.from_env(REQUIRED))
+    assert "ak-secret" not in text
+    assert "sk-secret" not in text
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env(REQUIRED)
+    with pytest.raises(AttributeError):
+        settings.log_level = "debug"  # type: ignore[misc]

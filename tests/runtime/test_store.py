@@ -1,0 +1,103 @@
+"""The call store against a real Redis server: round trips, compare-and-set, TTLs."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+
+from redis.asyncio import Redis
+
+from service.core import state
+from service.core.state import CallState
+from service.runtime import keys
+from service.runtime.store import ACTIVE_CALL_TTL_S, CallStore
+
+
+def new_state() -> CallState:
+    return CallState(
+        call_id=str(uuid.uuid4()),
+        graph="support-line",
+        graph_version="abc",
+        caller="+31612345678",
+        called="+31970102030",
+        vars={"account": "1234"},
+        seen={"leg": 5},
+        recent=("f1", "f2"),
+    )
+
+
+async def test_a_committed_state_loads_back_equal_with_its_version(redis: Redis) -> None:
+    store = CallStore(redis, ended_ttl_s=600)
+    first = new_state()
+    written = await store.commit(first, expected_version=0)
+    assert written is not None
+    assert written.version == 1
+    assert await store.load(first.call_id) == written
+
+
+async def test_unknown_call_loads_as_none(redis: Redis) -> None:
+    assert await CallStore(redis, ended_ttl_s=600).load("no-such-call") is None
+
+
+async def test_a_commit_against_a_stale_version_is_refused_and_writes_nothing(
+    redis: Redis,
+) -> None:
+    store = CallStore(redis, ended_ttl_s=600)
+    first = await store.commit(new_state(), expected_version=0)
+    assert first is not None
+    second = await store.commit(replace(first, node="a"), expected_version=1)
+    assert second is not None
+    assert await store.commit(replace(first, node="b"), expected_version=1) is None
+    assert await store.commit(replace(first, node="c"), expected_version=0) is None
+    loaded = await store.load(first.call_id)
+    assert loaded is not None
+    assert loaded.node == "a"
+    assert loaded.version == 2
+
+
+async def test_two_workers_committing_the_same_version_at_once_only_one_wins(
+    redis_url: str,
+) -> None:
+    """Each worker on its own connection, both having loaded version 1."""
+    workers = [Redis.from_url(redis_url) for _ in range(2)]
+    try:
+        stores = [CallStore(r, ended_ttl_s=600) for r in workers]
+        base = await stores[0].commit(new_state(), expected_version=0)
+        assert base is not None
+        for _ in range(20):
+            current = await stores[0].load(base.call_id)
+            assert current is not None
+            results = await asyncio.gather(
+                *(
+                    store.commit(replace(current, node=f"w{i}"), expected_version=current.version)
+                    for i, store in enumerate(stores)
+                )
+            )
+            winners = [r for r in results if r is not None]
+            assert len(winners) == 1
+            stored = await stores[1].load(base.call_id)
+            assert stored == winners[0]
+    finally:
+        for r in workers:
+            await r.aclose()
+
+
+async def test_active_calls_get_a_safety_ttl_and_ended_calls_the_configured_one(
+    redis: Redis,
+) -> None:
+    store = CallStore(redis, ended_ttl_s=600)
+    active = await store.commit(new_state(), expected_version=0)
+    assert active is not None
+    assert ACTIVE_CALL_TTL_S - 5 <= await store.ttl(active.call_id) <= ACTIVE_CALL_TTL_S
+    ended = await store.commit(replace(active, phase=state.ENDED), expected_version=1)
+    assert ended is not None
+    assert 590 <= await store.ttl(active.call_id) <= 600
+
+
+async def test_one_call_is_one_key(redis: Redis) -> None:
+    store = CallStore(redis, ended_ttl_s=600)
+    written = await store.commit(new_state(), expected_version=0)
+    assert written is not None
+    found = [k async for k in redis.scan_iter(match=f"*{written.call_id}*")]
+    assert found == [keys.call(written.call_id).encode()]
