@@ -36,8 +36,17 @@ from service.core.actions import Action
 from service.core.events import Event
 
 HANDLED_EVENTS = ("voice.inbound", "voice.outbound")
-FINAL_STATUSES = frozenset({"completed", "no-answer", "busy", "failed", "cancelled"})
-AGENT_UNAVAILABLE = frozenset({"no-answer", "busy", "failed", "cancelled"})
+# Bird's words for how a leg ended, and who hung up, in our terms (events).
+_LEG_ENDED: dict[str, events.LegStatus] = {
+    "completed": "completed", "no-answer": "no-answer", "busy": "busy", "failed": "failed",
+    "cancelled": "cancelled",
+}  # fmt: skip
+FINAL_STATUSES = frozenset(_LEG_ENDED)
+_UNREACHABLE: dict[str, events.Unreachable] = {
+    "no-answer": "no-answer", "busy": "busy", "failed": "failed", "cancelled": "failed",
+}  # fmt: skip
+# hangupSource: caller and callee are people; api, timeout, media-timeout and none are not.
+_HUNG_UP_BY: dict[str, events.HungUpBy] = {"caller": "caller", "callee": "callee"}
 
 
 class DeliveryError(Exception):
@@ -191,8 +200,9 @@ def to_event(delivery: Delivery) -> Event:
             return events.AgentConnected(leg)
         if status == "completed":
             return events.AgentHungUp(leg)
-        if status in AGENT_UNAVAILABLE:
-            return events.AgentUnavailable(leg, "failed" if status == "cancelled" else status)
+        unreachable = _UNREACHABLE.get(status)
+        if unreachable is not None:
+            return events.AgentUnavailable(leg, unreachable)
         return events.Progress(f"agent leg {status}")
     command = delivery.command
     if command is not None:
@@ -219,8 +229,9 @@ def to_event(delivery: Delivery) -> Event:
         return events.Progress(delivery.describe())
     if delivery.status == "ongoing":
         return events.CallAnswered()
-    if delivery.status in FINAL_STATUSES:
-        return events.CallEnded(delivery.status, delivery.hangup_source)
+    ended = _LEG_ENDED.get(delivery.status)
+    if ended is not None:
+        return events.CallEnded(ended, _HUNG_UP_BY.get(delivery.hangup_source or ""))
     return events.Progress(delivery.status)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service import __version__
+from service.graphs.simulate import AGENT_OUTCOMES
 
 if TYPE_CHECKING:
     from service.core.graph import GraphSet
@@ -64,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--agent",
-        choices=("answer", "no-answer", "busy", "failed"),
+        choices=AGENT_OUTCOMES,
         default="answer",
         help="what transfer targets do (%(default)s)",
     )

@@ -15,9 +15,11 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, Never
 
-_ORDER: dict[str, Callable[[Decimal, Decimal], bool]] = {
+from service.core.graph import Operator
+
+_ORDER: dict[Literal["lt", "le", "gt", "ge"], Callable[[Decimal, Decimal], bool]] = {
     "lt": operator.lt,
     "le": operator.le,
     "gt": operator.gt,
@@ -55,21 +57,28 @@ def _equal(actual: str, expected: Any) -> bool:
     return actual == _text(expected)
 
 
-def holds(var: str, op: str, value: Any, context: Mapping[str, str]) -> bool:
+def holds(var: str, op: Operator, value: Any, context: Mapping[str, str]) -> bool:
     actual = context.get(var)
     if op == "exists":
         return actual is not None
     if actual is None:
         return op == "ne"
-    if op == "eq":
-        return _equal(actual, value)
-    if op == "ne":
-        return not _equal(actual, value)
-    if op == "in":
-        return any(_equal(actual, item) for item in value)
-    if op == "matches":
-        return re.fullmatch(str(value), actual) is not None
-    if op in _ORDER:
-        a, b = _number(actual), _number(value)
-        return a is not None and b is not None and _ORDER[op](a, b)
-    raise ValueError(f"unknown branch operator {op!r}")
+    match op:
+        case "eq":
+            return _equal(actual, value)
+        case "ne":
+            return not _equal(actual, value)
+        case "in":
+            return any(_equal(actual, item) for item in value)
+        case "matches":
+            return re.fullmatch(str(value), actual) is not None
+        case "lt" | "le" | "gt" | "ge":
+            a, b = _number(actual), _number(value)
+            return a is not None and b is not None and _ORDER[op](a, b)
+        case _:
+            raise _unknown(op)
+
+
+def _unknown(op: Never) -> ValueError:
+    """Every operator is handled above: mypy proves ``op`` cannot get here."""
+    return ValueError(f"unknown branch operator {op!r}")

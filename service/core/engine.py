@@ -6,6 +6,13 @@ state, the actions to take (in order) and notes for the log. Feeding it a
 sequence of events is how most of the service's behaviour is tested; ``now`` is
 the only clock it knows (``hours`` nodes read it).
 
+The state machine in two tables: :func:`_moves_in` says in which phases each
+event moves a call (in any other phase it changes nothing and is noted as
+``event_ignored``), and :meth:`_Walk.apply` what each event does there; both are
+one ``match`` over every event type, closed with ``assert_never`` so that the
+type checker proves every event handled. :meth:`_Walk.enter` is the same for
+every node type.
+
 How a node runs:
 
 - ``say``: plays its prompt; when the prompt has finished, goes to ``next``.
@@ -15,10 +22,10 @@ How a node runs:
 - ``collect``: gathers up to ``max_digits`` keys ended by ``end_key``; input of
   ``min_digits`` or more that matches ``pattern`` is stored in ``vars.<var>`` and
   goes to ``next``; anything else is retried like a menu, then ``on_failure``.
-- ``branch``: the first case that holds (``service.conditions``) names the next
-  node, else ``default``.
+- ``branch``: the first case that holds (``service.core.conditions``) names the
+  next node, else ``default``.
 - ``set``: renders each template into ``vars`` and goes to ``next``.
-- ``hours``: ``open`` or ``closed`` at ``now`` (``service.hours``).
+- ``hours``: ``open`` or ``closed`` at ``now`` (``service.core.hours``).
 - ``transfer``: bridges the caller to ``to``; if the target does not answer, is
   busy or fails, goes to ``on_failure``. Once connected the call ends when
   either side hangs up.
@@ -29,7 +36,7 @@ How a node runs:
   another status, a body that is not JSON or a missing path goes to ``on_error``.
 - ``hangup``: plays its optional prompt, then hangs up.
 
-Every text is a template (``service.templates``). A call never takes more than
+Every text is a template (``service.core.templates``). A call never takes more than
 :data:`MAX_STEPS` steps (node entries and re-prompts): past that it is hung up
 and the reason logged, so a graph mistake cannot keep a caller in a loop.
 """
@@ -40,13 +47,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, assert_never
 
-from service.core import actions, conditions, events, hours, jsonpath, state, templates
+from service.core import actions, conditions, events, hours, jsonpath, templates
 from service.core.actions import Action
 from service.core.events import Event
 from service.core.graph import (
     BranchNode,
+    CallbackNode,
     CollectNode,
     Graph,
     HangupNode,
@@ -55,16 +63,20 @@ from service.core.graph import (
     MenuNode,
     Node,
     Prompt,
+    QueueNode,
     SayNode,
     SetNode,
     TransferNode,
     VoicemailNode,
 )
-from service.core.state import CallState
+from service.core.state import After, CallState, Direction, Outcome, Phase
 
 MAX_STEPS = 200
-INBOUND = "inbound"
-OUTBOUND = "outbound"
+
+Level = Literal["debug", "info", "warning", "error"]
+"""The log level a note asks for."""
+
+LIVE_PHASES = frozenset(Phase) - {Phase.ENDED}
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,7 @@ class Note:
 
     event: str
     node: str | None
-    level: str = "info"
+    level: Level = "info"
     fields: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -82,6 +94,113 @@ class Transition:
     state: CallState
     actions: tuple[Action, ...] = ()
     notes: tuple[Note, ...] = ()
+
+
+def begin(
+    graph: Graph,
+    *,
+    call_id: str,
+    caller: str,
+    called: str,
+    now: float,
+    direction: Direction = Direction.INBOUND,
+    variables: Mapping[str, str] | None = None,
+) -> Transition:
+    """A new call. Inbound: answer it. Outbound: Bird is dialling it. Either way
+    the walk starts once the caller's leg is connected (``CallAnswered``)."""
+    initial = CallState(
+        call_id=call_id,
+        graph=graph.id,
+        graph_version=graph.version,
+        caller=caller,
+        called=called,
+        direction=direction,
+        started_at=now,
+        vars=dict(variables or {}),
+    )
+    walk = _Walk(graph, initial, now)
+    walk.note("call_started", direction=direction, version=graph.version)
+    if direction is Direction.INBOUND:
+        walk.actions.append(actions.Answer())
+    return walk.result()
+
+
+def step(graph: Graph, current: CallState, event: Event, now: float) -> Transition:
+    """Apply one event to a call. An event that means nothing in the call's phase
+    changes nothing (it is noted as ``event_ignored``)."""
+    walk = _Walk(graph, current, now)
+    if current.phase is Phase.ENDED:
+        walk.note("event_after_end", "debug", kind=type(event).__name__)
+    elif current.phase not in _moves_in(event):
+        walk.note("event_ignored", "debug", kind=type(event).__name__, phase=current.phase)
+    else:
+        walk.apply(event)
+    return walk.result()
+
+
+def abandon(graph: Graph, current: CallState, reason: str, now: float) -> Transition:
+    """Give up on a live call that cannot go on (Bird refused a command): hang up
+    and end it, loudly, rather than leave the caller in silence."""
+    walk = _Walk(graph, current, now)
+    if current.phase is Phase.ENDED:
+        return walk.result()
+    walk.note("call_abandoned", "error", reason=reason)
+    walk.hang_up(Outcome.BIRD_REFUSED)
+    return walk.result()
+
+
+def _moves_in(event: Event) -> frozenset[Phase]:
+    """The phases in which ``event`` moves a call: the engine's transition table."""
+    match event:
+        case events.CallEnded():
+            return LIVE_PHASES
+        case events.CallAnswered():
+            return frozenset({Phase.ANSWERING})
+        case events.PromptFinished():
+            return frozenset({Phase.PROMPTING})
+        case events.DigitsCollected():
+            return frozenset({Phase.GATHERING})
+        case events.RecordingFinished():
+            return frozenset({Phase.RECORDING})
+        case events.HttpResponded():
+            return frozenset({Phase.REQUESTING})
+        case events.AgentRinging() | events.AgentConnected() | events.AgentUnavailable():
+            return frozenset({Phase.BRIDGING})
+        case events.AgentHungUp():
+            return frozenset({Phase.CONNECTED})
+        case events.Progress():
+            return frozenset()
+        case _:
+            assert_never(event)
+
+
+def _not_answered(status: events.LegStatus) -> Outcome:
+    """The outcome of an outbound call whose callee's leg ended before it connected."""
+    match status:
+        case "no-answer":
+            return Outcome.NOT_ANSWERED_NO_ANSWER
+        case "busy":
+            return Outcome.NOT_ANSWERED_BUSY
+        case "failed":
+            return Outcome.NOT_ANSWERED_FAILED
+        case "cancelled":
+            return Outcome.NOT_ANSWERED_CANCELLED
+        case "completed":
+            return Outcome.NOT_ANSWERED_COMPLETED
+        case _:
+            assert_never(status)
+
+
+def _ended_by(by: events.HungUpBy | None) -> Outcome:
+    match by:
+        case "caller":
+            return Outcome.ENDED_BY_CALLER
+        case "callee":
+            return Outcome.ENDED_BY_CALLEE
+        case None:
+            return Outcome.ENDED_BY_BIRD
+        case _:
+            assert_never(by)
 
 
 def _as_var(value: Any) -> str:
@@ -105,7 +224,7 @@ class _Walk:
         self.actions: list[Action] = []
         self.notes: list[Note] = []
 
-    def note(self, event: str, level: str = "info", **fields: Any) -> None:
+    def note(self, event: str, level: Level = "info", **fields: Any) -> None:
         self.notes.append(Note(event, self.state.node, level, fields))
 
     def update(self, **changes: Any) -> None:
@@ -127,6 +246,53 @@ class _Walk:
             return {k: self.render_value(v) for k, v in value.items()}
         return value
 
+    # -- what each event does, in a phase where it moves the call -----------
+
+    def apply(self, event: Event) -> None:
+        match event:
+            case events.CallEnded():
+                self.leg_ended(event)
+            case events.CallAnswered():
+                self.note("call_answered")
+                self.enter(self.graph.start)
+            case events.PromptFinished():
+                if not event.ok:
+                    self.note("prompt_failed", "warning")
+                self.prompt_finished()
+            case events.DigitsCollected():
+                if not event.ok:
+                    self.note("gather_failed", "warning")
+                self.digits(event.digits if event.ok else "")
+            case events.RecordingFinished():
+                self.recorded(event)
+            case events.HttpResponded():
+                self.responded(event)
+            case events.AgentRinging():
+                self.update(agent_leg=event.leg_id)
+                self.note("agent_ringing", leg_id=event.leg_id)
+            case events.AgentConnected():
+                self.update(phase=Phase.CONNECTED, agent_leg=event.leg_id)
+                self.note("agent_connected", leg_id=event.leg_id)
+            case events.AgentUnavailable():
+                self.transfer_failed(event.reason)
+            case events.AgentHungUp():
+                self.note("agent_hung_up", leg_id=event.leg_id)
+            case events.Progress():
+                pass  # moves nothing in any phase (see _moves_in)
+            case _:
+                assert_never(event)
+
+    def leg_ended(self, event: events.CallEnded) -> None:
+        self.note("caller_leg_ended", status=event.status, by=event.by)
+        phase = self.state.phase
+        if phase is Phase.ANSWERING and self.state.direction is Direction.OUTBOUND:
+            self.note("outbound_not_answered", "warning", status=event.status)
+            self.end(_not_answered(event.status))
+        elif phase is Phase.CONNECTED:
+            self.end(Outcome.TRANSFERRED)
+        else:
+            self.end(_ended_by(event.by))
+
     # -- prompts -------------------------------------------------------------
 
     def prompt(self, prompt: Prompt) -> actions.Prompt:
@@ -138,9 +304,9 @@ class _Walk:
             voice=prompt.voice or self.graph.voice,
         )
 
-    def speak(self, prompt: Prompt, after: str) -> None:
+    def speak(self, prompt: Prompt, after: After) -> None:
         self.actions.append(actions.Speak(self.prompt(prompt)))
-        self.update(phase=state.PROMPTING, after=after)
+        self.update(phase=Phase.PROMPTING, after=after)
 
     # -- moving through the graph --------------------------------------------
 
@@ -150,47 +316,51 @@ class _Walk:
         if steps <= MAX_STEPS:
             return True
         self.note("step_limit_exceeded", "error", steps=steps, limit=MAX_STEPS)
-        self.hang_up("step_limit")
+        self.hang_up(Outcome.STEP_LIMIT)
         return False
 
     def enter(self, node_id: str) -> None:
         if not self.count_step():
             return
-        node = self.graph.nodes[node_id]
+        node: Node = self.graph.nodes[node_id]
         self.update(node=node_id, attempts=0, after=None)
         self.note("node_entered", type=node.type)
-        if isinstance(node, SayNode):
-            assert node.prompt is not None
-            self.speak(node.prompt, after="next")
-        elif isinstance(node, MenuNode | CollectNode):
-            self.gather(node)
-        elif isinstance(node, BranchNode):
-            self.branch(node)
-        elif isinstance(node, SetNode):
-            values = {name: self.render(template) for name, template in node.vars.items()}
-            self.update(vars={**self.state.vars, **values})
-            self.note("vars_set", names=sorted(values))
-            self.enter(node.next)
-        elif isinstance(node, HoursNode):
-            is_open = hours.is_open(node.weekly, node.holidays, node.timezone, self.now)
-            self.note("hours_checked", open=is_open, timezone=node.timezone)
-            self.enter(node.open if is_open else node.closed)
-        elif isinstance(node, TransferNode):
-            self.transfer(node)
-        elif isinstance(node, VoicemailNode):
-            if node.prompt is not None:
-                self.speak(node.prompt, after="record")
-            else:
-                self.record(node)
-        elif isinstance(node, HttpNode):
-            self.request(node)
-        elif isinstance(node, HangupNode):
-            if node.prompt is not None:
-                self.speak(node.prompt, after="hangup")
-            else:
-                self.hang_up("hangup_node")
-        else:  # queue, callback: refused when the service loads a graph
-            raise AssertionError(f"node type {node.type} cannot run")
+        match node:
+            case SayNode():
+                assert node.prompt is not None
+                self.speak(node.prompt, After.NEXT)
+            case MenuNode() | CollectNode():
+                self.gather(node)
+            case BranchNode():
+                self.branch(node)
+            case SetNode():
+                values = {name: self.render(template) for name, template in node.vars.items()}
+                self.update(vars={**self.state.vars, **values})
+                self.note("vars_set", names=sorted(values))
+                self.enter(node.next)
+            case HoursNode():
+                is_open = hours.is_open(node.weekly, node.holidays, node.timezone, self.now)
+                self.note("hours_checked", open=is_open, timezone=node.timezone)
+                self.enter(node.open if is_open else node.closed)
+            case TransferNode():
+                self.transfer(node)
+            case VoicemailNode():
+                if node.prompt is not None:
+                    self.speak(node.prompt, After.RECORD)
+                else:
+                    self.record(node)
+            case HttpNode():
+                self.request(node)
+            case HangupNode():
+                if node.prompt is not None:
+                    self.speak(node.prompt, After.HANGUP)
+                else:
+                    self.hang_up(Outcome.HANGUP_NODE)
+            case QueueNode() | CallbackNode():
+                # The service refuses to load a graph with these (graph.RUNNABLE_TYPES).
+                raise AssertionError(f"node type {node.type} cannot run")
+            case _:
+                assert_never(node)
 
     def gather(self, node: MenuNode | CollectNode) -> None:
         assert node.prompt is not None
@@ -201,7 +371,7 @@ class _Walk:
         self.actions.append(
             actions.Gather(self.prompt(node.prompt), max_digits, node.timeout_s, end_key)
         )
-        self.update(phase=state.GATHERING, after=None)
+        self.update(phase=Phase.GATHERING, after=None)
 
     def branch(self, node: BranchNode) -> None:
         context = self.state.template_context()
@@ -217,70 +387,73 @@ class _Walk:
         to = self.render(node.to)
         from_ = self.render(node.from_) if node.from_ else None
         self.actions.append(actions.Bridge(to, from_, node.ring_timeout_s, node.record))
-        self.update(phase=state.BRIDGING, agent_leg=None)
+        self.update(phase=Phase.BRIDGING, agent_leg=None)
         self.note("transfer_started", to=to, ring_timeout_s=node.ring_timeout_s)
 
     def record(self, node: VoicemailNode) -> None:
         self.actions.append(
             actions.Record(node.max_length_s, node.end_key, node.beep, node.transcribe)
         )
-        self.update(phase=state.RECORDING, after=None)
+        self.update(phase=Phase.RECORDING, after=None)
 
     def request(self, node: HttpNode) -> None:
         url = self.render(node.url)
         headers = {name: self.render(value) for name, value in node.headers.items()}
         body = self.render_value(node.body)
         self.actions.append(actions.HttpRequest(node.method, url, headers, body, node.timeout_ms))
-        self.update(phase=state.REQUESTING, after=None)
+        self.update(phase=Phase.REQUESTING, after=None)
         self.note("http_requested", method=node.method, url=url)
 
-    def hang_up(self, outcome: str) -> None:
+    def hang_up(self, outcome: Outcome) -> None:
         self.actions.append(actions.Hangup())
         self.end(outcome)
 
-    def end(self, outcome: str) -> None:
-        self.update(phase=state.ENDED, outcome=outcome, after=None, ended_at=self.now)
+    def end(self, outcome: Outcome) -> None:
+        self.update(phase=Phase.ENDED, outcome=outcome, after=None, ended_at=self.now)
         self.note("call_ended", outcome=outcome, steps=self.state.steps)
 
-    # -- reacting to events --------------------------------------------------
+    # -- reacting to the end of a prompt, gather, recording or lookup -------
 
     def current(self) -> Node:
         assert self.state.node is not None
         return self.graph.nodes[self.state.node]
 
     def prompt_finished(self) -> None:
-        node = self.current()
-        after = self.state.after
-        if after == "next" and isinstance(node, SayNode):
-            self.enter(node.next)
-        elif after == "regather" and isinstance(node, MenuNode | CollectNode):
-            if self.count_step():
-                self.gather(node)
-        elif after == "failure" and isinstance(node, MenuNode | CollectNode):
-            self.enter(node.on_failure)
-        elif after == "record" and isinstance(node, VoicemailNode):
-            self.record(node)
-        elif after == "hangup":
-            self.hang_up("hangup_node")
+        """What follows a prompt: ``after``, on the node that played it."""
+        match (self.state.after, self.current()):
+            case (After.NEXT, SayNode() as say):
+                self.enter(say.next)
+            case (After.REGATHER, MenuNode() | CollectNode() as waiting):
+                if self.count_step():
+                    self.gather(waiting)
+            case (After.FAILURE, MenuNode() | CollectNode() as waiting):
+                self.enter(waiting.on_failure)
+            case (After.RECORD, VoicemailNode() as voicemail):
+                self.record(voicemail)
+            case (After.HANGUP, _):
+                self.hang_up(Outcome.HANGUP_NODE)
+            case (after, node):  # a state this engine never writes
+                self.note("prompt_end_unexpected", "error", after=after, type=node.type)
 
     def digits(self, digits: str) -> None:
         node = self.current()
-        if isinstance(node, MenuNode):
-            target = node.options.get(digits)
-            if target is not None:
-                self.note("menu_choice", digits=digits, next=target)
-                self.enter(target)
+        match node:
+            case MenuNode():
+                target = node.options.get(digits)
+                if target is not None:
+                    self.note("menu_choice", digits=digits, next=target)
+                    self.enter(target)
+                    return
+            case CollectNode():
+                if digits and self.collected_ok(node, digits):
+                    self.update(vars={**self.state.vars, node.var: digits})
+                    self.note("input_collected", var=node.var, length=len(digits), next=node.next)
+                    self.enter(node.next)
+                    return
+            case _:
+                self.note("digits_unexpected", "error", type=node.type)
                 return
-            kind = "no_input" if digits == "" else "invalid"
-        else:
-            assert isinstance(node, CollectNode)
-            if digits and self.collected_ok(node, digits):
-                self.update(vars={**self.state.vars, node.var: digits})
-                self.note("input_collected", var=node.var, length=len(digits), next=node.next)
-                self.enter(node.next)
-                return
-            kind = "no_input" if digits == "" else "invalid"
-        self.retry(node, kind, digits)
+        self.retry(node, "no_input" if digits == "" else "invalid", digits)
 
     @staticmethod
     def collected_ok(node: CollectNode, digits: str) -> bool:
@@ -288,7 +461,9 @@ class _Walk:
             return False
         return node.pattern is None or re.fullmatch(node.pattern, digits) is not None
 
-    def retry(self, node: MenuNode | CollectNode, kind: str, digits: str) -> None:
+    def retry(
+        self, node: MenuNode | CollectNode, kind: Literal["no_input", "invalid"], digits: str
+    ) -> None:
         attempts = self.state.attempts + 1
         self.update(attempts=attempts)
         retry_prompt = node.no_input if kind == "no_input" else node.invalid
@@ -304,11 +479,11 @@ class _Walk:
         if exhausted:
             self.note(f"{node.type}_failed", "warning", attempts=attempts, next=node.on_failure)
             if retry_prompt is not None:
-                self.speak(retry_prompt, after="failure")
+                self.speak(retry_prompt, After.FAILURE)
             else:
                 self.enter(node.on_failure)
         elif retry_prompt is not None:
-            self.speak(retry_prompt, after="regather")
+            self.speak(retry_prompt, After.REGATHER)
         elif self.count_step():
             self.gather(node)
 
@@ -356,86 +531,9 @@ class _Walk:
                 return {}, f"missing {exc}"
         return saved, None
 
-    def transfer_failed(self, reason: str) -> None:
+    def transfer_failed(self, reason: events.Unreachable) -> None:
         node = self.current()
         assert isinstance(node, TransferNode)
         self.note("transfer_failed", "warning", reason=reason, next=node.on_failure)
         self.update(agent_leg=None)
         self.enter(node.on_failure)
-
-
-def begin(
-    graph: Graph,
-    *,
-    call_id: str,
-    caller: str,
-    called: str,
-    now: float,
-    direction: str = INBOUND,
-    variables: Mapping[str, str] | None = None,
-) -> Transition:
-    """A new call. Inbound: answer it. Outbound: Bird is dialling it. Either way
-    the walk starts once the caller's leg is connected (``CallAnswered``)."""
-    initial = CallState(
-        call_id=call_id,
-        graph=graph.id,
-        graph_version=graph.version,
-        caller=caller,
-        called=called,
-        direction=direction,
-        started_at=now,
-        vars=dict(variables or {}),
-    )
-    walk = _Walk(graph, initial, now)
-    walk.note("call_started", direction=direction, version=graph.version)
-    if direction == INBOUND:
-        walk.actions.append(actions.Answer())
-    return walk.result()
-
-
-def step(graph: Graph, current: CallState, event: Event, now: float) -> Transition:
-    """Apply one event to a call. Events that mean nothing in the call's phase
-    change nothing (they are noted as ``event_ignored``)."""
-    walk = _Walk(graph, current, now)
-    phase = current.phase
-    if phase == state.ENDED:
-        walk.note("event_after_end", "debug", kind=type(event).__name__)
-        return walk.result()
-
-    if isinstance(event, events.CallEnded):
-        walk.note("caller_leg_ended", status=event.status, by=event.by)
-        if phase == state.ANSWERING and current.direction == OUTBOUND:
-            walk.note("outbound_not_answered", "warning", status=event.status)
-            walk.end(f"not_answered_{event.status}")
-        else:
-            walk.end(
-                "transferred" if phase == state.CONNECTED else f"ended_by_{event.by or 'bird'}"
-            )
-    elif isinstance(event, events.CallAnswered) and phase == state.ANSWERING:
-        walk.note("call_answered")
-        walk.enter(graph.start)
-    elif isinstance(event, events.PromptFinished) and phase == state.PROMPTING:
-        if not event.ok:
-            walk.note("prompt_failed", "warning")
-        walk.prompt_finished()
-    elif isinstance(event, events.DigitsCollected) and phase == state.GATHERING:
-        if not event.ok:
-            walk.note("gather_failed", "warning")
-        walk.digits(event.digits if event.ok else "")
-    elif isinstance(event, events.RecordingFinished) and phase == state.RECORDING:
-        walk.recorded(event)
-    elif isinstance(event, events.HttpResponded) and phase == state.REQUESTING:
-        walk.responded(event)
-    elif isinstance(event, events.AgentRinging) and phase == state.BRIDGING:
-        walk.update(agent_leg=event.leg_id)
-        walk.note("agent_ringing", leg_id=event.leg_id)
-    elif isinstance(event, events.AgentConnected) and phase == state.BRIDGING:
-        walk.update(phase=state.CONNECTED, agent_leg=event.leg_id)
-        walk.note("agent_connected", leg_id=event.leg_id)
-    elif isinstance(event, events.AgentUnavailable) and phase == state.BRIDGING:
-        walk.transfer_failed(event.reason)
-    elif isinstance(event, events.AgentHungUp) and phase == state.CONNECTED:
-        walk.note("agent_hung_up", leg_id=event.leg_id)
-    else:
-        walk.note("event_ignored", "debug", kind=type(event).__name__, phase=phase)
-    return walk.result()

@@ -4,6 +4,14 @@ delivery into at most one of these; the engine consumes them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+LegStatus = Literal["completed", "no-answer", "busy", "failed", "cancelled"]
+"""How a call leg ended."""
+HungUpBy = Literal["caller", "callee"]
+"""Who hung up, when it was a person (None: Bird, a timeout or another API client)."""
+Unreachable = Literal["no-answer", "busy", "failed"]
+"""Why a transfer target was not reached."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class AgentUnavailable:
     """The transfer target did not take the call: ``no-answer``, ``busy`` or ``failed``."""
 
     leg_id: str | None
-    reason: str
+    reason: Unreachable
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,10 @@ class AgentHungUp:
 
 @dataclass(frozen=True)
 class CallEnded:
-    """The caller's leg is over. ``by`` is who ended it (``caller``, ``api``, ...)."""
+    """The caller's leg is over; ``by`` is who hung up, when it was a person."""
 
-    status: str
-    by: str | None = None
+    status: LegStatus
+    by: HungUpBy | None = None
 
 
 @dataclass(frozen=True)

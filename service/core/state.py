@@ -10,19 +10,53 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# Phases of a call, in the order a call usually goes through them.
-ANSWERING = "answering"  # we answered (or dialled); waiting for the leg to connect
-PROMPTING = "prompting"  # a prompt plays; ``after`` says what follows it
-GATHERING = "gathering"  # a menu or collect waits for keys
-RECORDING = "recording"  # a voicemail is being recorded
-REQUESTING = "requesting"  # an http node waits for its answer
-BRIDGING = "bridging"  # the transfer target is being rung
-CONNECTED = "connected"  # the caller talks to the transfer target
-ENDED = "ended"
 
-PHASES = (ANSWERING, PROMPTING, GATHERING, RECORDING, REQUESTING, BRIDGING, CONNECTED, ENDED)
+class Phase(StrEnum):
+    """Where a call is, in the order a call usually goes through the phases."""
+
+    ANSWERING = "answering"  # we answered (or dialled); waiting for the leg to connect
+    PROMPTING = "prompting"  # a prompt plays; ``after`` says what follows it
+    GATHERING = "gathering"  # a menu or collect waits for keys
+    RECORDING = "recording"  # a voicemail is being recorded
+    REQUESTING = "requesting"  # an http node waits for its answer
+    BRIDGING = "bridging"  # the transfer target is being rung
+    CONNECTED = "connected"  # the caller talks to the transfer target
+    ENDED = "ended"
+
+
+class After(StrEnum):
+    """What follows the prompt that plays (phase ``PROMPTING``)."""
+
+    NEXT = "next"  # a say node: go to its next
+    REGATHER = "regather"  # a menu/collect retry prompt: gather again
+    FAILURE = "failure"  # a menu/collect's last retry prompt: go to on_failure
+    RECORD = "record"  # a voicemail's prompt: record
+    HANGUP = "hangup"  # a hangup node's prompt: hang up
+
+
+class Outcome(StrEnum):
+    """How a call ended (``CallState.outcome``): what on-call staff filter the logs on."""
+
+    HANGUP_NODE = "hangup_node"  # the graph ended it at a hangup node
+    TRANSFERRED = "transferred"  # connected to a transfer target, then either side hung up
+    ENDED_BY_CALLER = "ended_by_caller"  # the caller hung up before the graph finished
+    ENDED_BY_CALLEE = "ended_by_callee"  # the callee of an outbound call hung up
+    ENDED_BY_BIRD = "ended_by_bird"  # Bird ended the leg (a timeout, another API client)
+    NOT_ANSWERED_NO_ANSWER = "not_answered_no-answer"  # outbound: nobody picked up
+    NOT_ANSWERED_BUSY = "not_answered_busy"
+    NOT_ANSWERED_FAILED = "not_answered_failed"
+    NOT_ANSWERED_CANCELLED = "not_answered_cancelled"
+    NOT_ANSWERED_COMPLETED = "not_answered_completed"  # outbound: over before it connected
+    STEP_LIMIT = "step_limit"  # the graph walked MAX_STEPS steps: a loop, hung up
+    BIRD_REFUSED = "bird_refused"  # Bird refused a command: hung up rather than left silent
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"  # the caller called us: we answer
+    OUTBOUND = "outbound"  # we called them (POST /calls): Bird dials
 
 
 @dataclass(frozen=True)
@@ -32,16 +66,16 @@ class CallState:
     graph_version: str
     caller: str
     called: str
-    direction: str = "inbound"
-    phase: str = ANSWERING
+    direction: Direction = Direction.INBOUND
+    phase: Phase = Phase.ANSWERING
     node: str | None = None
-    after: str | None = None
+    after: After | None = None
     attempts: int = 0
     steps: int = 0
     vars: Mapping[str, str] = field(default_factory=dict)
     agent_leg: str | None = None
     recordings: tuple[str, ...] = ()
-    outcome: str | None = None
+    outcome: Outcome | None = None
     started_at: float = 0.0
     ended_at: float | None = None
     seen: Mapping[str, int] = field(default_factory=dict)
@@ -50,7 +84,7 @@ class CallState:
 
     @property
     def ended(self) -> bool:
-        return self.phase == ENDED
+        return self.phase is Phase.ENDED
 
     def template_context(self) -> dict[str, str]:
         context = {"caller": self.caller, "called": self.called, "call_id": self.call_id}
@@ -70,5 +104,11 @@ class CallState:
         data: dict[str, Any] = json.loads(text)
         data["recent"] = tuple(data.get("recent", ()))
         data["recordings"] = tuple(data.get("recordings", ()))
+        data["phase"] = Phase(data["phase"])
+        data["direction"] = Direction(data.get("direction", Direction.INBOUND))
+        if data.get("outcome") is not None:
+            data["outcome"] = Outcome(data["outcome"])
+        if data.get("after") is not None:
+            data["after"] = After(data["after"])
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})

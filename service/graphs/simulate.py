@@ -18,15 +18,18 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from service.core import actions, engine, events
 from service.core.actions import Action
 from service.core.engine import Transition
 from service.core.graph import Graph
+from service.core.state import Direction
 
 SILENCE = "_"
-AGENT_OUTCOMES = ("answer", "no-answer", "busy", "failed")
+AgentBehaviour = Literal["answer"] | events.Unreachable
+"""What transfer targets do in a simulation."""
+AGENT_OUTCOMES: tuple[AgentBehaviour, ...] = ("answer", "no-answer", "busy", "failed")
 MAX_ROUNDS = 10_000
 
 
@@ -64,7 +67,7 @@ class Simulation:
         self.lines.append(Line(node, kind, text))
 
     def render(self) -> str:
-        party = "callee" if self.direction == engine.OUTBOUND else "caller"
+        party = "callee" if self.direction == Direction.OUTBOUND else "caller"
         head = (
             f"{self.graph} (version {self.version}): {self.direction} call, "
             f"{party} {self.caller}, our number {self.called or '-'}, at {self.at}"
@@ -123,12 +126,12 @@ def simulate(
     called: str | None = None,
     variables: Mapping[str, str] | None = None,
     fixtures: Mapping[str, Any] | None = None,
-    agent: str = "answer",
+    agent: AgentBehaviour = "answer",
     outbound: bool = False,
 ) -> Simulation:
     """Walk ``graph`` with ``keys`` (one entry per input asked; ``_`` is silence)."""
     called = called if called is not None else (graph.numbers[0] if graph.numbers else "")
-    direction = engine.OUTBOUND if outbound else engine.INBOUND
+    direction = Direction.OUTBOUND if outbound else Direction.INBOUND
     result = Simulation(graph.id, graph.version, caller, called, at.isoformat(), direction)
     now = at.timestamp()
     script = list(keys)
@@ -183,7 +186,7 @@ def _perform(
     action: Action,
     script: list[str],
     fixtures: Mapping[str, Any],
-    agent: str,
+    agent: AgentBehaviour,
 ) -> list[events.Event]:
     """What the caller experiences of one action, and the events it leads to."""
     node = transition.state.node

@@ -26,10 +26,10 @@ from redis.asyncio import Redis
 from service.bird import adapter
 from service.bird.adapter import Delivery
 from service.bird.client import BirdClient, BirdError
-from service.core import actions, engine, state
+from service.core import actions, engine
 from service.core.engine import Transition
 from service.core.graph import Graph
-from service.core.state import CallState
+from service.core.state import CallState, Direction, Phase
 from service.runtime import keys
 from service.runtime.lookups import Fetch
 from service.runtime.registry import Registry
@@ -178,7 +178,7 @@ class CallHandler:
         async def plan(now_state: CallState | None, now: float) -> _Plan | Outcome:
             if (
                 now_state is None
-                or now_state.phase != state.REQUESTING
+                or now_state.phase != Phase.REQUESTING
                 or now_state.node != node
                 or now_state.version != current.version
             ):
@@ -243,7 +243,7 @@ class CallHandler:
             return Outcome("ignored", "the outbound call's graph is gone")
         transition = engine.begin(
             found, call_id=call_id, caller=pending["to"], called=pending["from"], now=now,
-            direction=engine.OUTBOUND, variables=pending["vars"],
+            direction=Direction.OUTBOUND, variables=pending["vars"],
         )  # fmt: skip
         return _Plan(found, transition, 0)
 
@@ -296,10 +296,8 @@ class CallHandler:
                 return Outcome("ignored")
             graph = await self._registry.graph_for(now_state.graph, now_state.graph_version)
             assert graph is not None
-            ended = replace(now_state, phase=state.ENDED, outcome="bird_refused", ended_at=now)
-            note = engine.Note("call_abandoned", now_state.node, "error",
-                               {"reason": f"{action} refused by Bird"})  # fmt: skip
-            return _Plan(graph, Transition(ended, (actions.Hangup(),), (note,)), now_state.version)
+            reason = f"{action} refused by Bird"
+            return _Plan(graph, engine.abandon(graph, now_state, reason, now), now_state.version)
 
         await self._advance(current.call_id, plan, bound)
 

@@ -57,6 +57,13 @@ def test_statuses_of_the_callers_leg() -> None:
     assert read(delivery("no-answer")) == events.CallEnded("no-answer", None)
 
 
+@pytest.mark.parametrize("source", ["api", "timeout", "media-timeout", "none", None])
+def test_a_leg_ended_by_anything_but_a_person_is_ended_by_nobody_in_our_terms(
+    source: str | None,
+) -> None:
+    assert read(delivery("completed", hangupSource=source)) == events.CallEnded("completed", None)
+
+
 def test_command_outcomes() -> None:
     def command(name: str, status: str = "completed", **result: str) -> dict[str, Any]:
         return {"id": "cmd", "callId": "call-1", "callFlowId": None, "command": name,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from service.core import conditions
+from service.core.graph import Operator
 
 CONTEXT = {
     "caller": "+31612345678",
@@ -22,7 +23,7 @@ CONTEXT = {
     "vars.tier": "gold",
 }
 
-CASES: list[tuple[str, str, Any, bool]] = [
+CASES: list[tuple[str, Operator, Any, bool]] = [
     # eq: text
     ("vars.name", "eq", "Ann", True),
     ("vars.name", "eq", "ann", False),
@@ -119,11 +120,11 @@ CASES: list[tuple[str, str, Any, bool]] = [
 
 
 @pytest.mark.parametrize(("var", "op", "value", "expected"), CASES)
-def test_holds(var: str, op: str, value: Any, expected: bool) -> None:
+def test_holds(var: str, op: Operator, value: Any, expected: bool) -> None:
     assert conditions.holds(var, op, value, CONTEXT) is expected
 
 
-NUMBER_EDGES: list[tuple[str, str, Any, bool]] = [
+NUMBER_EDGES: list[tuple[str, Operator, Any, bool]] = [
     # Account or card numbers read with collect are long digit strings. As numbers two
     # different ones are different: they must not be rounded to the same float.
     ("12345678901234567", "eq", "12345678901234568", False),
@@ -138,10 +139,12 @@ NUMBER_EDGES: list[tuple[str, str, Any, bool]] = [
 
 
 @pytest.mark.parametrize(("actual", "op", "value", "expected"), NUMBER_EDGES)
-def test_number_comparisons_are_exact(actual: str, op: str, value: Any, expected: bool) -> None:
+def test_number_comparisons_are_exact(
+    actual: str, op: Operator, value: Any, expected: bool
+) -> None:
     assert conditions.holds("vars.x", op, value, {"vars.x": actual}) is expected
 
 
 def test_an_unknown_operator_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown branch operator 'like'"):
-        conditions.holds("vars.name", "like", "A%", CONTEXT)
+        conditions.holds("vars.name", "like", "A%", CONTEXT)  # type: ignore[arg-type]

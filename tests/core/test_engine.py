@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.core import actions, engine, events, state
+from service.core import actions, engine, events
 from service.core.actions import Action
 from service.core.engine import Transition
 from service.core.events import Event
 from service.core.graph import Graph
+from service.core.state import Phase
 from tests.sample_graphs import looping_graph, menu_graph
 
 CALLER = "+31612345678"
@@ -43,7 +44,7 @@ def test_a_new_inbound_call_is_answered_before_anything_plays() -> None:
     graph = menu_graph()
     begun = engine.begin(graph, call_id="c", caller=CALLER, called="+3197", now=5.0)
     assert begun.actions == (actions.Answer(),)
-    assert begun.state.phase == state.ANSWERING
+    assert begun.state.phase == Phase.ANSWERING
     assert begun.state.node is None
     assert begun.state.started_at == 5.0
 
@@ -63,14 +64,14 @@ def test_say_then_menu_gathers_one_key_with_the_menu_prompt_and_timeout() -> Non
     assert gather.max_digits == 1
     assert gather.timeout_s == 4
     assert gather.prompt == actions.Say("Press 1 for sales, 2 to leave.", "en-GB", "female")
-    assert transition.state.phase == state.GATHERING
+    assert transition.state.phase == Phase.GATHERING
 
 
 def test_a_valid_key_transfers_with_the_ring_timeout() -> None:
     transition, _ = run(menu_graph(), events.PromptFinished(), events.DigitsCollected("1"))
     assert transition.actions == (actions.Bridge("+31201234567", None, 15, False),)
     assert transition.state.node == "agent"
-    assert transition.state.phase == state.BRIDGING
+    assert transition.state.phase == Phase.BRIDGING
 
 
 def test_a_wrong_key_says_invalid_then_asks_again() -> None:
@@ -114,7 +115,7 @@ def test_menu_without_retry_prompts_asks_again_directly() -> None:
     transition, _ = run(graph, events.PromptFinished(), events.DigitsCollected("5"))
     (gather,) = transition.actions
     assert isinstance(gather, actions.Gather)
-    assert transition.state.phase == state.GATHERING
+    assert transition.state.phase == Phase.GATHERING
     assert transition.state.attempts == 1
 
 
@@ -244,3 +245,24 @@ def test_the_engine_does_not_mutate_the_state_it_is_given() -> None:
     snapshot = before.to_json()
     engine.step(graph, before, events.PromptFinished(), 1.0)
     assert before.to_json() == snapshot
+
+
+def test_a_call_bird_cannot_drive_is_abandoned_loudly_with_a_hangup() -> None:
+    transition, _ = run(menu_graph(), events.PromptFinished())
+    abandoned = engine.abandon(menu_graph(), transition.state, "gather refused by Bird", 103.0)
+    assert abandoned.actions == (actions.Hangup(),)
+    assert (abandoned.state.phase, abandoned.state.outcome) == (Phase.ENDED, "bird_refused")
+    assert abandoned.state.ended_at == 103.0
+    assert next((n.event, n.level) for n in abandoned.notes) == ("call_abandoned", "error")
+
+
+def test_an_ended_call_is_not_abandoned_twice() -> None:
+    ended, _ = run(menu_graph(), events.CallEnded("completed", "caller"))
+    again = engine.abandon(menu_graph(), ended.state, "hangup refused by Bird", 104.0)
+    assert again.actions == ()
+    assert again.state == ended.state
+
+
+def test_a_leg_ended_by_bird_itself_says_so() -> None:
+    transition, _ = run(menu_graph(), events.CallEnded("completed", None))
+    assert transition.state.outcome == "ended_by_bird"

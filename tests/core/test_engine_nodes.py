@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from service.core import actions, engine, events, state
+from service.core import actions, engine, events
 from service.core.actions import Action
 from service.core.engine import Transition
-from service.core.events import Event
+from service.core.events import Event, LegStatus
 from service.core.graph import Graph
+from service.core.state import Direction, Phase
 from service.graphs.loader import parse
 from tests.core.test_engine import said
 
@@ -45,7 +46,7 @@ def bye(text: str) -> dict[str, Any]:
 def begin(
     graph: Graph,
     *,
-    direction: str = engine.INBOUND,
+    direction: Direction = Direction.INBOUND,
     variables: dict[str, str] | None = None,
     now: float = NOON,
 ) -> Transition:
@@ -124,7 +125,7 @@ def test_collect_gathers_with_its_limits_and_the_rendered_prompt() -> None:
     transition = trace(collect_graph(end_key="*", timeout_s=7))[-1]
     assert transition.actions == (actions.Gather(PIN_PROMPT, 6, 7, "*"),)
     assert transition.state.node == "entry"
-    assert transition.state.phase == state.GATHERING
+    assert transition.state.phase == Phase.GATHERING
 
 
 def test_collect_ends_with_hash_after_five_seconds_by_default() -> None:
@@ -156,7 +157,7 @@ def test_collect_plays_invalid_and_asks_again(fields: dict[str, Any], digits: st
     graph = collect_graph(**fields)
     transition, _ = run(graph, events.DigitsCollected(digits))
     assert said(transition.actions) == ["That PIN is not valid."]
-    assert transition.state.phase == state.PROMPTING
+    assert transition.state.phase == Phase.PROMPTING
     assert transition.state.attempts == 1
     assert "pin" not in transition.state.vars
     transition = engine.step(graph, transition.state, events.PromptFinished(), NOON)
@@ -585,10 +586,10 @@ def test_voicemail_plays_its_prompt_then_records() -> None:
     )
     answered = trace(graph)[-1]
     assert answered.actions == (actions.Speak(say(f"Leave a message, {CALLER}.")),)
-    assert answered.state.phase == state.PROMPTING
+    assert answered.state.phase == Phase.PROMPTING
     transition = engine.step(graph, answered.state, events.PromptFinished(), NOON)
     assert transition.actions == (actions.Record(60, "*", False, True),)
-    assert transition.state.phase == state.RECORDING
+    assert transition.state.phase == Phase.RECORDING
 
 
 def test_voicemail_defaults() -> None:
@@ -599,7 +600,7 @@ def test_voicemail_defaults() -> None:
 def test_voicemail_without_prompt_records_at_once() -> None:
     answered = trace(voicemail_graph())[-1]
     assert answered.actions == (actions.Record(120, "#", True, False),)
-    assert answered.state.phase == state.RECORDING
+    assert answered.state.phase == Phase.RECORDING
 
 
 def test_a_finished_recording_is_kept_and_the_call_goes_on() -> None:
@@ -687,7 +688,7 @@ def test_http_asks_for_the_rendered_request() -> None:
             timeout_ms=1500,
         ),
     )
-    assert answered.state.phase == state.REQUESTING
+    assert answered.state.phase == Phase.REQUESTING
     assert answered.state.node == "entry"
 
 
@@ -921,9 +922,11 @@ def outbound_graph() -> Graph:
 
 def test_an_outbound_call_is_not_answered_by_us_and_starts_when_they_answer() -> None:
     graph = outbound_graph()
-    begun = begin(graph, direction=engine.OUTBOUND, variables={"name": "Ann", "amount": "250.75"})
+    begun = begin(
+        graph, direction=Direction.OUTBOUND, variables={"name": "Ann", "amount": "250.75"}
+    )
     assert begun.actions == ()
-    assert begun.state.phase == state.ANSWERING
+    assert begun.state.phase == Phase.ANSWERING
     assert begun.state.node is None
     assert begun.state.vars == {"name": "Ann", "amount": "250.75"}
     transition = engine.step(graph, begun.state, events.CallAnswered(), NOON)
@@ -932,9 +935,9 @@ def test_an_outbound_call_is_not_answered_by_us_and_starts_when_they_answer() ->
 
 
 @pytest.mark.parametrize("status", ["no-answer", "busy", "failed"])
-def test_an_outbound_call_not_answered_ends_without_any_action(status: str) -> None:
+def test_an_outbound_call_not_answered_ends_without_any_action(status: LegStatus) -> None:
     graph = outbound_graph()
-    begun = begin(graph, direction=engine.OUTBOUND, variables={"name": "Ann", "amount": "5"})
+    begun = begin(graph, direction=Direction.OUTBOUND, variables={"name": "Ann", "amount": "5"})
     transition = engine.step(graph, begun.state, events.CallEnded(status), NOON + 30)
     assert transition.actions == ()
     assert transition.state.ended

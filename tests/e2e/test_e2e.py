@@ -25,7 +25,7 @@ from service.cli.demo import (
     loopback_settings,
     simulator_for,
 )
-from service.core import state
+from service.core.state import Phase
 from service.graphs.loader import load_directory
 from service.runtime.clock import PinnedClock
 from service.runtime.serving import bind, serve, url_of
@@ -179,7 +179,7 @@ async def test_a_caller_hanging_up_mid_menu_ends_the_call_and_nothing_more_is_se
     assert transcript.reached is None
     assert s.commands_to(call_id) == ["answerCall", "say", "gather"]
     assert stored is not None
-    assert stored.phase == state.ENDED
+    assert stored.phase == Phase.ENDED
     assert stored.outcome == "ended_by_caller"
 
 

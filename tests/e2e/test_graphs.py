@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service.core import state
+from service.core.state import Phase
 from service.sim import AgentScript, CalleeScript, CallerScript
 from tests.e2e.test_e2e import NUMBER, stack
 from tests.paths import SHIPPED_GRAPHS
@@ -163,7 +163,7 @@ async def test_an_outbound_call_nobody_takes_ends_and_is_logged(
         sent = [r.operation for r in s.sim.requests_for(call_id) if r.method != "GET"]
     assert transcript.texts("heard") == []
     assert stored is not None
-    assert stored.phase == state.ENDED
+    assert stored.phase == Phase.ENDED
     assert stored.outcome == f"not_answered_{behavior}"
     assert sent == []  # nothing but the create (which has no call id in its path)
 

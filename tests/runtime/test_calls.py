@@ -16,8 +16,8 @@ from redis.asyncio import Redis
 
 from service.bird import adapter
 from service.bird.client import BirdClient
-from service.core import state
 from service.core.graph import GraphSet
+from service.core.state import Phase
 from service.graphs.loader import load_directory, parse
 from service.runtime.store import CallStore, connect
 from tests.paths import SHIPPED_GRAPHS
@@ -93,7 +93,7 @@ async def test_a_call_walks_to_a_transfer(workers: list[Worker]) -> None:
     assert worker.bird.commands == ["answer", "say", "gather", "bridge"]
     current = await worker.store.load(call_id)
     assert current is not None
-    assert (current.node, current.phase) == ("tech", state.BRIDGING)
+    assert (current.node, current.phase) == ("tech", Phase.BRIDGING)
 
 
 async def test_a_repeated_delivery_changes_nothing_and_sends_nothing(

@@ -8,8 +8,7 @@ from dataclasses import replace
 
 from redis.asyncio import Redis
 
-from service.core import state
-from service.core.state import CallState
+from service.core.state import After, CallState, Direction, Outcome, Phase
 from service.runtime import keys
 from service.runtime.store import ACTIVE_CALL_TTL_S, CallStore
 
@@ -90,7 +89,7 @@ async def test_active_calls_get_a_safety_ttl_and_ended_calls_the_configured_one(
     active = await store.commit(new_state(), expected_version=0)
     assert active is not None
     assert ACTIVE_CALL_TTL_S - 5 <= await store.ttl(active.call_id) <= ACTIVE_CALL_TTL_S
-    ended = await store.commit(replace(active, phase=state.ENDED), expected_version=1)
+    ended = await store.commit(replace(active, phase=Phase.ENDED), expected_version=1)
     assert ended is not None
     assert 590 <= await store.ttl(active.call_id) <= 600
 
@@ -101,3 +100,19 @@ async def test_one_call_is_one_key(redis: Redis) -> None:
     assert written is not None
     found = [k async for k in redis.scan_iter(match=f"*{written.call_id}*")]
     assert found == [keys.call(written.call_id).encode()]
+
+
+def test_a_state_read_back_has_its_phase_direction_and_outcome_as_enum_members() -> None:
+    ended = CallState(
+        call_id="c", graph="g", graph_version="v", caller="+31612345678", called="+3197",
+        direction=Direction.OUTBOUND, phase=Phase.ENDED, outcome=Outcome.TRANSFERRED,
+        after=None,
+    )  # fmt: skip
+    prompting = replace(ended, phase=Phase.PROMPTING, after=After.REGATHER, outcome=None)
+    for written in (ended, prompting):
+        read = CallState.from_json(written.to_json())
+        assert read == written
+        assert type(read.phase) is Phase
+        assert type(read.direction) is Direction
+    assert type(CallState.from_json(ended.to_json()).outcome) is Outcome
+    assert type(CallState.from_json(prompting.to_json()).after) is After
