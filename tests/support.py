@@ -13,7 +13,7 @@ import httpx
 from redis.asyncio import Redis
 
 from service.bird import signature
-from service.bird.client import BirdClient
+from service.bird.commands import BirdCalls
 from service.cli.demo import OPEN
 from service.core.actions import HttpRequest
 from service.core.events import HttpResponded
@@ -97,9 +97,15 @@ class RecordingBird:
         return [name for _, name, _ in self.requests]
 
 
+def recording_bird_calls(bird: RecordingBird) -> BirdCalls:
+    """Bird's calls as the service reaches them, answered by ``bird``."""
+    return BirdCalls.for_channel(base_url="http://bird.invalid", access_key="k", workspace_id="w",
+                                 channel_id="c", transport=httpx.MockTransport(bird))  # fmt: skip
+
+
 def handler_for(
     redis: Redis,
-    client: BirdClient,
+    bird: BirdCalls,
     graphs: GraphSet,
     *,
     fetch: Fetch | None = None,
@@ -115,7 +121,7 @@ def handler_for(
     return CallHandler(
         store=store or CallStore(redis, ended_ttl_s=600),
         redis=redis,
-        client=client,
+        bird=bird,
         registry=Registry(redis, graphs),
         fetch=fetch or no_lookups,
         notification_url="https://ivr.example.com/webhooks/bird",

@@ -1,21 +1,12 @@
-"""An async client for Bird's Voice API (the documented endpoints of BIRD_API.md §1).
-
-Exceptions, all raised as subclasses of :class:`BirdError`::
-
-    BirdError
-    ├── BirdTransportError        the request did not get an answer (connect, timeout)
-    └── BirdHTTPError             Bird answered with a non-2xx status
-        ├── BirdRequestError      4xx: this request is wrong; retrying will not help
-        │   ├── BirdAuthError     401/403: the access key is wrong or lacks rights
-        │   └── BirdNotFound      404: unknown workspace, channel or call
-        ├── BirdRateLimited       429: not processed, retry later
-        └── BirdServerError       5xx: safe to retry later
+"""An async client for Bird's Voice API: the documented endpoints of section 1 of
+docs/bird-contract.md ("the contract"). Requests go in and answers come out as
+Bird's JSON; :mod:`service.bird.commands` is the typed face the service uses.
 
 Every request carries ``Authorization: AccessKey <key>`` and explicit timeouts.
 Requests Bird did not process (429, 5xx, connection refused) are retried a few
 times with a growing delay; a request that may have been processed (a read
 timeout) is not, so a command is never played twice. The transport is injected
-so that tests swap it.
+so that tests swap it. Failures are raised as the errors of :mod:`service.bird.errors`.
 """
 
 from __future__ import annotations
@@ -26,47 +17,19 @@ from typing import Any
 
 import httpx
 
+from service.bird.errors import (
+    BirdAuthError,
+    BirdError,
+    BirdHTTPError,
+    BirdNotFound,
+    BirdRateLimited,
+    BirdRequestError,
+    BirdServerError,
+    BirdTransportError,
+)
+
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 JSON = dict[str, Any]
-
-
-class BirdError(Exception):
-    """Base of every error the client raises."""
-
-
-class BirdTransportError(BirdError):
-    """No answer from Bird: connection failed or timed out."""
-
-
-class BirdHTTPError(BirdError):
-    """Bird answered with a non-2xx status; ``code``/``details`` come from its error body."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(f"Bird answered {status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-
-class BirdRequestError(BirdHTTPError):
-    """4xx: the request was rejected."""
-
-
-class BirdAuthError(BirdRequestError):
-    """401/403: the access key was refused."""
-
-
-class BirdNotFound(BirdRequestError):
-    """404: the workspace, channel or call does not exist."""
-
-
-class BirdRateLimited(BirdHTTPError):
-    """429: the request was not processed."""
-
-
-class BirdServerError(BirdHTTPError):
-    """5xx: Bird failed; the request is safe to retry later."""
 
 
 def _error_for(response: httpx.Response) -> BirdHTTPError:
@@ -167,20 +130,10 @@ class BirdClient:
     async def get_call(self, call_id: str) -> JSON:
         return await self._request("GET", f"/{call_id}")
 
-    async def update_call(
-        self, call_id: str, *, status: str | None = None, call_flow: list[JSON] | None = None
-    ) -> JSON:
-        return await self._request(
-            "PATCH", f"/{call_id}", _compact({"status": status, "callFlow": call_flow})
-        )
-
     # -- commands ------------------------------------------------------------
 
     async def answer(self, call_id: str) -> JSON:
         return await self._request("POST", f"/{call_id}/answer")
-
-    async def ring(self, call_id: str) -> JSON:
-        return await self._request("POST", f"/{call_id}/ringing")
 
     async def hangup(self, call_id: str, cause: str | None = None) -> JSON:
         body = {"cause": cause} if cause else None

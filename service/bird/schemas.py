@@ -1,6 +1,6 @@
 """Bird's published request schemas for the voice endpoints (``voice-schemas.json``).
 
-The file is a copy of Bird's own schemas as recorded in the project's contract
+The file is a copy of Bird's own schemas as recorded in docs/bird-contract.md
 (JSON Schema 2020-12, under ``operations.<name>.requestSchema``). The simulator
 validates every request against them, and the tests validate every body the
 client builds.

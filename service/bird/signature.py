@@ -1,4 +1,4 @@
-"""Bird webhook signatures (documented by Bird; see BIRD_API.md section 1).
+"""Bird webhook signatures (documented by Bird: section 1 of docs/bird-contract.md).
 
 ``signature = base64(HMAC-SHA256(key=signingKey,
                                  msg = timestamp + "\\n" + url + "\\n" + SHA256(raw body)))``

@@ -1,5 +1,6 @@
-"""What the engine asks for, in our own terms. The Bird adapter turns each action
-into one request to Bird's API; nothing here knows Bird's JSON shapes."""
+"""What the engine asks for, in our own terms. ``service.bird.commands`` turns each
+action into one request to Bird's API (``HttpRequest`` is performed by
+``service.runtime.lookups``); nothing here knows Bird's JSON shapes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""What happens on a call, in our own terms. The Bird adapter turns each webhook
-delivery into at most one of these; the engine consumes them."""
+"""What happens on a call, in our own terms. ``service.bird.deliveries`` turns each
+webhook delivery into one of these (``HttpResponded`` comes from
+``service.runtime.lookups``); the engine consumes them."""
 
 from __future__ import annotations
 

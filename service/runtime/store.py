@@ -75,7 +75,3 @@ class CallStore:
             args=[str(expected_version), str(written.version), written.to_json(), ttl],
         )
         return written if ok == 1 else None
-
-    async def ttl(self, call_id: str) -> int:
-        """Seconds left before the call's state expires (-2: gone, -1: no TTL)."""
-        return int(await self._redis.ttl(keys.call(call_id)))

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.bird.client import BirdClient
+from service.bird.commands import BirdCalls
 from service.core.graph import GraphSet
 from service.runtime.calls import CallHandler
 from service.runtime.lookups import fetcher
@@ -68,7 +68,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        client = BirdClient(
+        bird = BirdCalls.for_channel(
             base_url=settings.bird_api_url,
             access_key=settings.bird_access_key,
             workspace_id=settings.bird_workspace_id,
@@ -80,7 +80,7 @@ def create_app(
         resources.handler = CallHandler(
             store=CallStore(redis, ended_ttl_s=settings.call_ttl_s),
             redis=redis,
-            client=client,
+            bird=bird,
             registry=registry,
             fetch=fetcher(lookups),
             notification_url=settings.webhook_url,
@@ -101,7 +101,7 @@ def create_app(
             yield
         finally:
             refresher.cancel()
-            await client.aclose()
+            await bird.aclose()
             await lookups.aclose()
             log.info("service_stopped")
 

@@ -19,7 +19,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.bird.client import BirdError
+from service.bird.errors import BirdError
 from service.core.graph import Graph
 from service.runtime.calls import CallHandler
 from service.runtime.registry import Registry

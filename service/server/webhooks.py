@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.bird import adapter, signature
+from service.bird import deliveries, signature
 from service.runtime.calls import CallHandler
 from service.runtime.settings import Settings
 
@@ -53,11 +53,11 @@ def make_endpoint(
             log.warning("webhook_rejected", reason=exc.reason, request_id=request_id)
             return JSONResponse({"error": "unauthorized", "reason": exc.reason}, status_code=401)
         try:
-            delivery = adapter.parse_delivery(body)
-        except adapter.DeliveryError as exc:
+            delivery = deliveries.parse_delivery(body)
+        except deliveries.DeliveryError as exc:
             log.warning("webhook_malformed", reason=exc.reason, request_id=request_id)
             return JSONResponse({"error": "bad_request", "reason": exc.reason}, status_code=400)
-        except adapter.UnhandledDelivery as exc:
+        except deliveries.UnhandledDelivery as exc:
             log.info("webhook_ignored", reason=exc.reason, request_id=request_id)
             return JSONResponse({"status": "ignored", "reason": exc.reason})
         try:

@@ -16,7 +16,8 @@ BODY = b'{"service":"channels"}'
 
 
 def by_hand(timestamp: str) -> str:
-    """BIRD_API.md: HMAC-SHA256(key, ts + "\\n" + url + "\\n" + sha256(body) raw bytes)."""
+    """docs/bird-contract.md, section 1:
+    HMAC-SHA256(key, ts + "\\n" + url + "\\n" + sha256(body) raw bytes)."""
     message = f"{timestamp}\n{URL}\n".encode() + hashlib.sha256(BODY).digest()
     return base64.b64encode(hmac.new(KEY.encode(), message, hashlib.sha256).digest()).decode()
 

@@ -1,5 +1,6 @@
 """Handling deliveries against a real Redis: repeats, late arrivals and two workers
-at once never advance a call twice nor send a command twice."""
+at once never advance a call twice nor send a command twice; commands Bird refuses
+and outbound calls."""
 
 from __future__ import annotations
 
@@ -7,29 +8,32 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
-from service.bird import adapter
-from service.bird.client import BirdClient
+from service.bird.deliveries import Delivery, parse_delivery
+from service.bird.errors import BirdRequestError
 from service.core.graph import GraphSet
-from service.core.state import Phase
+from service.core.state import Direction, Outcome, Phase
 from service.graphs.loader import load_directory, parse
+from service.runtime import keys
+from service.runtime.calls import Handled
 from service.runtime.store import CallStore, connect
 from tests.paths import SHIPPED_GRAPHS
-from tests.support import RecordingBird, call_delivery, handler_for
+from tests.support import RecordingBird, call_delivery, handler_for, recording_bird_calls
 
 GRAPHS = load_directory(SHIPPED_GRAPHS, "support-line")
 T0 = time.time()
 SUPPORT_LINE = (SHIPPED_GRAPHS / "support-line.json").read_text()
 
 
-def completed(command: str, *, updated: float, call_id: str, **result: Any) -> adapter.Delivery:
-    return adapter.parse_delivery(
+def completed(command: str, *, updated: float, call_id: str, **result: Any) -> Delivery:
+    return parse_delivery(
         call_delivery(
             call_id,
             "ongoing",
@@ -48,9 +52,9 @@ def completed(command: str, *, updated: float, call_id: str, **result: Any) -> a
 
 def status(
     call_id: str, value: str, *, updated: float, hangup_source: str | None = None
-) -> adapter.Delivery:
+) -> Delivery:
     extra: dict[str, Any] = {"hangupSource": hangup_source} if hangup_source else {}
-    return adapter.parse_delivery(call_delivery(call_id, value, updated=updated, **extra))
+    return parse_delivery(call_delivery(call_id, value, updated=updated, **extra))
 
 
 class Worker:
@@ -58,15 +62,10 @@ class Worker:
 
     def __init__(self, redis: Redis) -> None:
         self.bird = RecordingBird()
-        self.client = BirdClient(
-            base_url="http://bird.invalid",
-            access_key="k",
-            workspace_id="w",
-            channel_id="c",
-            transport=httpx.MockTransport(self.bird),
-        )
+        self.bird_calls = recording_bird_calls(self.bird)
+        self.redis = redis
         self.store = CallStore(redis, ended_ttl_s=600)
-        self.handler = handler_for(redis, self.client, GRAPHS, store=self.store)
+        self.handler = handler_for(redis, self.bird_calls, GRAPHS, store=self.store)
 
 
 @pytest.fixture
@@ -75,7 +74,7 @@ async def workers(redis_url: str) -> AsyncIterator[list[Worker]]:
     made = [Worker(r) for r in connections]
     yield made
     for worker, connection in zip(made, connections, strict=True):
-        await worker.client.aclose()
+        await worker.bird_calls.aclose()
         await connection.aclose()
 
 
@@ -209,7 +208,7 @@ async def test_the_caller_hanging_up_ends_the_state_with_a_ttl(workers: list[Wor
     assert current is not None
     assert current.ended
     assert current.outcome == "ended_by_caller"
-    assert 0 < await worker.store.ttl(call_id) <= 600
+    assert 0 < await worker.redis.ttl(keys.call(call_id)) <= 600
     assert worker.bird.commands == ["answer", "say"]
 
 
@@ -223,15 +222,117 @@ async def test_a_replica_that_never_loaded_a_calls_version_serves_it_from_redis(
     document["nodes"]["welcome"]["say"] = "Welcome to Acme, version two."
     v2 = parse(document, "support-line.json")
     bird = RecordingBird()
-    client = BirdClient(base_url="http://bird.invalid", access_key="k", workspace_id="w",
-                        channel_id="c", transport=httpx.MockTransport(bird))  # fmt: skip
-    a = handler_for(redis, client, GraphSet({"support-line": v1}, "support-line"))
-    b = handler_for(redis, client, GraphSet({"support-line": v2}, "support-line"))
+    bird_calls = recording_bird_calls(bird)
+    a = handler_for(redis, bird_calls, GraphSet({"support-line": v1}, "support-line"))
+    b = handler_for(redis, bird_calls, GraphSet({"support-line": v2}, "support-line"))
     await a._registry.publish()
     call_id = str(uuid.uuid4())
     await a.handle(status(call_id, "starting", updated=T0))
     await b.handle(status(call_id, "ongoing", updated=T0 + 1))
-    await client.aclose()
+    await bird_calls.aclose()
     method, name, body = bird.requests[-1]
     assert (method, name) == ("POST", "say")
     assert body["text"] == "Thanks for calling Acme."
+
+
+class RefusingBird(RecordingBird):
+    """Refuses the ``refused`` command (400) and reports every call as ``status``."""
+
+    def __init__(self, refused: str, status: str) -> None:
+        super().__init__()
+        self.refused = refused
+        self.status = status
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        accepted = super().__call__(request)
+        name = self.requests[-1][1]
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": name, "status": self.status})
+        if name == self.refused:
+            return httpx.Response(400, json={"code": "invalid", "message": "refused"})
+        return accepted
+
+    @property
+    def posted(self) -> list[str]:
+        return [name for method, name, _ in self.requests if method == "POST"]
+
+
+async def answer_a_call(
+    redis: Redis, bird: RefusingBird
+) -> tuple[str, Handled, list[MutableMapping[str, Any]]]:
+    """A new call answered, its first prompt sent to ``bird``: the call's id, what the
+    handler made of the ``ongoing`` delivery, and the log lines of that delivery."""
+    bird_calls = recording_bird_calls(bird)
+    handler = handler_for(redis, bird_calls, GRAPHS)
+    call_id = str(uuid.uuid4())
+    await handler.handle(status(call_id, "starting", updated=T0))
+    with capture_logs() as logged:
+        outcome = await handler.handle(status(call_id, "ongoing", updated=T0 + 1))
+    await bird_calls.aclose()
+    return call_id, outcome, logged
+
+
+async def test_a_command_bird_refuses_on_a_live_call_abandons_it(redis: Redis) -> None:
+    bird = RefusingBird("say", status="ongoing")
+    call_id, outcome, logged = await answer_a_call(redis, bird)
+    assert outcome.status == "applied"
+    assert bird.posted == ["answer", "say", "hangup"]
+    current = await CallStore(redis, ended_ttl_s=600).load(call_id)
+    assert current is not None
+    assert (current.phase, current.outcome) == (Phase.ENDED, Outcome.BIRD_REFUSED)
+    events = [(e["event"], e["log_level"]) for e in logged]
+    assert ("bird_command_failed", "error") in events
+    assert ("call_abandoned", "error") in events
+    failed = next(e for e in logged if e["event"] == "bird_command_failed")
+    assert (failed["action"], failed["call_id"]) == ("speak", call_id)
+
+
+async def test_a_command_refused_because_the_call_ended_is_left_to_its_delivery(
+    redis: Redis,
+) -> None:
+    bird = RefusingBird("say", status="completed")
+    call_id, _, logged = await answer_a_call(redis, bird)
+    assert bird.posted == ["answer", "say"]
+    current = await CallStore(redis, ended_ttl_s=600).load(call_id)
+    assert current is not None
+    assert not current.ended
+    ended = next(e for e in logged if e["event"] == "command_refused_call_ended")
+    assert (ended["action"], ended["status"], ended["log_level"]) == ("speak", "completed", "info")
+
+
+async def test_an_outbound_call_waits_for_its_answer_then_walks_the_graph(redis: Redis) -> None:
+    bird = RecordingBird()
+    bird_calls = recording_bird_calls(bird)
+    handler = handler_for(redis, bird_calls, GRAPHS)
+    call_id = await handler.place_outbound(
+        GRAPHS.graphs["support-line"], to="+31612345678", from_=None, variables={},
+        scheduled_for=None,
+    )  # fmt: skip
+    method, name, body = bird.requests[0]
+    assert (method, name) == ("POST", "calls")
+    assert body["to"] == "+31612345678"
+    url, ref = body["notification"]["url"].split("?ref=")
+    assert url == "https://ivr.example.com/webhooks/bird"
+    assert await redis.get(keys.outbound(ref)) is not None
+    store = CallStore(redis, ended_ttl_s=600)
+    placed = await store.load(call_id)
+    assert placed is not None
+    assert (placed.direction, placed.phase) == (Direction.OUTBOUND, Phase.ANSWERING)
+    outcome = await handler.handle(status(call_id, "ongoing", updated=T0), ref=ref)
+    await bird_calls.aclose()
+    assert outcome.status == "applied"
+    assert bird.commands == ["calls", "say"]
+
+
+async def test_an_outbound_call_bird_refuses_leaves_nothing_behind(redis: Redis) -> None:
+    bird = RefusingBird("calls", status="ongoing")
+    bird_calls = recording_bird_calls(bird)
+    handler = handler_for(redis, bird_calls, GRAPHS)
+    with pytest.raises(BirdRequestError):
+        await handler.place_outbound(
+            GRAPHS.graphs["support-line"], to="+31612345678", from_=None, variables={},
+            scheduled_for=None,
+        )  # fmt: skip
+    await bird_calls.aclose()
+    ref = bird.requests[0][2]["notification"]["url"].split("?ref=")[1]
+    assert await redis.get(keys.outbound(ref)) is None

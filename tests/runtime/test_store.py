@@ -88,10 +88,10 @@ async def test_active_calls_get_a_safety_ttl_and_ended_calls_the_configured_one(
     store = CallStore(redis, ended_ttl_s=600)
     active = await store.commit(new_state(), expected_version=0)
     assert active is not None
-    assert ACTIVE_CALL_TTL_S - 5 <= await store.ttl(active.call_id) <= ACTIVE_CALL_TTL_S
+    assert ACTIVE_CALL_TTL_S - 5 <= await redis.ttl(keys.call(active.call_id)) <= ACTIVE_CALL_TTL_S
     ended = await store.commit(replace(active, phase=Phase.ENDED), expected_version=1)
     assert ended is not None
-    assert 590 <= await store.ttl(active.call_id) <= 600
+    assert 590 <= await redis.ttl(keys.call(active.call_id)) <= 600
 
 
 async def test_one_call_is_one_key(redis: Redis) -> None:

@@ -1,8 +1,11 @@
-"""The Bird adapter: the ONE module that holds the assumptions of BIRD_API.md §2.
+"""Webhook deliveries: a delivery's body read into a :class:`Delivery`
+(:func:`parse_delivery`), and what it means for the call as one of our events
+(:func:`to_event`).
 
 Bird does not document the shape of its voice deliveries. What this project
-assumes (A1-A6) is implemented here and nowhere else, so that confirming it
-against a live account changes this file only:
+assumes about them, A1-A6 of section 2 of docs/bird-contract.md ("the contract"),
+is implemented here and nowhere else, so that confirming it against a live account
+changes this file only:
 
 A1. Every delivery, subscription or ``notification.url``, is
     ``{"service": "channels", "event": "voice.inbound"|"voice.outbound", "payload": CALL}``.
@@ -19,7 +22,7 @@ Two more assumptions of ours: deliveries to a call's ``notification.url`` are
 signed with the same key as the subscription's, and the signature timestamp is in
 Unix seconds (``signature.parse_timestamp`` also reads milliseconds and ISO-8601).
 
-The adapter also turns our actions into Bird requests (:func:`perform`).
+What we ask of Bird, and what it answers, is :mod:`service.bird.commands`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from service.bird.client import JSON, BirdClient
-from service.core import actions, events
-from service.core.actions import Action
+from service.core import events
 from service.core.events import Event
 
 HANDLED_EVENTS = ("voice.inbound", "voice.outbound")
@@ -70,7 +71,7 @@ class Command:
     id: str
     name: str
     status: str
-    result: JSON
+    result: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def _micros(value: Any, field: str) -> int:
     return int(parsed.timestamp()) * 1_000_000 + parsed.microsecond
 
 
-def _text(payload: JSON, field: str, *, required: bool = True) -> str:
+def _text(payload: dict[str, Any], field: str, *, required: bool = True) -> str:
     value = payload.get(field)
     if isinstance(value, str) and value:
         return value
@@ -233,52 +234,3 @@ def to_event(delivery: Delivery) -> Event:
     if ended is not None:
         return events.CallEnded(ended, _HUNG_UP_BY.get(delivery.hangup_source or ""))
     return events.Progress(delivery.status)
-
-
-def _say_options(prompt: actions.Say) -> JSON:
-    return {"text": prompt.text, "locale": prompt.locale, "voice": prompt.voice}
-
-
-async def perform(
-    client: BirdClient, call_id: str, action: Action, *, notification_url: str
-) -> JSON:
-    """Send one action to Bird as the matching request; Bird's answer is returned.
-    (``HttpRequest`` is not Bird's: the calls module performs it.)"""
-    if isinstance(action, actions.Answer):
-        return await client.answer(call_id)
-    if isinstance(action, actions.Speak):
-        if isinstance(action.prompt, actions.Play):
-            return await client.playback(call_id, list(action.prompt.urls))
-        prompt = action.prompt
-        return await client.say(call_id, prompt.text, locale=prompt.locale, voice=prompt.voice)
-    if isinstance(action, actions.Gather):
-        prompt_ = action.prompt
-        return await client.gather(
-            call_id,
-            max_num_keys=action.max_digits,
-            timeout_s=action.timeout_s,
-            end_key=action.end_key,
-            say=_say_options(prompt_) if isinstance(prompt_, actions.Say) else None,
-            playback={"media": list(prompt_.urls)} if isinstance(prompt_, actions.Play) else None,
-        )
-    if isinstance(action, actions.Bridge):
-        return await client.bridge(
-            call_id,
-            action.to,
-            from_=action.from_,
-            ring_timeout_s=action.ring_timeout_s,
-            hangup_after_bridge=True,
-            record=action.record or None,
-            notification_url=notification_url,
-        )
-    if isinstance(action, actions.Record):
-        return await client.record(
-            call_id,
-            max_length=action.max_length_s,
-            end_key=action.end_key,
-            beep=action.beep,
-            transcribe=action.transcribe,
-        )
-    if isinstance(action, actions.Hangup):
-        return await client.hangup(call_id)
-    raise AssertionError(f"no Bird request for {action!r}")  # pragma: no cover

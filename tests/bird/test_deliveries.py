@@ -1,4 +1,4 @@
-"""The adapter: Bird deliveries (A1-A6) read into our events."""
+"""Bird deliveries (A1-A6 of docs/bird-contract.md) read, and read into our events."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from service.bird import adapter
-from service.bird.adapter import DeliveryError, UnhandledDelivery
+from service.bird.deliveries import DeliveryError, UnhandledDelivery, parse_delivery, to_event
 from service.core import events
 
 
@@ -35,11 +34,11 @@ def delivery(
 
 
 def read(body: bytes) -> events.Event:
-    return adapter.to_event(adapter.parse_delivery(body))
+    return to_event(parse_delivery(body))
 
 
 def test_a_status_delivery_is_read() -> None:
-    parsed = adapter.parse_delivery(delivery("starting"))
+    parsed = parse_delivery(delivery("starting"))
     assert parsed.call_id == parsed.leg_id == "call-1"
     assert parsed.caller == "+31612345678"
     assert parsed.called == "+31970102030"
@@ -84,11 +83,11 @@ def test_command_outcomes() -> None:
 
 def test_the_agent_leg_reports_to_the_callers_call() -> None:
     agent: dict[str, Any] = {"id": "leg-2", "parentId": "call-1", "direction": "outgoing"}
-    parsed = adapter.parse_delivery(delivery("ringing", event="voice.outbound", **agent))
+    parsed = parse_delivery(delivery("ringing", event="voice.outbound", **agent))
     assert parsed.call_id == "call-1"
     assert parsed.leg_id == "leg-2"
     assert not parsed.is_new_call_offer
-    assert adapter.to_event(parsed) == events.AgentRinging("leg-2")
+    assert to_event(parsed) == events.AgentRinging("leg-2")
     assert read(delivery("ongoing", **agent)) == events.AgentConnected("leg-2")
     assert read(delivery("completed", **agent)) == events.AgentHungUp("leg-2")
     for status in ("no-answer", "busy", "failed"):
@@ -96,9 +95,9 @@ def test_the_agent_leg_reports_to_the_callers_call() -> None:
 
 
 def test_repeats_share_a_fingerprint_and_different_deliveries_do_not() -> None:
-    a = adapter.parse_delivery(delivery("ongoing"))
-    again = adapter.parse_delivery(delivery("ongoing"))
-    later = adapter.parse_delivery(delivery("ongoing", updatedAt="2026-11-23T18:00:02Z"))
+    a = parse_delivery(delivery("ongoing"))
+    again = parse_delivery(delivery("ongoing"))
+    later = parse_delivery(delivery("ongoing", updatedAt="2026-11-23T18:00:02Z"))
     assert a.fingerprint == again.fingerprint
     assert a.fingerprint != later.fingerprint
 
@@ -117,10 +116,10 @@ def test_repeats_share_a_fingerprint_and_different_deliveries_do_not() -> None:
 )
 def test_malformed_deliveries_say_why(body: bytes, reason: str) -> None:
     with pytest.raises(DeliveryError, match=reason):
-        adapter.parse_delivery(body)
+        parse_delivery(body)
 
 
 def test_other_events_are_unhandled_not_errors() -> None:
     other = json.dumps({"service": "channels", "event": "sms.inbound", "payload": {}}).encode()
     with pytest.raises(UnhandledDelivery):
-        adapter.parse_delivery(other)
+        parse_delivery(other)
