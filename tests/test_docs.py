@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+from pathlib import Path
 
 from service.graphs import render
 from service.graphs.loader import load_file
@@ -28,3 +30,71 @@ def test_every_setting_is_documented() -> None:
     assert names, "no settings found"
     missing = sorted(n for n in names if f"`{n}`" not in README)
     assert missing == []
+
+
+# A path of this repository as docs and docstrings cite it (``service/bird/client.py``,
+# ``docs/graphs.md``), or a bare Markdown file name (``README.md``: at the root).
+CITED_PATH = re.compile(
+    r"(?<![\w/.-])((?:service|tests|bench|docs|deploy|ivr_graphs)/[\w/.-]*\w|[\w-]+\.md)\b"
+)
+
+
+def cited_paths(text: str) -> set[str]:
+    return {match.group(1) for match in CITED_PATH.finditer(text)}
+
+
+def test_every_file_that_docs_and_docstrings_cite_exists() -> None:
+    sources = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), ROOT / "bench" / "README.md"]
+    for folder in ("service", "tests", "bench"):
+        sources += (ROOT / folder).rglob("*.py")
+    missing = sorted(
+        f"{source.relative_to(ROOT)}: {cited}"
+        for source in sources
+        if source != Path(__file__).resolve()  # its examples below are not citations
+        for cited in cited_paths(source.read_text())
+        if not (ROOT / cited).exists()
+    )
+    assert missing == []
+
+
+def test_cited_paths_are_found_in_prose_and_code() -> None:
+    text = "see docs/graphs.md, `service/bird/client.py` and BIRD_API.md (A3); ivr_graphs/"
+    assert cited_paths(text) == {"docs/graphs.md", "service/bird/client.py", "BIRD_API.md"}
+
+
+DOTTED = re.compile(r"(?<![\w.])service(?:\.\w+)+")
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``service.x.y`` names a module of the package, or something in one."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+def test_every_module_that_docs_and_docstrings_name_exists() -> None:
+    # Not tests/: there ``service`` is also the name of a running service in a test.
+    sources = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "service").rglob("*.py")]
+    unresolved = sorted(
+        f"{source.relative_to(ROOT)}: {dotted}"
+        for source in sources
+        for dotted in set(DOTTED.findall(source.read_text()))
+        if not resolves(dotted)
+    )
+    assert unresolved == []
+
+
+def test_a_dotted_name_resolves_to_a_module_or_what_it_holds() -> None:
+    assert resolves("service.core.engine")
+    assert resolves("service.core.engine.step")
+    assert not resolves("service.engine")
+    assert not resolves("service.core.engine.no_such_thing")

@@ -1,6 +1,6 @@
 """A call's state: where it is in its graph and what the service has seen of it.
 
-One JSON document per call (see ``keys.call``). The engine reads and returns
+One JSON document per call (see ``service.runtime.keys.call``). The engine reads and returns
 :class:`CallState`; the store serialises it. ``seen`` and ``recent`` are the
 delivery bookkeeping that makes repeated or late deliveries change nothing.
 """

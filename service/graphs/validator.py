@@ -1,6 +1,6 @@
-"""The rules every loaded graph obeys (IVR_GRAPHS.md), beyond what the schema says.
+"""The rules every loaded graph obeys (docs/graphs.md), beyond what the schema says.
 
-:func:`service.graphs.parse` has already checked the JSON Schema, that ``start``
+:func:`service.graphs.loader.parse` has already checked the JSON Schema, that ``start``
 exists and that every exit names a node. :func:`check` adds the rules below and
 returns every problem at once, each at the JSON path of the offending place.
 
@@ -28,7 +28,7 @@ Errors (the graph is refused):
    regular expression; an ``hours`` time zone that is not an IANA zone, a
    weekly range that starts and ends at the same time or ends after 24:00, a
    holiday that is not a real date; an ``http`` ``save`` path that is not of
-   the syntax of :func:`service.jsonpath.parse`.
+   the syntax of :func:`service.core.jsonpath.parse`.
 
 Warnings (the graph loads; ``ivr validate`` shows them):
 

@@ -1,7 +1,7 @@
 """Structured logs: JSON in production, a readable console in development.
 
 Every line about a call carries ``call_id``, ``graph``, ``node`` and ``event``
-(the calls module binds them). Two processors protect what on-call staff read:
+(``service.runtime.calls`` binds them). Two processors protect what on-call staff read:
 
 - :func:`redact_secrets` drops the value of any key that looks like a secret;
 - :func:`mask_numbers` masks phone numbers (E.164 and ``sip:`` user parts) in
@@ -86,7 +86,6 @@ def configure(
     print each call's log lines under its transcript); ``quiet`` then writes nothing.
     """
     processors: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,

@@ -1,7 +1,7 @@
 """A fake Bird Voice API on loopback, with scripted callers and agents and signed webhooks.
 
 It is a strict peer: it answers only what Bird would accept (access key, published request
-schemas, call state) and behaves as BIRD_API.md says, assumptions A1-A6 included.
+schemas, call state) and behaves as docs/bird-contract.md says, assumptions A1-A6 included.
 """
 
 from service.sim.api import BirdSimulator, RecordedRequest

@@ -1,4 +1,4 @@
-"""Signed webhook deliveries, sent and retried the way Bird does (BIRD_API.md A1, A6)."""
+"""Signed webhook deliveries, sent and retried the way Bird does (docs/bird-contract.md A1, A6)."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ def graphs() -> list[Graph]:
     return [load_file(SUPPORT_LINE), every_type()]
 
 
-# --- what a renderer must show, worked out here independently of service.render ----------
+# --- what a renderer must show, worked out here independently of service.graphs.render ----------
 
 
 def expected_label(node: Node, where: str) -> str | None:
