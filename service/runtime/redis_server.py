@@ -50,33 +50,59 @@ class EmbeddedRedis:
     Use as a context manager; :attr:`url` is the ``unix://`` URL to connect to.
     """
 
-    def __init__(self, *, binary: str | None = None, start_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        binary: str | None = None,
+        start_timeout_s: float = 10.0,
+        append_only: bool = False,
+    ) -> None:
+        """``append_only`` keeps an append-only file in the server's private directory,
+        so that a :meth:`restart` finds the data again (chaos runs restart Redis)."""
         self._binary = binary
         self._start_timeout_s = start_timeout_s
+        self._append_only = append_only
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     def start(self) -> str:
-        binary = self._binary or find_redis_server()
         self._dir = tempfile.TemporaryDirectory(prefix="ivr-redis-")
-        socket_path = Path(self._dir.name) / "redis.sock"
+        self.url = f"unix://{self._socket_path()}"
+        self._launch()
+        return self.url
+
+    def restart(self) -> None:
+        """Stop the server and start a new one on the same socket and directory, as a
+        crashed or upgraded Redis comes back: clients see their connections drop."""
+        self._terminate()
+        self._launch()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _socket_path(self) -> Path:
+        assert self._dir is not None, "not started"
+        return Path(self._dir.name) / "redis.sock"
+
+    def _launch(self) -> None:
+        assert self._dir is not None, "not started"
+        binary = self._binary or find_redis_server()
         args = [
             binary,
             "--port", "0",
-            "--unixsocket", str(socket_path),
+            "--unixsocket", str(self._socket_path()),
             "--unixsocketperm", "700",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self._append_only else "no",
             "--dir", self._dir.name,
             "--loglevel", "warning",
         ]  # fmt: skip
         self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
-        self.url = f"unix://{socket_path}"
-        self._wait_ready(socket_path)
-        return self.url
+        self._wait_ready(self._socket_path())
 
     def _wait_ready(self, socket_path: Path) -> None:
         assert self._process is not None
@@ -101,6 +127,12 @@ class EmbeddedRedis:
             client.close()
 
     def stop(self) -> None:
+        self._terminate()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def _terminate(self) -> None:
         if self._process is not None:
             self._process.terminate()
             try:
@@ -111,9 +143,6 @@ class EmbeddedRedis:
             if self._process.stderr:
                 self._process.stderr.close()
             self._process = None
-        if self._dir is not None:
-            self._dir.cleanup()
-            self._dir = None
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from service.core.state import CallState
 from service.runtime import keys

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from service.runtime.redis_server import EmbeddedRedis, EmbeddedRedisError, find_redis_server
+from service.runtime.store import connect
 
 
 def test_without_redis_server_on_path_the_bundled_one_is_used(
@@ -33,3 +34,16 @@ def test_a_binary_that_is_not_redis_fails_with_a_clear_error(tmp_path: Path) -> 
     fake.chmod(0o755)
     with pytest.raises(EmbeddedRedisError, match="redis-server exited at start: not redis"):
         EmbeddedRedis(binary=str(fake)).start()
+
+
+async def test_the_service_client_works_again_at_once_after_redis_restarts() -> None:
+    with EmbeddedRedis(append_only=True) as server:
+        client = connect(server.url)
+        try:
+            await client.set("k", "v")
+            server.restart()
+            # The pooled connection died with the old server: the first command
+            # reconnects and succeeds, it does not fail on the dead connection.
+            assert await client.get("k") == b"v"
+        finally:
+            await client.aclose()
