@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -111,6 +112,7 @@ def handler_for(
     fetch: Fetch | None = None,
     store: CallStore | None = None,
     graph_clock: Callable[[], float] | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> CallHandler:
     """A CallHandler as the app builds it, for tests and benchmarks without HTTP.
     Graphs see a Tuesday morning (the support line is open) unless told otherwise."""
@@ -127,4 +129,6 @@ def handler_for(
         notification_url="https://ivr.example.com/webhooks/bird",
         new_call_max_age_s=120,
         graph_clock=graph_clock or PinnedClock(OPEN),
+        clock=clock or time.time,
+        rng=random.Random(7),
     )

@@ -3,10 +3,12 @@ docs/bird-contract.md ("the contract"). Requests go in and answers come out as
 Bird's JSON; :mod:`service.bird.commands` is the typed face the service uses.
 
 Every request carries ``Authorization: AccessKey <key>`` and explicit timeouts.
-Requests Bird did not process (429, 5xx, connection refused) are retried a few
-times with a growing delay; a request that may have been processed (a read
-timeout) is not, so a command is never played twice. The transport is injected
-so that tests swap it. Failures are raised as the errors of :mod:`service.bird.errors`.
+A request that surely did not reach or was not processed by Bird (connection
+refused, 429) is retried at once a few times with a short growing delay; anything
+else is raised as one of the errors of :mod:`service.bird.errors`, whose
+``performed`` says whether Bird may have done it. Retrying over a longer horizon,
+and what to do when Bird may have performed a command, is the caller's decision
+(``service.runtime.outbox``). The transport is injected so that tests swap it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from service.bird.errors import (
     BirdAuthError,
     BirdError,
     BirdHTTPError,
+    BirdNoAnswer,
     BirdNotFound,
     BirdRateLimited,
     BirdRequestError,
     BirdServerError,
-    BirdTransportError,
+    BirdUnreachable,
 )
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -101,9 +104,9 @@ class BirdClient:
                 response = await self._http.request(method, url, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing reached Bird: safe to try again.
-                error: BirdError = BirdTransportError(f"{method} {url}: {exc!r}")
+                error: BirdError = BirdUnreachable(f"{method} {url}: {exc!r}")
             except httpx.TransportError as exc:
-                raise BirdTransportError(f"{method} {url}: {exc!r}") from exc
+                raise BirdNoAnswer(f"{method} {url}: {exc!r}") from exc
             else:
                 if response.is_success:
                     if not response.content:
@@ -111,10 +114,10 @@ class BirdClient:
                     try:
                         data = response.json()
                     except ValueError as exc:
-                        raise BirdTransportError(f"{method} {url}: answer is not JSON") from exc
+                        raise BirdNoAnswer(f"{method} {url}: answer is not JSON") from exc
                     return data if isinstance(data, dict) else {"data": data}
                 error = _error_for(response)
-                if not isinstance(error, BirdRateLimited | BirdServerError):
+                if error.performed != "no":
                     raise error
             if attempt >= self._retries:
                 raise error

@@ -3,6 +3,18 @@ Bird commands (:meth:`BirdCalls.perform`), outbound calls
 (:meth:`BirdCalls.create_call`) and a call's status (:meth:`BirdCalls.call_status`),
 over the documented endpoints of section 1 of docs/bird-contract.md ("the contract").
 
+:meth:`BirdCalls.perform` never raises for a command Bird did not take: it says what
+became of it (:data:`Sent`), deciding per command what a failure means when Bird
+may have performed it (a timeout, a 5xx):
+
+- ``answer`` and ``hangup``: the call is read back (``GET``); answered, or over,
+  means done; otherwise the command surely did not happen.
+- ``say``, ``playback``, ``gather``, ``record``: after a 5xx, not performed (Bird
+  documents 5xx as not processed; at worst a prompt is heard twice, never two at
+  once); after no answer at all, unsure.
+- ``bridge``: unsure: calling an agent twice matters to two people, so only
+  evidence (the agent leg's deliveries) or a later look decides.
+
 :class:`BirdCalls` is the typed face of :class:`~service.bird.client.BirdClient`:
 outside the Bird package nothing builds a request body or reads an answer, and
 failures are the errors of :mod:`service.bird.errors`.
@@ -16,9 +28,9 @@ from typing import assert_never
 import httpx
 
 from service.bird.client import DEFAULT_TIMEOUT, JSON, BirdClient
-from service.bird.deliveries import FINAL_STATUSES
-from service.bird.errors import BirdError
-from service.core import actions
+from service.bird.deliveries import FINAL_STATUSES, LEG_ENDED
+from service.bird.errors import BirdError, BirdRateLimited, BirdServerError
+from service.core import actions, events
 
 BirdAction = (
     actions.Answer | actions.Speak | actions.Gather | actions.Bridge | actions.Record
@@ -29,9 +41,12 @@ BirdAction = (
 
 @dataclass(frozen=True)
 class CommandReceipt:
-    """Bird accepted a command (202). ``command_id`` is None when its answer names none."""
+    """Bird accepted a command (202), or had already done it (``already_done``: an
+    answer or hang-up whose first request got no answer). ``command_id`` is None when
+    Bird's answer names none."""
 
     command_id: str | None
+    already_done: bool = False
 
     @classmethod
     def read(cls, answer: JSON) -> CommandReceipt:
@@ -39,6 +54,35 @@ class CommandReceipt:
         command = answer.get("command", answer)
         found = command.get("id") if isinstance(command, dict) else None
         return cls(str(found) if found is not None else None)
+
+
+@dataclass(frozen=True)
+class NotPerformed:
+    """Bird surely did not perform the command: sending it again is safe."""
+
+    reason: str
+    rate_limited: bool = False
+
+
+@dataclass(frozen=True)
+class Unsure:
+    """Bird may or may not have performed the command."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Bird refused the command (4xx); ``call_ended`` when that is because the call
+    is over (the caller hung up meanwhile)."""
+
+    reason: str
+    call_ended: bool
+    call_status: str | None = None
+
+
+Sent = CommandReceipt | NotPerformed | Unsure | Refused
+"""What became of a command sent to Bird."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +95,16 @@ class CallStatus:
     def ended(self) -> bool:
         """Whether the call is over: completed, no-answer, busy, failed or cancelled."""
         return self.status in FINAL_STATUSES
+
+    @property
+    def ended_as(self) -> events.LegStatus | None:
+        """How the call ended, in our terms; None while it lives."""
+        return LEG_ENDED.get(self.status)
+
+    @property
+    def answered(self) -> bool:
+        """The call is connected (``ongoing``)."""
+        return self.status == "ongoing"
 
 
 class BirdCalls:
@@ -85,12 +139,43 @@ class BirdCalls:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def perform(
-        self, call_id: str, action: BirdAction, *, notification_url: str
-    ) -> CommandReceipt:
-        """Send one action to Bird as the matching command. ``notification_url`` is
-        where a bridge's agent leg reports (A4)."""
-        return CommandReceipt.read(await self._send(call_id, action, notification_url))
+    async def perform(self, call_id: str, action: BirdAction, *, notification_url: str) -> Sent:
+        """Send one action to Bird as the matching command, and say what became of it.
+        ``notification_url`` is where a bridge's agent leg reports (A4)."""
+        try:
+            answer = await self._send(call_id, action, notification_url)
+        except BirdError as error:
+            return await self._failed(call_id, action, error)
+        return CommandReceipt.read(answer)
+
+    async def _failed(self, call_id: str, action: BirdAction, error: BirdError) -> Sent:
+        reason = str(error)
+        if error.performed == "no":
+            return NotPerformed(reason, rate_limited=isinstance(error, BirdRateLimited))
+        if error.performed == "refused":
+            found = await self.call_status(call_id)
+            ended = found is not None and found.ended
+            return Refused(reason, ended, found.status if found is not None else None)
+        match action:
+            case actions.Answer() | actions.Hangup():
+                found = await self.call_status(call_id)
+                if found is None:
+                    return Unsure(reason)
+                answered = isinstance(action, actions.Answer) and found.status == "ongoing"
+                hung_up = isinstance(action, actions.Hangup) and found.ended
+                if answered or hung_up:
+                    return CommandReceipt(None, already_done=True)
+                if found.ended:
+                    return Refused(reason, True, found.status)
+                return NotPerformed(reason)
+            case actions.Speak() | actions.Gather() | actions.Record():
+                if isinstance(error, BirdServerError):
+                    return NotPerformed(reason)
+                return Unsure(reason)
+            case actions.Bridge():
+                return Unsure(reason)
+            case _:  # pragma: no cover
+                assert_never(action)
 
     async def _send(self, call_id: str, action: BirdAction, notification_url: str) -> JSON:
         client = self._client

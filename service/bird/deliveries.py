@@ -38,11 +38,11 @@ from service.core.events import Event
 
 HANDLED_EVENTS = ("voice.inbound", "voice.outbound")
 # Bird's words for how a leg ended, and who hung up, in our terms (events).
-_LEG_ENDED: dict[str, events.LegStatus] = {
+LEG_ENDED: dict[str, events.LegStatus] = {
     "completed": "completed", "no-answer": "no-answer", "busy": "busy", "failed": "failed",
     "cancelled": "cancelled",
 }  # fmt: skip
-FINAL_STATUSES = frozenset(_LEG_ENDED)
+FINAL_STATUSES = frozenset(LEG_ENDED)
 _UNREACHABLE: dict[str, events.Unreachable] = {
     "no-answer": "no-answer", "busy": "busy", "failed": "failed", "cancelled": "failed",
 }  # fmt: skip
@@ -230,7 +230,7 @@ def to_event(delivery: Delivery) -> Event:
         return events.Progress(delivery.describe())
     if delivery.status == "ongoing":
         return events.CallAnswered()
-    ended = _LEG_ENDED.get(delivery.status)
+    ended = LEG_ENDED.get(delivery.status)
     if ended is not None:
         return events.CallEnded(ended, _HUNG_UP_BY.get(delivery.hangup_source or ""))
     return events.Progress(delivery.status)

@@ -4,13 +4,20 @@ about a request to Bird's API (section 1 of docs/bird-contract.md, "the contract
 All of them are subclasses of :class:`BirdError`::
 
     BirdError
-    ├── BirdTransportError        the request did not get an answer (connect, timeout)
+    ├── BirdTransportError        the request did not get an answer
+    │   ├── BirdUnreachable       nothing reached Bird (connect failed): not performed
+    │   └── BirdNoAnswer          sent, but no answer (timeout, connection lost): Bird
+    │                             may or may not have performed it
     └── BirdHTTPError             Bird answered with a non-2xx status
         ├── BirdRequestError      4xx: this request is wrong; retrying will not help
         │   ├── BirdAuthError     401/403: the access key is wrong or lacks rights
         │   └── BirdNotFound      404: unknown workspace, channel or call
         ├── BirdRateLimited       429: not processed, retry later
-        └── BirdServerError       5xx: safe to retry later
+        └── BirdServerError       5xx: documented as safe to retry later, yet a proxy's
+                                  5xx may follow a request Bird performed
+
+``performed`` says what each means for the request: ``"no"`` (surely not performed:
+retrying is safe), ``"maybe"``, or ``"refused"`` (a 4xx: retrying will not help).
 
 Code outside the Bird package catches these (``service.bird.errors``); only
 ``service.bird.client`` raises them.
@@ -18,15 +25,30 @@ Code outside the Bird package catches these (``service.bird.errors``); only
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+Performed = Literal["no", "maybe", "refused"]
 
 
 class BirdError(Exception):
     """Base of every error the client raises."""
 
+    performed: ClassVar[Performed] = "maybe"
+
 
 class BirdTransportError(BirdError):
     """No answer from Bird: connection failed or timed out."""
+
+
+class BirdUnreachable(BirdTransportError):
+    """The request never reached Bird (connection refused, connect timeout, no
+    connection free in the pool)."""
+
+    performed: ClassVar[Performed] = "no"
+
+
+class BirdNoAnswer(BirdTransportError):
+    """The request was sent but no answer came (read timeout, connection lost)."""
 
 
 class BirdHTTPError(BirdError):
@@ -43,6 +65,8 @@ class BirdHTTPError(BirdError):
 class BirdRequestError(BirdHTTPError):
     """4xx: the request was rejected."""
 
+    performed: ClassVar[Performed] = "refused"
+
 
 class BirdAuthError(BirdRequestError):
     """401/403: the access key was refused."""
@@ -54,6 +78,8 @@ class BirdNotFound(BirdRequestError):
 
 class BirdRateLimited(BirdHTTPError):
     """429: the request was not processed."""
+
+    performed: ClassVar[Performed] = "no"
 
 
 class BirdServerError(BirdHTTPError):

@@ -91,9 +91,15 @@ class Note:
 
 @dataclass(frozen=True)
 class Transition:
+    """What one event did: the new state, the actions to take and notes for the log.
+    ``moved`` is False when the event meant nothing in the call's phase: the call
+    still waits on what it waited on before. A transition asks for at most one
+    action: a call waits on one thing at a time."""
+
     state: CallState
     actions: tuple[Action, ...] = ()
     notes: tuple[Note, ...] = ()
+    moved: bool = True
 
 
 def begin(
@@ -131,10 +137,11 @@ def step(graph: Graph, current: CallState, event: Event, now: float) -> Transiti
     walk = _Walk(graph, current, now)
     if current.phase is Phase.ENDED:
         walk.note("event_after_end", "debug", kind=type(event).__name__)
-    elif current.phase not in _moves_in(event):
+        return replace(walk.result(), moved=False)
+    if current.phase not in _moves_in(event):
         walk.note("event_ignored", "debug", kind=type(event).__name__, phase=current.phase)
-    else:
-        walk.apply(event)
+        return replace(walk.result(), moved=False)
+    walk.apply(event)
     return walk.result()
 
 
@@ -143,7 +150,7 @@ def abandon(graph: Graph, current: CallState, reason: str, now: float) -> Transi
     and end it, loudly, rather than leave the caller in silence."""
     walk = _Walk(graph, current, now)
     if current.phase is Phase.ENDED:
-        return walk.result()
+        return replace(walk.result(), moved=False)
     walk.note("call_abandoned", "error", reason=reason)
     walk.hang_up(Outcome.BIRD_REFUSED)
     return walk.result()

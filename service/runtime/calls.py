@@ -15,13 +15,22 @@ Outbound calls: :meth:`CallHandler.place_outbound` records the call under a
 reference that travels in the call's ``notification.url`` (``?ref=...``), so a
 delivery that arrives before Bird's answer to the create request still finds it.
 
-A command Bird refuses on a call that has not ended would leave the caller in
-silence: the call is abandoned (hung up and ended, loudly).
+The command a transition decides is the call's pending command
+(``service.runtime.outbox``), committed with the state that decided it and then
+sent (*act*); Bird's answer is acknowledged in the call. A repeated delivery of a
+step whose command is still due, and the call's durable timer
+(``service.runtime.timers``, :meth:`CallHandler.fire`), send it again or read the
+call back from Bird, so that neither a dying worker nor a lost answer leaves a
+caller in silence. A command Bird refuses, or still does not take after
+``outbox.RETRY_HORIZON_S``, on a call that has not ended, would leave the caller in
+silence too: the call is abandoned (hung up and ended, loudly), and the hang-up is
+retried until Bird confirms it or the call is gone.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,19 +40,26 @@ from typing import Any, Literal, assert_never
 import structlog
 from redis.asyncio import Redis
 
-from service.bird.commands import BirdCalls
+from service.bird.commands import (
+    BirdCalls,
+    CallStatus,
+    CommandReceipt,
+    NotPerformed,
+    Refused,
+    Unsure,
+)
 from service.bird.deliveries import Delivery, to_event
 from service.bird.errors import BirdError
-from service.core import actions, engine
-from service.core.actions import Action
+from service.core import actions, engine, events
 from service.core.engine import Transition
 from service.core.events import HttpResponded
 from service.core.graph import Graph
-from service.core.state import CallState, Direction, Phase
-from service.runtime import keys
+from service.core.state import CallState, Direction
+from service.runtime import keys, outbox
 from service.runtime.lookups import Fetch
+from service.runtime.outbox import Pending
 from service.runtime.registry import Registry
-from service.runtime.store import CallStore
+from service.runtime.store import KEEP, CallStore, Keep, StoredCall
 
 log = structlog.get_logger("calls")
 
@@ -107,10 +123,9 @@ class Delivered:
 
 @dataclass(frozen=True)
 class LookupAnswered:
-    """A lookup (``http`` node) answered, asked at ``node`` by the state ``version``."""
+    """A lookup (``http`` node), the pending command ``seq``, answered."""
 
-    node: str | None
-    version: int
+    seq: int
     answer: HttpResponded
 
 
@@ -123,13 +138,23 @@ class OutboundPlaced:
 
 @dataclass(frozen=True)
 class CommandRefused:
-    """Bird refused ``action``, sent by the state ``version``, and the call is live."""
+    """Bird refused the pending command ``seq`` (named ``action``), or did not take
+    it within the retry horizon, and the call is live: give the call up."""
 
     action: str
-    version: int
+    seq: int
 
 
-Trigger = Delivered | LookupAnswered | OutboundPlaced | CommandRefused
+@dataclass(frozen=True)
+class BirdShows:
+    """Read back from Bird, the call shows what its lost delivery would have said
+    (it ended, or it was answered) while it waited on the pending command ``seq``."""
+
+    event: events.CallEnded | events.CallAnswered
+    seq: int
+
+
+Trigger = Delivered | LookupAnswered | OutboundPlaced | CommandRefused | BirdShows
 
 
 @dataclass(frozen=True)
@@ -161,9 +186,11 @@ class CallHandler:
         new_call_max_age_s: int,
         clock: Callable[[], float] = time.time,
         graph_clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        """``clock`` is the real time (ages of deliveries); ``graph_clock`` the time
-        graphs see (``hours`` nodes): the same unless a demo or test pins it."""
+        """``clock`` is the real time (ages of deliveries, when commands are due);
+        ``graph_clock`` the time graphs see (``hours`` nodes): the same unless a demo
+        or test pins it. ``rng`` draws the jitter of retries."""
         self._store = store
         self._redis = redis
         self._bird = bird
@@ -173,6 +200,7 @@ class CallHandler:
         self._new_call_max_age_s = new_call_max_age_s
         self._clock = clock
         self._graph_clock = graph_clock or clock
+        self._rng = rng or random.Random()
 
     # -- the ways in ---------------------------------------------------------------
 
@@ -181,7 +209,12 @@ class CallHandler:
         bound = log.bind(call_id=delivery.call_id, delivery=delivery.describe())
         if delivery.leg_id != delivery.call_id:
             bound = bound.bind(leg_id=delivery.leg_id)
-        return await self.apply(delivery.call_id, Delivered(delivery, ref), bound)
+        handled = await self.apply(delivery.call_id, Delivered(delivery, ref), bound)
+        if handled.status in ("duplicate", "stale"):
+            # Bird delivers again what we did not answer: a worker may have died
+            # between committing a step and sending its command.
+            await self.fire(delivery.call_id, bound)
+        return handled
 
     async def place_outbound(
         self,
@@ -212,6 +245,32 @@ class CallHandler:
         await self.apply(call_id, OutboundPlaced(pending))
         return call_id
 
+    async def fire(self, call_id: str, bound: Any = None) -> None:
+        """The call's timer is due (or Bird delivered a step again): take the next
+        step for its pending command, if that is due now."""
+        bound = bound if bound is not None else log.bind(call_id=call_id)
+        stored = await self._store.load_call(call_id)
+        if stored is None or stored.pending is None:
+            await self._store.forget_timer(call_id)
+            return
+        pending, now = stored.pending, self._clock()
+        if pending.until > now:
+            await self._store.update_pending(call_id, pending.seq, pending)  # re-arm its timer
+            return
+        match pending.status:
+            case "queued":
+                await self._resend(bound, stored, pending, attempts=pending.attempts + 1)
+            case "sending" if isinstance(pending.action, actions.Answer | actions.Hangup):
+                await self._look_back(bound, stored, pending)  # reading the call settles it
+            case "sending":
+                # The worker sending it died, or Redis was away when Bird answered:
+                # give its outcome the time to arrive before reading the call back.
+                window = outbox.outcome_window_s(pending.action)
+                unsure = pending.becomes("unsure", now + window)
+                await self._store.update_pending(call_id, pending.seq, unsure)
+            case "sent" | "unsure":
+                await self._look_back(bound, stored, pending)
+
     # -- the loop: load, plan, commit, act -------------------------------------------
 
     async def apply(self, call_id: str, trigger: Trigger, bound: Any = None) -> Handled:
@@ -219,67 +278,68 @@ class CallHandler:
         being handled (by default: the call)."""
         bound = bound if bound is not None else log.bind(call_id=call_id)
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            current = await self._store.load(call_id)
-            plan = await self._plan(call_id, trigger, current, self._graph_clock(), bound)
+            stored = await self._store.load_call(call_id)
+            plan = await self._plan(call_id, trigger, stored, self._graph_clock(), bound)
             if isinstance(plan, Handled):
                 return plan
             transition = plan.transition
+            pending = self._pending_of(transition, plan.expected_version + 1)
             written = await self._store.commit(
-                transition.state, expected_version=plan.expected_version
+                transition.state, expected_version=plan.expected_version, pending=pending
             )
             if written is None:
                 continue  # another worker advanced this call first: plan again from its state
             self._log_notes(bound, transition, plan.graph)
-            await self._act(bound, written, transition.actions)
+            if isinstance(pending, Pending):
+                await self._send(bound, written, pending)
             return Handled("applied", plan.detail)
         bound.error("delivery_contended", attempts=MAX_COMMIT_ATTEMPTS, graph=None, node=None)
         return Handled("contended", "the call changed too often; deliver again")
 
+    def _pending_of(self, transition: Transition, seq: int) -> Pending | Keep | None:
+        """The call's pending command after ``transition``: the action it asks for,
+        none, or (when the event moved nothing) the one the call already waits on."""
+        if not transition.moved:
+            return KEEP
+        assert len(transition.actions) <= 1, "a call waits on one command at a time"
+        if not transition.actions:
+            return None
+        return outbox.sending(seq, transition.actions[0], self._clock())
+
     async def _plan(
-        self, call_id: str, trigger: Trigger, current: CallState | None, now: float, bound: Any
+        self,
+        call_id: str,
+        trigger: Trigger,
+        stored: StoredCall | None,
+        now: float,
+        bound: Any,
     ) -> _Plan | Handled:
-        """Given the call's state as loaded (None: unknown) and the time graphs see,
-        what to commit: a plan, or an outcome that changes nothing."""
+        """Given the call as loaded (None: unknown) and the time graphs see, what to
+        commit: a plan, or what was done instead (nothing)."""
         match trigger:
             case Delivered():
-                return await self._plan_delivery(trigger, current, now, bound)
+                return await self._plan_delivery(trigger, stored, now, bound)
             case LookupAnswered():
-                return await self._plan_lookup_answer(trigger, current, now)
+                return await self._plan_answer(stored, trigger.seq, trigger.answer, now)
             case OutboundPlaced():
-                return await self._plan_placed(call_id, trigger, current, now, bound)
+                return await self._plan_placed(call_id, trigger, stored, now, bound)
             case CommandRefused():
-                return await self._plan_abandon(trigger, current, now)
+                return await self._plan_abandon(trigger, stored, now)
+            case BirdShows():
+                return await self._plan_answer(stored, trigger.seq, trigger.event, now)
             case _:  # pragma: no cover
                 assert_never(trigger)
-
-    async def _act(self, bound: Any, current: CallState, todo: tuple[Action, ...]) -> None:
-        """Perform the committed transition's actions, in order: lookups here,
-        everything else by Bird. A command Bird refuses stops the rest."""
-        for action in todo:
-            if isinstance(action, actions.HttpRequest):
-                await self._look_up(bound, current, action)
-                continue
-            name = type(action).__name__.lower()
-            try:
-                receipt = await self._bird.perform(
-                    current.call_id, action, notification_url=self._notification_url
-                )
-            except BirdError as exc:
-                await self._refused(bound, current, name, exc)
-                return
-            self._log(bound, current, "bird_command_sent", "debug", action=name,
-                      command_id=receipt.command_id)  # fmt: skip
 
     # -- planning, one method per trigger ----------------------------------------------
 
     async def _plan_delivery(
-        self, trigger: Delivered, current: CallState | None, now: float, bound: Any
+        self, trigger: Delivered, stored: StoredCall | None, now: float, bound: Any
     ) -> _Plan | Handled:
         """A new call, or the next event of a known one; the call remembers the delivery."""
-        if current is None:
+        if stored is None:
             planned = await self._plan_first_delivery(trigger, now, bound)
         else:
-            planned = await self._plan_next_delivery(trigger.delivery, current, now, bound)
+            planned = await self._plan_next_delivery(trigger.delivery, stored.state, now, bound)
         if isinstance(planned, Handled):
             return planned
         return planned.remembering(trigger.delivery)
@@ -310,36 +370,35 @@ class CallHandler:
             return Handled("ignored", f"graph {current.graph} {current.graph_version} is gone")
         return _Plan(graph, engine.step(graph, current, to_event(delivery), now), current.version)
 
-    async def _plan_lookup_answer(
-        self, trigger: LookupAnswered, current: CallState | None, now: float
+    async def _plan_answer(
+        self, stored: StoredCall | None, seq: int, event: events.Event, now: float
     ) -> _Plan | Handled:
-        if (
-            current is None
-            or current.phase != Phase.REQUESTING
-            or current.node != trigger.node
-            or current.version != trigger.version
-        ):
-            return Handled("ignored", "the call moved on while the lookup ran")
+        """What the call's pending command ``seq`` led to (a lookup's answer, or what
+        Bird shows of the call), unless the call has moved on since."""
+        if stored is None or stored.pending is None or stored.pending.seq != seq:
+            return Handled("ignored", "the call moved on meanwhile")
+        current = stored.state
         graph = await self._graph_of(current)
-        return _Plan(graph, engine.step(graph, current, trigger.answer, now), current.version)
+        return _Plan(graph, engine.step(graph, current, event, now), current.version)
 
     async def _plan_placed(
         self,
         call_id: str,
         trigger: OutboundPlaced,
-        current: CallState | None,
+        stored: StoredCall | None,
         now: float,
         bound: Any,
     ) -> _Plan | Handled:
-        if current is not None:  # its first delivery was faster than Bird's answer
+        if stored is not None:  # its first delivery was faster than Bird's answer
             return Handled("applied", "already started")
         return await self._begin_outbound(call_id, trigger.pending, now, bound)
 
     async def _plan_abandon(
-        self, trigger: CommandRefused, current: CallState | None, now: float
+        self, trigger: CommandRefused, stored: StoredCall | None, now: float
     ) -> _Plan | Handled:
-        if current is None or current.ended or current.version != trigger.version:
-            return Handled("ignored")
+        if stored is None or stored.pending is None or stored.pending.seq != trigger.seq:
+            return Handled("ignored", "the call moved on meanwhile")
+        current = stored.state
         graph = await self._graph_of(current)
         reason = f"{trigger.action} refused by Bird"
         return _Plan(graph, engine.abandon(graph, current, reason, now), current.version)
@@ -387,26 +446,120 @@ class CallHandler:
         assert graph is not None
         return graph
 
-    # -- acting: lookups, and Bird refusing a command ------------------------------------
+    # -- acting: sending the pending command, and what Bird made of it ----------------
 
-    async def _look_up(self, bound: Any, current: CallState, request: actions.HttpRequest) -> None:
-        answer = await self._fetch(request)
-        answered = LookupAnswered(current.node, current.version, answer)
-        await self.apply(current.call_id, answered, bound)
+    async def _send(self, bound: Any, current: CallState, pending: Pending) -> None:
+        """Send the call's pending command (this worker holds it), and keep in the
+        call what became of it."""
+        action, call_id = pending.action, current.call_id
+        if isinstance(action, actions.HttpRequest):
+            answer = await self._fetch(action)
+            await self.apply(call_id, LookupAnswered(pending.seq, answer), bound)
+            return
+        name = type(action).__name__.lower()
+        sent = await self._bird.perform(call_id, action, notification_url=self._notification_url)
+        now = self._clock()
+        match sent:
+            case CommandReceipt():
+                self._log(bound, current, "bird_command_sent", "debug", action=name,
+                          command_id=sent.command_id, already_done=sent.already_done,
+                          attempt=pending.attempts)  # fmt: skip
+                done = (
+                    None
+                    if isinstance(action, actions.Hangup)
+                    else pending.becomes("sent", now + outbox.outcome_window_s(action))
+                )
+                await self._store.update_pending(call_id, pending.seq, done)
+            case NotPerformed():
+                await self._retry_later(bound, current, pending, name, sent.reason)
+            case Unsure():
+                self._log(bound, current, "bird_command_unsure", "warning", action=name,
+                          error=sent.reason, attempt=pending.attempts)  # fmt: skip
+                window = outbox.outcome_window_s(action)
+                await self._store.update_pending(
+                    call_id, pending.seq, pending.becomes("unsure", now + window)
+                )
+            case Refused(call_ended=True):
+                # The caller hung up meanwhile: its own delivery ends the state (or,
+                # should it never come, the timer reads the call back).
+                self._log(bound, current, "command_refused_call_ended", "info", action=name,
+                          status=sent.call_status)  # fmt: skip
+                await self._store.update_pending(
+                    call_id, pending.seq, pending.becomes("unsure", now + outbox.MARGIN_S)
+                )
+            case Refused():
+                self._log(bound, current, "bird_command_failed", "error", action=name,
+                          error=sent.reason)  # fmt: skip
+                if isinstance(action, actions.Hangup):
+                    await self._retry_later(bound, current, pending, name, sent.reason)
+                else:
+                    await self.apply(call_id, CommandRefused(name, pending.seq), bound)
+            case _:  # pragma: no cover
+                assert_never(sent)
 
-    async def _refused(self, bound: Any, current: CallState, action: str, error: BirdError) -> None:
-        """Bird refused a command. If the call has already ended (the caller hung up
-        meanwhile) its own delivery ends the state. Otherwise the caller would be
-        left in silence: hang up and end the call, loudly."""
+    async def _retry_later(
+        self, bound: Any, current: CallState, pending: Pending, name: str, reason: str
+    ) -> None:
+        """Bird surely did not perform the command: send it again after a backoff,
+        within the retry horizon; a hang-up for as long as the call lives."""
+        now = self._clock()
+        hangup = isinstance(pending.action, actions.Hangup)
+        cap = outbox.HANGUP_RETRY_CAP_S if hangup else outbox.RETRY_CAP_S
+        delay = outbox.retry_delay_s(pending.attempts, self._rng, cap_s=cap)
+        if not hangup and now + delay - pending.since > outbox.RETRY_HORIZON_S:
+            given_s = round(now - pending.since, 1)
+            self._log(bound, current, "bird_command_failed", "error", action=name, error=reason,
+                      attempts=pending.attempts, gave_up_after_s=given_s)  # fmt: skip
+            await self.apply(current.call_id, CommandRefused(name, pending.seq), bound)
+            return
+        self._log(bound, current, "bird_command_retrying", "warning", action=name, error=reason,
+                  attempt=pending.attempts, retry_in_s=round(delay, 2))  # fmt: skip
+        queued = pending.becomes("queued", now + delay)
+        await self._store.update_pending(current.call_id, pending.seq, queued)
+
+    async def _resend(
+        self, bound: Any, stored: StoredCall, pending: Pending, *, attempts: int
+    ) -> None:
+        """Take the pending command (a lease, fenced by its seq) and send it."""
+        taken = pending.becomes("sending", self._clock() + outbox.LEASE_S, attempts=attempts)
+        if await self._store.update_pending(stored.state.call_id, pending.seq, taken):
+            await self._send(bound, stored.state, taken)
+
+    async def _look_back(self, bound: Any, stored: StoredCall, pending: Pending) -> None:
+        """The pending command's outcome is late: read the call back from Bird. Over:
+        end it; answered while we waited on our answer: go on; otherwise send the
+        command again, or after ``outbox.MAX_RESENDS`` give the call up."""
+        current, action = stored.state, pending.action
+        name = type(action).__name__.lower()
+        if isinstance(action, actions.HttpRequest):
+            await self._resend(bound, stored, pending, attempts=pending.attempts + 1)
+            return
         found = await self._bird.call_status(current.call_id)
-        if found is not None and found.ended:
-            self._log(bound, current, "command_refused_call_ended", "info", action=action,
-                      status=found.status)  # fmt: skip
+        self._log(bound, current, "call_read_back", "warning", action=name,
+                  pending=pending.status, status=found.status if found else None)  # fmt: skip
+        if found is None:  # Bird cannot be asked now: look again later
+            later = self._clock() + outbox.retry_delay_s(pending.attempts, self._rng)
+            await self._store.update_pending(current.call_id, pending.seq,
+                                             pending.becomes(pending.status, later))  # fmt: skip
+        elif found.ended:
+            await self._bird_shows_ended(bound, stored, pending, found)
+        elif isinstance(action, actions.Answer) and found.answered:
+            await self.apply(current.call_id, BirdShows(events.CallAnswered(), pending.seq), bound)
+        elif pending.attempts > outbox.MAX_RESENDS and not isinstance(action, actions.Hangup):
+            self._log(bound, current, "bird_command_failed", "error", action=name,
+                      error="no outcome after resending", attempts=pending.attempts)  # fmt: skip
+            await self.apply(current.call_id, CommandRefused(name, pending.seq), bound)
+        else:
+            await self._resend(bound, stored, pending, attempts=pending.attempts + 1)
+
+    async def _bird_shows_ended(
+        self, bound: Any, stored: StoredCall, pending: Pending, found: CallStatus
+    ) -> None:
+        if stored.state.ended or found.ended_as is None:
+            await self._store.update_pending(stored.state.call_id, pending.seq, None)
             return
-        self._log(bound, current, "bird_command_failed", "error", action=action, error=str(error))
-        if action == "hangup":
-            return
-        await self.apply(current.call_id, CommandRefused(action, current.version), bound)
+        ended = BirdShows(events.CallEnded(found.ended_as, None), pending.seq)
+        await self.apply(stored.state.call_id, ended, bound)
 
     # -- logging -----------------------------------------------------------------------
 

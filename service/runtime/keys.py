@@ -10,8 +10,16 @@ PREFIX = "ivr"
 
 
 def call(call_id: str) -> str:
-    """Hash: ``v`` (version, for compare-and-set) and ``doc`` (the CallState JSON)."""
+    """Hash: ``v`` (version, for compare-and-set), ``doc`` (the CallState JSON) and,
+    while the call waits on a command, ``cs`` and ``cmd`` (its seq and JSON)."""
     return f"{PREFIX}:call:{{{call_id}}}"
+
+
+def timers() -> str:
+    """Sorted set: call ids by when their pending command is next due (ms), for any
+    replica to claim (``service.runtime.timers``). Written in one script with a
+    call's hash: on a Redis Cluster both must then share a slot."""
+    return f"{PREFIX}:timers"
 
 
 def graph_version(graph_id: str, version: str) -> str:

@@ -1,13 +1,16 @@
 """Call state in Redis: one hash per call (``keys.call``), changed only by
-compare-and-set so that two workers never both advance a call.
+compare-and-set so that two workers never both advance a call, and the call's
+pending command (``service.runtime.outbox``) written in the same step, with the
+durable timer that is due when it is (``keys.timers``).
 
-A delivery costs two round trips: ``HMGET`` to load, one ``EVALSHA`` to commit.
-A worker that loses the race reloads and recomputes (see ``calls``).
+A delivery costs three round trips: ``HMGET`` to load, one ``EVALSHA`` to commit
+and, once Bird has the command, one to acknowledge it. A worker that loses the race
+reloads and recomputes (see ``service.runtime.calls``).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -15,16 +18,26 @@ from redis.backoff import ExponentialBackoff
 
 from service.core.state import CallState
 from service.runtime import keys
+from service.runtime.outbox import Pending
 
 # Active calls also get a TTL, as a safety net for calls whose end was never
 # delivered: longer than Bird's longest call (a bridge may last 8 hours).
 ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 
-# KEYS[1]  the call's hash (keys.call)
+# Writes a call's new state, and its pending command, if nobody changed it since
+# it was loaded.
+# KEYS[1]  the call's hash (keys.call): v (version), doc (CallState JSON),
+#          cs (the pending command's seq) and cmd (its JSON), both absent when none
+# KEYS[2]  the timers (keys.timers): member call id, score due time in ms
 # ARGV[1]  the version the caller loaded ("0" when the call must not exist yet)
 # ARGV[2]  the new version (ARGV[1] + 1)
 # ARGV[3]  the new CallState JSON
 # ARGV[4]  TTL in seconds for the whole hash
+# ARGV[5]  "keep" (the pending command stays), "set" or "clear"
+# ARGV[6]  with "set": the pending command's seq
+# ARGV[7]  with "set": its JSON
+# ARGV[8]  with "set": when its timer is due (ms)
+# ARGV[9]  the call id (the timer's member)
 # Returns 1 when written, 0 when the stored version is not ARGV[1] (lost race).
 COMMIT_SCRIPT = """
 local current = redis.call('HGET', KEYS[1], 'v')
@@ -32,9 +45,65 @@ if (current or '0') ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'doc', ARGV[3])
+if ARGV[5] == 'set' then
+  redis.call('HSET', KEYS[1], 'cs', ARGV[6], 'cmd', ARGV[7])
+  redis.call('ZADD', KEYS[2], ARGV[8], ARGV[9])
+elseif ARGV[5] == 'clear' then
+  redis.call('HDEL', KEYS[1], 'cs', 'cmd')
+  redis.call('ZREM', KEYS[2], ARGV[9])
+end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1
 """
+
+# Changes a call's pending command, if it is still the one with that seq (a late
+# acknowledgement, or one for a command the call has moved past, changes nothing).
+# KEYS[1]  the call's hash (keys.call)
+# KEYS[2]  the timers (keys.timers)
+# ARGV[1]  the seq of the pending command this change is about
+# ARGV[2]  the command's new JSON, or "" to remove it
+# ARGV[3]  when its timer is due (ms); ignored when removed
+# ARGV[4]  the call id (the timer's member)
+# Returns 1 when changed, 0 when the call has no pending command with that seq.
+PENDING_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'cs') ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], 'cs', 'cmd')
+  redis.call('ZREM', KEYS[2], ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'cmd', ARGV[2])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+end
+return 1
+"""
+
+
+# Removes a call's timer if the call has no pending command (nothing is due).
+# KEYS[1]  the call's hash (keys.call)
+# KEYS[2]  the timers (keys.timers)
+# ARGV[1]  the call id (the timer's member)
+# Returns 1 when removed.
+FORGET_TIMER_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], 'cs') == 1 then
+  return 0
+end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
+
+class Keep:
+    """In a commit: the call's pending command stays as it is."""
+
+
+KEEP = Keep()
+
+
+@dataclass(frozen=True)
+class StoredCall:
+    state: CallState
+    pending: Pending | None
 
 
 def connect(url: str) -> Redis:
@@ -54,24 +123,70 @@ class CallStore:
         self._redis = redis
         self._ended_ttl_s = ended_ttl_s
         self._commit = redis.register_script(COMMIT_SCRIPT)
+        self._pending = redis.register_script(PENDING_SCRIPT)
+        self._forget_timer = redis.register_script(FORGET_TIMER_SCRIPT)
 
-    async def load(self, call_id: str) -> CallState | None:
-        version, doc = await self._redis.hmget(keys.call(call_id), ["v", "doc"])
+    async def load_call(self, call_id: str) -> StoredCall | None:
+        """The call's state and its pending command."""
+        version, doc, cmd = await self._redis.hmget(keys.call(call_id), ["v", "doc", "cmd"])
         if doc is None:
             return None
-        loaded = CallState.from_json(doc)
-        return replace(loaded, version=int(version or 0))
+        state = replace(CallState.from_json(doc), version=int(version or 0))
+        return StoredCall(state, Pending.from_json(cmd) if cmd is not None else None)
 
-    async def commit(self, new: CallState, *, expected_version: int) -> CallState | None:
-        """Write ``new`` if the stored version is still ``expected_version``.
+    async def load(self, call_id: str) -> CallState | None:
+        stored = await self.load_call(call_id)
+        return stored.state if stored is not None else None
+
+    async def commit(
+        self,
+        new: CallState,
+        *,
+        expected_version: int,
+        pending: Pending | Keep | None = KEEP,
+    ) -> CallState | None:
+        """Write ``new`` if the stored version is still ``expected_version``, with
+        the call's pending command: ``pending`` (its ``seq`` must be the new
+        version), none, or the one it has (``KEEP``).
 
         Returns the written state (with its new version), or None when another
         worker changed the call first.
         """
         written = replace(new, version=expected_version + 1)
         ttl = self._ended_ttl_s if written.ended else ACTIVE_CALL_TTL_S
+        args: list[str | int] = [
+            str(expected_version),
+            str(written.version),
+            written.to_json(),
+            ttl,
+        ]
+        if isinstance(pending, Keep):
+            args += ["keep", "", "", ""]
+        elif pending is None:
+            args += ["clear", "", "", ""]
+        else:
+            assert pending.seq == written.version, "a pending command names the state it is of"
+            args += ["set", str(pending.seq), pending.to_json(), _ms(pending.until)]
         ok = await self._commit(
-            keys=[keys.call(new.call_id)],
-            args=[str(expected_version), str(written.version), written.to_json(), ttl],
+            keys=[keys.call(new.call_id), keys.timers()], args=[*args, new.call_id]
         )
         return written if ok == 1 else None
+
+    async def update_pending(self, call_id: str, seq: int, new: Pending | None) -> bool:
+        """Change (or with None, remove) the call's pending command, if it is still
+        the command ``seq``; its timer follows. False when the call moved on."""
+        args: list[str | int] = [
+            str(seq), new.to_json() if new is not None else "", _ms(new.until) if new else 0,
+        ]  # fmt: skip
+        changed = await self._pending(
+            keys=[keys.call(call_id), keys.timers()], args=[*args, call_id]
+        )
+        return bool(changed == 1)
+
+    async def forget_timer(self, call_id: str) -> None:
+        """Remove the call's timer unless the call waits on a command again."""
+        await self._forget_timer(keys=[keys.call(call_id), keys.timers()], args=[call_id])
+
+
+def _ms(moment: float) -> int:
+    return int(moment * 1000)

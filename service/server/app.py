@@ -34,6 +34,7 @@ from service.runtime.lookups import fetcher
 from service.runtime.registry import Registry
 from service.runtime.settings import Settings
 from service.runtime.store import CallStore
+from service.runtime.timers import TimerLoop
 from service.server import outbound, webhooks
 from service.server.auth import require_token
 
@@ -89,6 +90,8 @@ def create_app(
             graph_clock=graph_clock,
         )
         refresher = asyncio.create_task(registry.keep_published())
+        # Any replica fires any call's due timer (service.runtime.timers).
+        timers = asyncio.create_task(TimerLoop(redis, resources.handler.fire, clock=clock).run())
         log.info(
             "service_started",
             graphs={g.id: g.version for g in registry.current.graphs.values()},
@@ -101,6 +104,7 @@ def create_app(
             yield
         finally:
             refresher.cancel()
+            timers.cancel()
             await bird.aclose()
             await lookups.aclose()
             log.info("service_stopped")

@@ -8,8 +8,15 @@ import httpx
 import pytest
 
 from service.bird import schemas
-from service.bird.commands import BirdCalls, CallStatus, CommandReceipt
-from service.bird.errors import BirdRequestError
+from service.bird.commands import (
+    BirdAction,
+    BirdCalls,
+    CallStatus,
+    CommandReceipt,
+    NotPerformed,
+    Refused,
+    Unsure,
+)
 from service.core import actions
 from tests.bird.recorder import BASE, CALLS, Recorder, client_for
 
@@ -97,12 +104,108 @@ async def test_the_command_id_is_read_from_either_shape_of_birds_answer(
     assert receipt == CommandReceipt(command_id)
 
 
-async def test_a_command_bird_refuses_raises_its_error() -> None:
-    recorder = Recorder(httpx.Response(409, json={"code": "conflict", "message": "call ended"}))
+async def test_a_command_bird_refuses_is_refused_with_the_calls_status() -> None:
+    recorder = Recorder(
+        httpx.Response(409, json={"code": "conflict", "message": "call ended"}),
+        httpx.Response(200, json={"id": "call-1", "status": "completed"}),
+    )
     bird = calls_for(recorder)
-    with pytest.raises(BirdRequestError, match="call ended"):
-        await bird.perform("call-1", actions.Answer(), notification_url="https://ivr.test/wh")
+    sent = await bird.perform("call-1", actions.Answer(), notification_url="https://ivr.test/wh")
     await bird.aclose()
+    assert isinstance(sent, Refused)
+    assert "call ended" in sent.reason
+    assert (sent.call_ended, sent.call_status) == (True, "completed")
+
+
+async def test_a_refusal_on_a_live_call_says_the_call_has_not_ended() -> None:
+    recorder = Recorder(
+        httpx.Response(422, json={"code": "invalid_state", "message": "not now"}),
+        httpx.Response(200, json={"id": "call-1", "status": "ongoing"}),
+    )
+    sent = await calls_for(recorder).perform("call-1", SAY, notification_url="https://x/y")
+    assert isinstance(sent, Refused)
+    assert (sent.call_ended, sent.call_status) == (False, "ongoing")
+
+
+async def read_timeout_then(*answers: httpx.Response) -> tuple[Recorder, httpx.MockTransport]:
+    """A Bird whose first answer never comes (a read timeout), then ``answers``."""
+    recorder = Recorder(*answers)
+    first = True
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal first
+        if first:
+            first = False
+            recorder.requests.append(request)
+            raise httpx.ReadTimeout("slow", request=request)
+        return recorder(request)
+
+    return recorder, httpx.MockTransport(handler)
+
+
+SAY = actions.Speak(actions.Say("Hello."))
+GATHER = actions.Gather(actions.Say("Press 1."), max_digits=1, timeout_s=5)
+BRIDGE = actions.Bridge("+31201234567", None, 20)
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "expected"),
+    [
+        pytest.param(actions.Answer(), "ongoing", CommandReceipt(None, already_done=True),
+                     id="answer-done"),
+        pytest.param(actions.Answer(), "ringing", NotPerformed("x"), id="answer-not-done"),
+        pytest.param(actions.Hangup(), "completed", CommandReceipt(None, already_done=True),
+                     id="hangup-done"),
+        pytest.param(actions.Hangup(), "ongoing", NotPerformed("x"), id="hangup-not-done"),
+    ],
+)  # fmt: skip
+async def test_an_answer_or_hangup_without_answer_is_settled_by_reading_the_call(
+    action: actions.Answer | actions.Hangup, status: str, expected: object
+) -> None:
+    recorder, transport = await read_timeout_then(
+        httpx.Response(200, json={"id": "call-1", "status": status})
+    )
+    bird = channel_calls(transport)
+    sent = await bird.perform("call-1", action, notification_url="https://x/y")
+    await bird.aclose()
+    if isinstance(expected, NotPerformed):
+        assert isinstance(sent, NotPerformed)
+    else:
+        assert sent == expected
+    assert [r.method for r in recorder.requests] == ["POST", "GET"]
+
+
+async def test_an_answer_without_answer_on_a_call_that_is_gone_is_refused() -> None:
+    _, transport = await read_timeout_then(
+        httpx.Response(200, json={"id": "call-1", "status": "no-answer"})
+    )
+    sent = await channel_calls(transport).perform("c", actions.Answer(), notification_url="x")
+    assert isinstance(sent, Refused)
+    assert sent.call_ended
+
+
+@pytest.mark.parametrize("action", [SAY, GATHER, BRIDGE], ids=["say", "gather", "bridge"])
+async def test_a_prompt_or_bridge_without_answer_is_unsure(action: BirdAction) -> None:
+    recorder, transport = await read_timeout_then()
+    sent = await channel_calls(transport).perform("call-1", action, notification_url="x")
+    assert isinstance(sent, Unsure)
+    assert len(recorder.requests) == 1  # not sent again, and the call is not read
+
+
+async def test_after_a_5xx_a_prompt_was_not_performed_but_a_bridge_may_have_been() -> None:
+    boom = httpx.Response(502, json={"code": "bad_gateway", "message": "upstream"})
+    prompt = await calls_for(Recorder(boom)).perform("c", SAY, notification_url="x")
+    assert isinstance(prompt, NotPerformed)
+    boom = httpx.Response(502, json={"code": "bad_gateway", "message": "upstream"})
+    bridge = await calls_for(Recorder(boom)).perform("c", BRIDGE, notification_url="x")
+    assert isinstance(bridge, Unsure)
+
+
+async def test_rate_limited_until_the_quick_retries_are_spent_is_not_performed() -> None:
+    limited = [httpx.Response(429, json={"code": "rate", "message": "slow"}) for _ in range(3)]
+    sent = await calls_for(Recorder(*limited)).perform("c", BRIDGE, notification_url="x")
+    assert isinstance(sent, NotPerformed)
+    assert sent.rate_limited
 
 
 async def test_create_call_sends_a_valid_request_and_returns_birds_call_id() -> None:
