@@ -2,10 +2,12 @@
 
 It is a strict peer: it answers only what Bird would accept (access key, published request
 schemas, call state) and behaves as docs/bird-contract.md says, assumptions A1-A6 included.
+With :class:`Faults` it also misbehaves as Bird may on a bad day, seeded and reproducibly.
 """
 
 from service.sim.api import BirdSimulator, RecordedRequest
 from service.sim.delivery import DeliveryAttempt
+from service.sim.faults import Faults
 from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
 from service.sim.transcript import Entry, Transcript
 
@@ -18,6 +20,7 @@ __all__ = [
     "CallerScript",
     "DeliveryAttempt",
     "Entry",
+    "Faults",
     "RecordedRequest",
     "Transcript",
 ]

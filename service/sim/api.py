@@ -3,14 +3,17 @@
 Every request is checked in Bird's order (access key, path, JSON, published schema, call
 state) and recorded in :attr:`BirdSimulator.requests` with its answer, so tests can assert
 that everything a service sent was valid and that nothing was sent after a hang-up.
+Only then may a fault (:mod:`service.sim.faults`) keep it from being performed or answered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +27,14 @@ from starlette.routing import Route
 from service.bird import schemas
 from service.sim.calls import SimCall
 from service.sim.engine import MEDIA_COMMANDS, CallEngine
+from service.sim.faults import (
+    DROPPED_PERFORMED,
+    ERROR_500,
+    ERROR_503,
+    RATE_LIMITED,
+    SLOW,
+    Faults,
+)
 from service.sim.scripts import AgentScript, CalleeScript
 
 OPERATION_BY_ACTION = {
@@ -56,15 +67,26 @@ class RecordedRequest:
     body: Any
     """The parsed JSON body (None when empty or not JSON)."""
     status: int
+    """The HTTP status answered; 0 while a dropped request is held (it gets no answer)."""
     code: str | None
-    """The error ``code`` of a rejected request."""
+    """The error ``code`` of a rejected (or faulted) request."""
     problems: tuple[str, ...]
     """Why the body did not match Bird's published schema."""
     response: Any
+    """The body answered (for a dropped request: what Bird would have answered, or None)."""
+    fault: str | None = None
+    """The fault injected (:data:`service.sim.faults.API_FAULTS`), None when none was."""
+    performed: bool = False
+    """Whether Bird carried the request out, whether or not the client saw the answer."""
 
     @property
     def accepted(self) -> bool:
         return 200 <= self.status < 300
+
+    @property
+    def rejected(self) -> bool:
+        """Refused by Bird's own checks (key, path, JSON, schema, state): not a fault."""
+        return self.fault is None and not self.accepted
 
 
 class _Reject(Exception):
@@ -84,11 +106,18 @@ class _Reject(Exception):
         return body
 
 
+_Perform = Callable[[], tuple[int, Any]]
+"""A request that passed every check, ready to be carried out: its status and body."""
+
+
 @dataclass
 class _Seen:
     operation: str | None = None
     call_id: str | None = None
     body: Any = None
+    subject: str = "create"
+    """Whose fault stream decides this request's fault (see :mod:`service.sim.faults`)."""
+    get: bool = False
 
 
 class BirdSimulator(CallEngine):
@@ -108,6 +137,13 @@ class BirdSimulator(CallEngine):
     slow first request of the service is not taken for a dead service. Failed deliveries are
     retried up to ``max_attempts`` times, ``retry_delay_s`` (simulated) doubling each time.
     ``channel_number`` is the ``from`` of outbound calls that name none.
+
+    ``faults`` (:class:`~service.sim.faults.Faults`, default none) injects API and delivery
+    faults, seeded; :attr:`fault_counts` counts them by kind, :attr:`requests` records each
+    request's fault and :meth:`performed` counts what Bird really did. A slow or dropped
+    request is held until its client gives up, its time is up, or
+    :meth:`release_held_requests` (also done by :meth:`aclose`): call it before stopping the
+    server when a client may still be waiting, or the server waits for it.
     """
 
     def __init__(
@@ -129,6 +165,7 @@ class BirdSimulator(CallEngine):
         max_attempts: int = 5,
         retry_delay_s: float = 1.0,
         channel_number: str = "+31850000000",
+        faults: Faults | None = None,
     ) -> None:
         super().__init__(
             channel_id=channel_id,
@@ -145,27 +182,88 @@ class BirdSimulator(CallEngine):
             max_attempts=max_attempts,
             retry_delay_s=retry_delay_s,
             channel_number=channel_number,
+            faults=faults,
         )
         for operation in schemas.OPERATIONS:  # build the validators now, not on a first call
             schemas.validator(operation)
         self.workspace_id = workspace_id
         self._authorization = f"AccessKey {access_key}"
         self.requests: list[RecordedRequest] = []
+        self._released = asyncio.Event()
         self.app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=_METHODS)])
 
     def requests_for(self, call_id: str) -> list[RecordedRequest]:
         return [request for request in self.requests if request.call_id == call_id]
 
+    def performed(self, call_id: str, operation: str) -> int:
+        """How many times Bird carried out ``operation`` on the call, answered or not.
+
+        ``operation`` is an operation name (``answerCall``, ``updateCall``) or a command's
+        path (``answer``, ``bridge``, ``hangup``).
+        """
+        name = OPERATION_BY_ACTION.get(operation, operation)
+        return sum(
+            1
+            for request in self.requests
+            if request.call_id == call_id and request.operation == name and request.performed
+        )
+
+    def release_held_requests(self) -> None:
+        """End every hold of a slow or dropped request now, and every later one at once."""
+        self._released.set()
+
+    async def aclose(self) -> None:
+        self.release_held_requests()
+        await super().aclose()
+
     async def _endpoint(self, request: Request) -> Response:
         raw = await request.body()
         seen = _Seen()
-        code: str | None = None
-        problems: tuple[str, ...] = ()
         try:
-            status, content = self._handle(request, raw, seen)
+            perform = self._handle(request, raw, seen)
         except _Reject as reject:
-            status, content = reject.status, reject.content()
-            code, problems = reject.code, reject.problems
+            content = reject.content()
+            self._note_request(request, seen, reject.status, content, reject.code, reject.problems)
+            return JSONResponse(content, status_code=reject.status)
+        fault = self.dice.api_fault(seen.subject, get=seen.get)
+        if fault is None:
+            status, content = perform()
+            self._note_request(request, seen, status, content, performed=True)
+            return JSONResponse(content, status_code=status)
+        self.fault_counts[fault] += 1
+        if fault in (ERROR_500, ERROR_503, RATE_LIMITED):
+            status, error = _FAULT_ANSWERS[fault]
+            self._note_request(request, seen, status, error, error["code"], fault=fault)
+            return JSONResponse(error, status_code=status)
+        if fault == SLOW:
+            status, content = perform()
+            self._note_request(request, seen, status, content, fault=fault, performed=True)
+            await self._hold(request, self.faults.slow_answer_s)
+            return JSONResponse(content, status_code=status)
+        performed = fault == DROPPED_PERFORMED
+        unsent = perform()[1] if performed else None
+        index = self._note_request(request, seen, 0, unsent, fault=fault, performed=performed)
+        if await self._hold(request, self.faults.drop_hold_s):
+            # The client outwaited the hold: the gateway in front of Bird gives up.
+            gateway = {"code": "gateway_timeout", "message": "the upstream did not answer"}
+            self.requests[index] = dataclasses.replace(
+                self.requests[index], status=504, code="gateway_timeout", response=gateway
+            )
+            return JSONResponse(gateway, status_code=504)
+        return Response(status_code=204)  # never sent: the client has gone
+
+    def _note_request(
+        self,
+        request: Request,
+        seen: _Seen,
+        status: int,
+        content: Any,
+        code: str | None = None,
+        problems: tuple[str, ...] = (),
+        *,
+        fault: str | None = None,
+        performed: bool = False,
+    ) -> int:
         self.requests.append(
             RecordedRequest(
                 method=request.method,
@@ -178,11 +276,28 @@ class BirdSimulator(CallEngine):
                 code=code,
                 problems=problems,
                 response=content,
+                fault=fault,
+                performed=performed,
             )
         )
-        return JSONResponse(content, status_code=status)
+        return len(self.requests) - 1
 
-    def _handle(self, request: Request, raw: bytes, seen: _Seen) -> tuple[int, Any]:
+    async def _hold(self, request: Request, seconds: float) -> bool:
+        """Keep the request unanswered for ``seconds`` real seconds, or until its client
+        closes the connection (False) or the holds are released; True if the client waits."""
+        gone = asyncio.ensure_future(_disconnected(request))
+        released = asyncio.ensure_future(self._released.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {gone, released}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+            released.cancel()
+        return gone not in done
+
+    def _handle(self, request: Request, raw: bytes, seen: _Seen) -> _Perform:
+        """Check the request in Bird's order (``_Reject`` if it fails); what performs it."""
         method = request.method
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), self._authorization.encode()):
@@ -216,28 +331,38 @@ class BirdSimulator(CallEngine):
         call = self.calls.get(call_id)
         if call is None:
             raise _Reject(404, "not_found", f"call {call_id} not found")
+        seen.get = method == "GET"
+        seen.subject = f"call-{call.ordinal}/{'get' if seen.get else 'api'}"
         if method == "GET":
-            return 200, call.to_json()
+            return lambda: (200, call.to_json())
         body = seen.body = _parse(raw)
         if action is None:
             return self._update(call, _valid("updateCall", body))
         return self._command(call, action, _valid(seen.operation, body))
 
-    def _create(self, body: dict[str, Any]) -> tuple[int, Any]:
+    def _create(self, body: dict[str, Any]) -> _Perform:
         scheduled_for: datetime | None = None
         if "scheduledFor" in body:
             scheduled_for = _date_time(body["scheduledFor"])
         flow = body.get("callFlow")
         if flow:
             _check_flow(flow)
-        call = self.create_outbound_call(body, scheduled_for)
-        return 202, call.to_json()
 
-    def _update(self, call: SimCall, body: dict[str, Any]) -> tuple[int, Any]:
+        def perform() -> tuple[int, Any]:
+            call = self.create_outbound_call(body, scheduled_for)
+            return 202, call.to_json()
+
+        return perform
+
+    def _update(self, call: SimCall, body: dict[str, Any]) -> _Perform:
         _check_active(call)
         if body.get("status") == "completed":
-            self.hang_up(call)
-            return 202, call.to_json()
+
+            def hang_up() -> tuple[int, Any]:
+                self.hang_up(call)
+                return 202, call.to_json()
+
+            return hang_up
         flow = body.get("callFlow")
         if flow:
             _check_flow(flow)
@@ -250,14 +375,22 @@ class BirdSimulator(CallEngine):
                 if problem is not None:
                     raise _Reject(422, "invalid_state", f"callFlow item {index}: {problem}")
                 answered = answered or name == "answer"
-            self.start_flow(call, flow)
-        return 202, call.to_json()
 
-    def _command(self, call: SimCall, action: str, body: dict[str, Any]) -> tuple[int, Any]:
+        def update() -> tuple[int, Any]:
+            if flow:
+                self.start_flow(call, flow)
+            return 202, call.to_json()
+
+        return update
+
+    def _command(self, call: SimCall, action: str, body: dict[str, Any]) -> _Perform:
         _check_active(call)
         problem = _state_problem(call, action, call.answered or call.answer_pending)
         if problem is not None:
             raise _Reject(422, "invalid_state", problem)
+        return lambda: self._perform_command(call, action, body)
+
+    def _perform_command(self, call: SimCall, action: str, body: dict[str, Any]) -> tuple[int, Any]:
         if action == "hangup":
             command = self.new_command(call, "hangup", body)
             cause = body.get("cause")
@@ -271,6 +404,19 @@ class BirdSimulator(CallEngine):
         if command.recording_id is not None:
             return 202, {"command": answer, "recordingId": command.recording_id}
         return 202, answer
+
+
+_FAULT_ANSWERS: dict[str, tuple[int, dict[str, str]]] = {
+    ERROR_500: (500, {"code": "internal_error", "message": "internal server error"}),
+    ERROR_503: (503, {"code": "service_unavailable", "message": "service unavailable"}),
+    RATE_LIMITED: (429, {"code": "rate_limited", "message": "too many requests, retry later"}),
+}
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (the body has been read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _parse(raw: bytes) -> Any:

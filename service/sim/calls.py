@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from service.sim.delivery import Envelope
+from service.sim.delivery import Envelope, Outgoing
 from service.sim.transcript import Transcript
 
 ENDED_STATUSES = frozenset({"completed", "no-answer", "busy", "failed", "cancelled"})
@@ -78,6 +78,8 @@ class SimCall:
     delivery_url: str
     t0: float
     """Loop time at creation (transcript times count from here)."""
+    ordinal: int = 0
+    """How many calls the simulator had created before this one (names its fault streams)."""
     party: str = "caller"
     """Who the simulated person is: ``caller``, ``callee`` or ``agent``."""
     parent: SimCall | None = None
@@ -114,7 +116,7 @@ class SimCall:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     pending_deliveries: int = 0
     sender: asyncio.Task[None] | None = None
-    outbox: collections.deque[Envelope] = field(default_factory=collections.deque)
+    outbox: collections.deque[Outgoing] = field(default_factory=collections.deque)
     last_sent: Envelope | None = None
     deferred_flow: list[Command] = field(default_factory=list)
     """createCall's callFlow: it runs once the callee answers."""

@@ -3,6 +3,9 @@
     ivr sim --webhook-url http://127.0.0.1:8080/webhooks/bird \\
         --agent +31201234567=answer:3 --call '+31612345678>+31970102030:1,_' \\
         --exit-after-calls
+
+A chaos run adds ``--faults api_error=0.1,api_slow=0.05,delivery_duplicate=0.5 --seed 7``
+(the names: :data:`service.sim.faults.HELP`, shown by ``ivr sim --help``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import TextIO
 
 from service.runtime.serving import serve
 from service.sim.api import BirdSimulator
+from service.sim.faults import HELP as FAULTS_HELP
+from service.sim.faults import Faults
 from service.sim.scripts import AgentScript, CallerScript, parse_agent_spec, parse_call_spec
 
 PROG = "ivr sim"
@@ -41,6 +46,7 @@ class _Settings:
     call_timeout_s: float
     agents: dict[str, AgentScript]
     calls: list[CallerScript]
+    faults: Faults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +100,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after each delivery, re-send the previous one of that call (A6)",
     )
+    parser.add_argument(
+        "--faults",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,...]",
+        help="inject faults, as real Bird on a bad day (repeatable; the names are below)",
+    )
+    parser.add_argument(
+        "--seed",
+        default="0",
+        help="seed of the faults' random choices (0): the same seed gives the same faults",
+    )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = FAULTS_HELP
 
 
 def _required(value: str | None, env: str, flag: str) -> str:
@@ -146,7 +166,19 @@ def _settings(args: argparse.Namespace) -> _Settings:
         call_timeout_s=_positive(args.call_timeout, "--call-timeout"),
         agents=agents,
         calls=calls,
+        faults=_faults(args.faults, args.seed),
     )
+
+
+def _faults(specs: list[str], seed: str) -> Faults:
+    try:
+        number = int(seed)
+    except ValueError:
+        raise _BadArgument(f"--seed must be an integer, got {seed!r}") from None
+    try:
+        return Faults.parse(",".join(specs), seed=number)
+    except ValueError as exc:
+        raise _BadArgument(f"--faults: {exc}") from None
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -170,21 +202,29 @@ async def run(args: argparse.Namespace) -> int:
         time_scale=settings.time_scale,
         duplicate_deliveries=bool(args.duplicate_deliveries),
         replay_stale=bool(args.replay_stale),
+        faults=settings.faults,
     )
     try:
         async with serve(sim.app, settings.host, settings.port) as running:
-            base = f"{running.url}/workspaces/{settings.workspace_id}"
-            print(
-                f"Bird simulator: {base}/channels/{settings.channel_id}/calls"
-                f" -> webhooks to {settings.webhook_url}",
-                file=sys.stderr,
-                flush=True,
-            )
-            status = await _place_calls(sim, settings, bool(args.json), sys.stdout)
-            if args.exit_after_calls:
+            try:
+                base = f"{running.url}/workspaces/{settings.workspace_id}"
+                print(
+                    f"Bird simulator: {base}/channels/{settings.channel_id}/calls"
+                    f" -> webhooks to {settings.webhook_url}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if settings.faults.enabled:
+                    print(f"faults: {settings.faults.describe()}", file=sys.stderr, flush=True)
+                status = await _place_calls(sim, settings, bool(args.json), sys.stdout)
+                if not args.exit_after_calls:
+                    await _until_stopped(running.task)
                 return status
-            await _until_stopped(running.task)
-            return status
+            finally:
+                sim.release_held_requests()  # so that the server stops at once
+                if settings.faults.enabled:
+                    counts = ", ".join(f"{k}={n}" for k, n in sorted(sim.fault_counts.items()))
+                    print(f"faults injected: {counts or 'none'}", file=sys.stderr, flush=True)
     except OSError as exc:
         print(
             f"{PROG}: error: cannot listen on {settings.host}:{settings.port}: {exc}",

@@ -38,6 +38,14 @@ class Envelope:
 
 
 @dataclass(frozen=True)
+class Outgoing:
+    """A delivery waiting to be sent, and whether it is to be sent twice."""
+
+    envelope: Envelope
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
 class DeliveryAttempt:
     """One HTTP attempt of one delivery, and what came of it."""
 

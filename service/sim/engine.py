@@ -19,7 +19,14 @@ import structlog
 
 from service.sim import transcript as tr
 from service.sim.calls import ENDED_STATUSES, Command, Direction, SimCall
-from service.sim.delivery import Deliverer, DeliveryAttempt, Envelope
+from service.sim.delivery import Deliverer, DeliveryAttempt, Envelope, Outgoing
+from service.sim.faults import (
+    DELIVERY_DELAYED,
+    DELIVERY_DUPLICATE,
+    DELIVERY_REPLAY,
+    FaultDice,
+    Faults,
+)
 from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
 from service.sim.transcript import Transcript
 
@@ -82,6 +89,7 @@ class CallEngine:
         max_attempts: int = 5,
         retry_delay_s: float = 1.0,
         channel_number: str = "+31850000000",
+        faults: Faults | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -96,6 +104,10 @@ class CallEngine:
         self.answer_timeout_min_real_s = answer_timeout_min_real_s
         self.channel_number = channel_number
         self.calls: dict[str, SimCall] = {}
+        self.faults = faults or Faults()
+        self.fault_counts: collections.Counter[str] = collections.Counter()
+        """How many faults of each kind were injected (names: :mod:`service.sim.faults`)."""
+        self.dice = FaultDice(self.faults)
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = asyncio.Event()
         self._closed = False
@@ -309,6 +321,7 @@ class CallEngine:
             event=event,
             delivery_url=delivery_url,
             t0=asyncio.get_running_loop().time(),
+            ordinal=len(self.calls),
             party=party,
             parent=parent,
             inputs=collections.deque(inputs),
@@ -401,24 +414,49 @@ class CallEngine:
                 "result": result,
             }
         envelope = Envelope.build(call.id, call.delivery_url, call.event, payload)
-        call.outbox.append(envelope)
+        duplicate, delay_s = self.dice.delivery(
+            f"call-{call.ordinal}/delivery", always_duplicate=self.duplicate_deliveries
+        )
+        if duplicate:
+            self.fault_counts[DELIVERY_DUPLICATE] += 1
+        outgoing = Outgoing(envelope, duplicate)
         call.pending_deliveries += 1
+        if self.faults.delivery_delay_s > 0:
+            # Each delivery on its own after its own delay: close ones overtake each other.
+            if delay_s > 0:
+                self.fault_counts[DELIVERY_DELAYED] += 1
+            self._spawn(self._send_later(call, outgoing, delay_s), f"sim-deliver-{call.id}")
+            return
+        call.outbox.append(outgoing)
         if call.sender is None or call.sender.done():
             call.sender = self._spawn(self._send_outbox(call), f"sim-deliver-{call.id}")
 
     async def _send_outbox(self, call: SimCall) -> None:
         while call.outbox:
-            envelope = call.outbox.popleft()
+            outgoing = call.outbox.popleft()
             try:
-                await self._deliverer.send(envelope, "original")
-                if self.duplicate_deliveries:
-                    await self._deliverer.send(envelope, "duplicate")
-                if self.replay_stale and call.last_sent is not None:
-                    await self._deliverer.send(call.last_sent, "replay")
-                call.last_sent = envelope
+                await self._send(call, outgoing)
             finally:
                 call.pending_deliveries -= 1
                 self._check_settled(call.root)
+
+    async def _send_later(self, call: SimCall, outgoing: Outgoing, delay_s: float) -> None:
+        try:
+            await self._sleep(delay_s)
+            await self._send(call, outgoing)
+        finally:
+            call.pending_deliveries -= 1
+            self._check_settled(call.root)
+
+    async def _send(self, call: SimCall, outgoing: Outgoing) -> None:
+        envelope = outgoing.envelope
+        await self._deliverer.send(envelope, "original")
+        if outgoing.duplicate:
+            await self._deliverer.send(envelope, "duplicate")
+        if self.replay_stale and call.last_sent is not None:
+            self.fault_counts[DELIVERY_REPLAY] += 1
+            await self._deliverer.send(call.last_sent, "replay")
+        call.last_sent = envelope
 
     def _check_settled(self, root: SimCall) -> None:
         if root.settled.is_set():

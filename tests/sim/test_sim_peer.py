@@ -3,294 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
-from jsonschema import Draft202012Validator
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from service.bird import schemas
-from service.bird.signature import (
-    REQUEST_ID_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    SignatureError,
-    verify,
-)
-from service.runtime.serving import serve
-from service.sim import (
-    HANGUP,
-    SILENCE,
-    AgentScript,
-    BirdSimulator,
-    CalleeScript,
-    CallerScript,
-    Transcript,
-)
+from service.sim import HANGUP, SILENCE, AgentScript, CalleeScript
 from service.sim import cli as sim_cli
-
-SIGNING_KEY = "sim-test-signing-key"
-ACCESS_KEY = "sim-test-access-key"
-WORKSPACE = str(uuid.uuid4())
-CHANNEL = str(uuid.uuid4())
-CALLER = "+31612345678"
-IVR = "+31970102030"
-AGENT = "+31201234567"
-WAIT_S = 10.0
-
-
-# --------------------------------------------------------------------------- receiver
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    query: str
-    request_id: str
-    timestamp: str
-    envelope: dict[str, Any]
-    signature_error: str | None
-
-    @property
-    def call(self) -> dict[str, Any]:
-        payload: dict[str, Any] = self.envelope["payload"]
-        return payload
-
-    @property
-    def call_id(self) -> str:
-        return str(self.call["id"])
-
-    @property
-    def status(self) -> str:
-        return str(self.call["status"])
-
-    @property
-    def command(self) -> dict[str, Any] | None:
-        command: dict[str, Any] | None = self.call.get("command")
-        return command
-
-
-Reaction = Callable[[Received], Coroutine[Any, Any, None]]
-
-
-@dataclass(eq=False)
-class Receiver:
-    """A webhook endpoint that checks every signature and records every delivery."""
-
-    signing_key: str
-    base_url: str = ""
-    received: list[Received] = field(default_factory=list)
-    fail_next: int = 0
-    react: Reaction | None = None
-    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{path:path}", self._receive, methods=["POST"])])
-
-    async def _receive(self, request: Request) -> Response:
-        raw = await request.body()
-        query = request.url.query
-        url = self.base_url + request.url.path + (f"?{query}" if query else "")
-        error: str | None = None
-        try:
-            verify(
-                signing_key=self.signing_key,
-                signature=request.headers.get(SIGNATURE_HEADER),
-                timestamp=request.headers.get(TIMESTAMP_HEADER),
-                url=url,
-                body=raw,
-                now=time.time(),
-                max_age_s=600,
-            )
-        except SignatureError as exc:
-            error = exc.reason
-        item = Received(
-            path=request.url.path,
-            query=query,
-            request_id=request.headers.get(REQUEST_ID_HEADER, ""),
-            timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
-            envelope=await request.json(),
-            signature_error=error,
-        )
-        async with self._changed:
-            self.received.append(item)
-            self._changed.notify_all()
-        if self.fail_next > 0:
-            self.fail_next -= 1
-            return Response(status_code=503)
-        if self.react is not None:
-            task = asyncio.get_running_loop().create_task(self.react(item))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return Response(status_code=204)
-
-    async def wait_for(
-        self, predicate: Callable[[Received], bool], what: str, timeout_s: float = WAIT_S
-    ) -> Received:
-        def found() -> Received | None:
-            return next((item for item in self.received if predicate(item)), None)
-
-        try:
-            async with self._changed, asyncio.timeout(timeout_s):
-                item = await self._changed.wait_for(found)
-        except TimeoutError:
-            seen = [(r.path, r.status, (r.command or {}).get("command")) for r in self.received]
-            raise AssertionError(f"no delivery {what} within {timeout_s} s; got {seen}") from None
-        assert item is not None
-        return item
-
-    def for_call(self, call_id: str) -> list[Received]:
-        return [item for item in self.received if item.call_id == call_id]
-
-
-# ------------------------------------------------------------------------- harness
-
-
-@dataclass
-class Peer:
-    sim: BirdSimulator
-    http: httpx.AsyncClient
-    receiver: Receiver
-
-    @property
-    def calls_url(self) -> str:
-        """``.../calls`` exactly (httpx would add a trailing slash to a base_url)."""
-        return str(self.http.base_url).rstrip("/")
-
-    async def inbound(self, script: CallerScript) -> str:
-        call_id = await self.sim.place_inbound_call(script)
-        await self.status(call_id, "ringing")
-        return call_id
-
-    async def status(self, call_id: str, status: str) -> Received:
-        return await self.receiver.wait_for(
-            lambda r: r.call_id == call_id and r.status == status and r.command is None,
-            f"of status {status} for {call_id}",
-        )
-
-    async def done(self, call_id: str, command_id: str) -> dict[str, Any]:
-        """The A3 command delivery of ``command_id``: its ``command`` object."""
-        item = await self.receiver.wait_for(
-            lambda r: r.call_id == call_id and (r.command or {}).get("id") == command_id,
-            f"of command {command_id}",
-        )
-        assert item.command is not None
-        return item.command
-
-    async def send(self, call_id: str, action: str, body: Any = None) -> httpx.Response:
-        return await self.http.post(f"/{call_id}/{action}", json=body)
-
-    async def run(self, call_id: str, action: str, body: Any = None) -> dict[str, Any]:
-        """Send a command, expect 202, wait for its completion."""
-        response = await self.send(call_id, action, body)
-        assert response.status_code == 202, response.text
-        answer = response.json()
-        command = answer["command"] if isinstance(answer["command"], dict) else answer
-        return await self.done(call_id, command["id"])
-
-    async def answer(self, call_id: str) -> None:
-        done = await self.run(call_id, "answer")
-        assert done["status"] == "completed"
-
-    async def hang_up(self, call_id: str) -> Transcript:
-        response = await self.send(call_id, "hangup")
-        assert response.status_code == 202, response.text
-        return await self.sim.wait_ended(call_id, WAIT_S)
-
-
-MakePeer = Callable[..., Awaitable[Peer]]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver(SIGNING_KEY)
-    async with serve(receiver.app()) as running:
-        receiver.base_url = running.url
-        yield receiver
-
-
-@pytest.fixture
-async def make_peer(receiver: Receiver) -> AsyncIterator[MakePeer]:
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def make(**options: Any) -> Peer:
-            sim = BirdSimulator(
-                access_key=ACCESS_KEY,
-                workspace_id=WORKSPACE,
-                channel_id=CHANNEL,
-                signing_key=SIGNING_KEY,
-                subscription_url=f"{receiver.base_url}/webhooks/bird?tenant=demo",
-                **options,
-            )
-            stack.push_async_callback(sim.aclose)
-            running = await stack.enter_async_context(serve(sim.app))
-            http = httpx.AsyncClient(
-                base_url=f"{running.url}/workspaces/{WORKSPACE}/channels/{CHANNEL}/calls",
-                headers={"Authorization": f"AccessKey {ACCESS_KEY}"},
-                trust_env=False,
-            )
-            stack.push_async_callback(http.aclose)
-            return Peer(sim, http, receiver)
-
-        yield make
-
-
-@pytest.fixture
-async def peer(make_peer: MakePeer) -> Peer:
-    return await make_peer()
-
-
-def script(*inputs: str, **options: Any) -> CallerScript:
-    return CallerScript(
-        name="test caller", from_number=CALLER, to_number=IVR, inputs=inputs, **options
-    )
-
-
-def assert_valid_call(call: dict[str, Any]) -> None:
-    body = {key: value for key, value in call.items() if key != "command"}
-    assert schemas.call_object_problems(body) == []
-    uuid.UUID(body["id"])
-    for key in ("createdAt", "updatedAt", "ringingAt", "answeredAt", "endedAt"):
-        if key in body:
-            datetime.strptime(body[key], "%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def assert_valid_response(operation: str, body: Any) -> None:
-    """``body`` matches the response schema Bird publishes for ``operation``."""
-    document = schemas.document()
-    schema = document["operations"][operation]["responseSchema"]
-    if isinstance(schema, str):  # "same as top-level 'callObject'"
-        schema = document["callObject"]
-    errors = [e.message for e in Draft202012Validator(schema).iter_errors(body)]
-    assert errors == [], (operation, body)
-
-
-def assert_deliveries_sound(receiver: Receiver) -> None:
-    """Signed, schema-valid, and in updatedAt order per call (originals only)."""
-    assert receiver.received
-    last: dict[str, str] = {}
-    for item in receiver.received:
-        assert item.signature_error is None, item
-        assert item.envelope["service"] == "channels"
-        assert_valid_call(item.call)
-        uuid.UUID(item.request_id)
-        updated = item.call["updatedAt"]
-        assert updated > last.get(item.call_id, ""), "updatedAt must increase per call"
-        last[item.call_id] = updated
-
+from tests.sim.harness import (
+    ACCESS_KEY,
+    AGENT,
+    CALLER,
+    CHANNEL,
+    IVR,
+    SIGNING_KEY,
+    WAIT_S,
+    WORKSPACE,
+    MakePeer,
+    Peer,
+    Received,
+    Receiver,
+    assert_deliveries_sound,
+    assert_valid_call,
+    assert_valid_response,
+    free_port,
+    script,
+)
 
 # --------------------------------------------------------------------------- tests
 
@@ -769,13 +510,6 @@ async def test_wait_ended_times_out_with_a_clear_message(peer: Peer) -> None:
 
 
 # ------------------------------------------------------------------------------ CLI
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_cli_places_calls_and_prints_transcripts(
