@@ -31,3 +31,14 @@ def outbound(ref: str) -> str:
     """String: an outbound call we asked Bird to place, until its first delivery
     (``ref`` travels in the call's notification URL)."""
     return f"{PREFIX}:outbound:{ref}"
+
+
+def current_graphs() -> str:
+    """String: the graph set every replica serves, ``{"default", "versions": {id:
+    version}}``, written by the replica that reloaded it last."""
+    return f"{PREFIX}:graphs:current"
+
+
+def graphs_channel() -> str:
+    """Pub/sub channel: a reload announces the new current set here."""
+    return f"{PREFIX}:graphs:reloaded"

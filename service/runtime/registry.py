@@ -6,7 +6,11 @@ get. Every version in use is published to Redis, so that any replica can serve
 any call, however old its version.
 
 A reload that meets an invalid graph keeps serving the last good set and keeps
-the problems for ``GET /admin/graphs``.
+the problems for ``GET /admin/graphs``. A good reload, on whichever replica it
+happens, becomes the current set of every replica: it is written to Redis
+(``keys.current_graphs``) and announced (``keys.graphs_channel``); each replica
+:meth:`Registry.follow` s the announcements, and reads the current set now and
+then in case it missed one (a dropped connection).
 """
 
 from __future__ import annotations
@@ -32,6 +36,28 @@ log = structlog.get_logger("graphs")
 # call may last (see store.ACTIVE_CALL_TTL_S).
 VERSION_TTL_S = 3 * 24 * 3600
 PUBLISH_EVERY_S = 600.0
+# How often a replica reads the current set even without an announcement.
+FOLLOW_EVERY_S = 30.0
+
+# Makes a set the current one of every replica, unless the current one was loaded
+# later (a replica starting with an old directory does not undo a reload).
+# KEYS[1]  the current set (keys.current_graphs): JSON with "loaded_at"
+# ARGV[1]  the new set's JSON
+# ARGV[2]  when it was loaded (seconds since the epoch)
+# ARGV[3]  the channel to announce it on (keys.graphs_channel)
+# Returns 1 when it became current, 0 when a later one is.
+ANNOUNCE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local loaded_at = cjson.decode(current)['loaded_at']
+  if loaded_at and tonumber(loaded_at) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+"""
 
 
 @dataclass
@@ -55,6 +81,12 @@ class Registry:
         self._clock = clock
         self.current = current
         self.problems: list[Problem] = []
+        # A reload and adopting another replica's reload never interleave.
+        self._changing = asyncio.Lock()
+        self._announce = redis.register_script(ANNOUNCE_SCRIPT)
+        # Set once this replica has offered its set, and each time it adopts another's.
+        self.announced = asyncio.Event()
+        self.adopted = asyncio.Event()
         self.loaded_at = clock()
         self.last_reload: dict[str, Any] | None = None
         self._versions: dict[tuple[str, str], Graph] = {
@@ -105,6 +137,10 @@ class Registry:
 
     async def reload(self) -> ReloadResult:
         """Read the graph directory again. On any error nothing changes."""
+        async with self._changing:
+            return await self._reload()
+
+    async def _reload(self) -> ReloadResult:
         if self._directory is None:
             return ReloadResult(False, problems=[Problem("-", "/", "no graph directory")])
         try:
@@ -134,10 +170,80 @@ class Registry:
         self.last_reload = {"at": self.loaded_at, "ok": True}
         try:
             await self.publish()
+            await self.announce()
         except (RedisError, OSError) as exc:  # keep_published() retries
             log.warning("graphs_publish_failed", graph=None, node=None, error=str(exc))
         log.info("graphs_reloaded", graph=None, node=None, changed=changed, versions=after)
         return ReloadResult(True, changed=changed)
+
+    def _versions_now(self) -> dict[str, Any]:
+        return {
+            "default": self.current.default,
+            "versions": {g.id: g.version for g in self.current.graphs.values()},
+        }
+
+    async def announce(self) -> bool:
+        """Make this replica's set the current set of every replica, unless the
+        current set was loaded later than this one (by another replica's reload)."""
+        record = json.dumps({**self._versions_now(), "loaded_at": self.loaded_at}, sort_keys=True)
+        written = await self._announce(
+            keys=[keys.current_graphs()], args=[record, self.loaded_at, keys.graphs_channel()]
+        )
+        return bool(written == 1)
+
+    async def adopt_current(self) -> bool:
+        """Take the current set from Redis if it differs from this replica's; True
+        when it changed. A version that cannot be read is logged and not adopted."""
+        async with self._changing:
+            return await self._adopt_current()
+
+    async def _adopt_current(self) -> bool:
+        raw = await self._redis.get(keys.current_graphs())
+        if raw is None:
+            return False
+        record = json.loads(raw)
+        loaded_at = float(record.pop("loaded_at", 0))
+        if record == self._versions_now() or loaded_at < self.loaded_at:
+            return False
+        graphs: dict[str, Graph] = {}
+        for graph_id, version in record["versions"].items():
+            graph = await self.graph_for(graph_id, version)
+            if graph is None:
+                log.error("graphs_adopt_failed", graph=graph_id, node=None, version=version,
+                          reason="version not in Redis")  # fmt: skip
+                return False
+            graphs[graph_id] = graph
+        before = self._versions_now()["versions"]
+        self.current = GraphSet(graphs=graphs, default=record["default"])
+        self.problems = []
+        self.loaded_at = loaded_at
+        self.adopted.set()
+        log.info("graphs_adopted", graph=None, node=None, versions=record["versions"],
+                 before=before)  # fmt: skip
+        return True
+
+    async def follow(self, every_s: float = FOLLOW_EVERY_S) -> None:
+        """For as long as the service runs: first make this replica's set (read from
+        its graph directory at start) every replica's current set, as the replica
+        that loaded the directory last; then adopt the set another replica reloads,
+        as soon as it is announced (and every ``every_s`` anyway)."""
+        announced = False
+        while True:
+            try:
+                if not announced:
+                    async with self._changing:
+                        await self.publish()
+                        await self.announce()
+                    announced = True
+                    self.announced.set()
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(keys.graphs_channel())
+                    while True:
+                        await self.adopt_current()
+                        await pubsub.get_message(ignore_subscribe_messages=True, timeout=every_s)
+            except (RedisError, OSError) as exc:
+                log.warning("graphs_follow_failed", graph=None, node=None, error=str(exc))
+                await asyncio.sleep(every_s)
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /admin/graphs`` shows."""

@@ -90,6 +90,7 @@ def create_app(
             graph_clock=graph_clock,
         )
         refresher = asyncio.create_task(registry.keep_published())
+        follower = asyncio.create_task(registry.follow())
         # Any replica fires any call's due timer (service.runtime.timers).
         timers = asyncio.create_task(TimerLoop(redis, resources.handler.fire, clock=clock).run())
         log.info(
@@ -104,6 +105,7 @@ def create_app(
             yield
         finally:
             refresher.cancel()
+            follower.cancel()
             timers.cancel()
             await bird.aclose()
             await lookups.aclose()

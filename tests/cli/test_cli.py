@@ -168,3 +168,69 @@ async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_pers
     assert events[:2] == ["call_started", "call_answered"]
     assert "agent_connected" in events
     assert "31612345678" not in rest.decode()  # the caller's number is masked
+
+
+class Replica:
+    """One ``ivr serve`` process, its JSON log read line by line."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.logged: list[dict[str, object]] = []
+
+    @classmethod
+    async def start(cls, graphs: Path, redis_url: str) -> Replica:
+        reserved = bind()
+        port = reserved.getsockname()[1]
+        reserved.close()
+        env = clean_env(
+            BIRD_ACCESS_KEY="a", BIRD_WORKSPACE_ID="w", BIRD_CHANNEL_ID="c",
+            BIRD_SIGNING_KEY="s", PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+            REDIS_URL=redis_url, IVR_GRAPHS_DIR=str(graphs), LOG_FORMAT="json",
+        )  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *IVR, "serve", "--host", "127.0.0.1", "--port", str(port),
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        replica = cls(process)
+        await replica.next("service_listening")
+        return replica
+
+    async def next(self, event: str) -> dict[str, object]:
+        """The next log line of ``event`` (the process logs it, or the test fails)."""
+        assert self.process.stdout is not None
+        async with asyncio.timeout(30):
+            while True:
+                line = await self.process.stdout.readline()
+                assert line, f"ivr serve exited before logging {event}"
+                logged: dict[str, object] = json.loads(line)
+                self.logged.append(logged)
+                if logged["event"] == event:
+                    return logged
+
+    async def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await self.process.communicate()
+
+
+async def test_a_reload_on_one_replica_is_served_by_every_replica(
+    tmp_path: Path, redis_url: str
+) -> None:
+    graph_id = f"desk-{uuid.uuid4().hex[:8]}"  # the test Redis may be shared
+    desk = {**FRONT_DESK, "id": graph_id}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "desk.json").write_text(json.dumps(desk))
+    a = await Replica.start(tmp_path / "a", redis_url)
+    b = await Replica.start(tmp_path / "b", redis_url)
+    try:
+        changed = {**desk, "description": "changed on a"}
+        (tmp_path / "a" / "desk.json").write_text(json.dumps(changed))
+        a.process.send_signal(signal.SIGHUP)
+        reloaded = await a.next("graphs_reloaded")
+        adopted = await b.next("graphs_adopted")
+    finally:
+        await a.stop()
+        await b.stop()
+    assert list(reloaded["changed"]) == [graph_id]  # type: ignore[call-overload]
+    assert adopted["versions"] == reloaded["versions"]
