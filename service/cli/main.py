@@ -18,6 +18,7 @@ from service.graphs.simulate import AGENT_OUTCOMES
 
 if TYPE_CHECKING:
     from service.core.graph import GraphSet
+    from service.runtime.redis_server import EmbeddedRedis
     from service.runtime.settings import Settings
 
 
@@ -214,7 +215,7 @@ def _render(path: Path, fmt: str) -> int:
 
 def _serve(host: str, port: int) -> int:
     from service.graphs.loader import GraphError, load_directory
-    from service.runtime.redis_server import EmbeddedRedisError, redis_url_or_embedded
+    from service.runtime.redis_server import EmbeddedRedis, EmbeddedRedisError
     from service.runtime.settings import Settings, SettingsError
 
     try:
@@ -228,8 +229,12 @@ def _serve(host: str, port: int) -> int:
             print(problem, file=sys.stderr)
         return _fail(f"refusing to start: {len(exc.problems)} problem(s) in the IVR graphs", 1)
     try:
-        with redis_url_or_embedded(settings.redis_url) as redis_url:
-            return asyncio.run(_run_service(settings, graphs, redis_url, host, port))
+        if settings.redis_url:
+            return asyncio.run(_run_service(settings, graphs, settings.redis_url, host, port))
+        # The embedded Redis keeps an append-only file in its private directory, so
+        # that restarting it (see _run_service) keeps the calls in progress.
+        with EmbeddedRedis(append_only=True) as embedded:
+            return asyncio.run(_run_service(settings, graphs, embedded.url, host, port, embedded))
     except EmbeddedRedisError as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -237,9 +242,15 @@ def _serve(host: str, port: int) -> int:
 
 
 async def _run_service(
-    settings: Settings, graphs: GraphSet, redis_url: str, host: str, port: int
+    settings: Settings,
+    graphs: GraphSet,
+    redis_url: str,
+    host: str,
+    port: int,
+    embedded: EmbeddedRedis | None = None,
 ) -> int:
-    """Serve until SIGINT/SIGTERM, then drain in-flight requests and stop."""
+    """Serve until SIGINT/SIGTERM, then drain in-flight requests and stop. An
+    embedded Redis is watched: if it dies it is logged and started again."""
     import signal
 
     import structlog
@@ -258,7 +269,10 @@ async def _run_service(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    app = create_app(settings, redis=redis, graphs=graphs, graphs_dir=settings.ivr_graphs_dir)
+    app = create_app(
+        settings, redis=redis, graphs=graphs, graphs_dir=settings.ivr_graphs_dir,
+        store_alive=(lambda: embedded.running) if embedded is not None else None,
+    )  # fmt: skip
     reloads: set[asyncio.Task[object]] = set()
 
     def reload() -> None:
@@ -273,8 +287,10 @@ async def _run_service(
                 "service_listening", url=running.url, embedded_redis=settings.redis_url is None
             )
             stopped = asyncio.create_task(stop.wait())
+            watched = asyncio.create_task(embedded.watch() if embedded else stop.wait())
             await asyncio.wait({stopped, running.task}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
+            watched.cancel()
     finally:
         await redis.aclose()
     return 0

@@ -9,6 +9,7 @@ developer machine wants. Production sets ``REDIS_URL``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -19,6 +20,12 @@ from pathlib import Path
 from types import TracebackType
 
 import redis
+import structlog
+
+log = structlog.get_logger("redis")
+
+# How often the service checks that its embedded Redis still runs.
+WATCH_EVERY_S = 1.0
 
 
 class EmbeddedRedisError(Exception):
@@ -81,6 +88,23 @@ class EmbeddedRedis:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    async def watch(self, every_s: float = WATCH_EVERY_S) -> None:
+        """For as long as the service runs: if the server has died, log it and start
+        it again (its append-only file, when on, brings the data back). A server that
+        will not start again is logged each time it is tried."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self.running or self._dir is None:
+                continue
+            code = self._process.returncode if self._process is not None else None
+            log.error("embedded_redis_died", graph=None, node=None, exit_code=code)
+            try:
+                await asyncio.to_thread(self.restart)
+            except EmbeddedRedisError as exc:
+                log.error("embedded_redis_restart_failed", graph=None, node=None, error=str(exc))
+                continue
+            log.warning("embedded_redis_restarted", graph=None, node=None, url=self.url)
 
     def _socket_path(self) -> Path:
         assert self._dir is not None, "not started"

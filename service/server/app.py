@@ -58,6 +58,7 @@ def create_app(
     lookup_transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     graph_clock: Callable[[], float] | None = None,
+    store_alive: Callable[[], bool] | None = None,
 ) -> Starlette:
     registry = Registry(redis, graphs, directory=graphs_dir, clock=clock)
     resources = Resources(settings=settings, registry=registry)
@@ -112,6 +113,13 @@ def create_app(
             log.info("service_stopped")
 
     async def healthz(_: Request) -> Response:
+        """Liveness: this process works. With an embedded Redis (a part of this
+        process) that is down, it does not: 503, so that a supervisor restarts it."""
+        if store_alive is not None and not store_alive():
+            return JSONResponse(
+                {"status": "failing", "reason": "the embedded Redis is not running"},
+                status_code=503,
+            )
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:

@@ -10,6 +10,8 @@ import signal
 import uuid
 from pathlib import Path
 
+import httpx
+
 from service.runtime.serving import bind, serve, url_of
 from service.sim import AgentScript, BirdSimulator, CallerScript
 from tests.paths import IVR, ivr
@@ -176,23 +178,26 @@ class Replica:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.logged: list[dict[str, object]] = []
+        self.url = ""
 
     @classmethod
-    async def start(cls, graphs: Path, redis_url: str) -> Replica:
+    async def start(cls, graphs: Path, redis_url: str | None) -> Replica:
+        """``redis_url`` None: the process starts its own embedded Redis."""
         reserved = bind()
         port = reserved.getsockname()[1]
         reserved.close()
         env = clean_env(
             BIRD_ACCESS_KEY="a", BIRD_WORKSPACE_ID="w", BIRD_CHANNEL_ID="c",
             BIRD_SIGNING_KEY="s", PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-            REDIS_URL=redis_url, IVR_GRAPHS_DIR=str(graphs), LOG_FORMAT="json",
+            IVR_GRAPHS_DIR=str(graphs), LOG_FORMAT="json",
+            **({"REDIS_URL": redis_url} if redis_url else {}),
         )  # fmt: skip
         process = await asyncio.create_subprocess_exec(
             *IVR, "serve", "--host", "127.0.0.1", "--port", str(port),
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         replica = cls(process)
-        await replica.next("service_listening")
+        replica.url = str((await replica.next("service_listening"))["url"])
         return replica
 
     async def next(self, event: str) -> dict[str, object]:
@@ -234,3 +239,26 @@ async def test_a_reload_on_one_replica_is_served_by_every_replica(
         await b.stop()
     assert list(reloaded["changed"]) == [graph_id]  # type: ignore[call-overload]
     assert adopted["versions"] == reloaded["versions"]
+
+
+async def test_an_embedded_redis_that_dies_is_restarted_and_health_says_so(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "desk.json").write_text(json.dumps(FRONT_DESK))
+    serving = await Replica.start(tmp_path, None)
+    try:
+        async with httpx.AsyncClient(base_url=serving.url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            pgrep = await asyncio.create_subprocess_exec(
+                "pgrep", "-P", str(serving.process.pid), "redis-server",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            children, _ = await pgrep.communicate()
+            os.kill(int(children.split()[0]), signal.SIGKILL)
+            died = await serving.next("embedded_redis_died")
+            await serving.next("embedded_redis_restarted")
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/readyz")).status_code == 200
+    finally:
+        await serving.stop()
+    assert died["level"] == "error"
