@@ -30,6 +30,7 @@ from service.bird.errors import (
     BirdServerError,
     BirdUnreachable,
 )
+from service.bird.limits import Throttle
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 JSON = dict[str, Any]
@@ -81,7 +82,10 @@ class BirdClient:
         retries: int = 2,
         backoff_s: float = 0.2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        throttle: Throttle | None = None,
     ) -> None:
+        """``throttle`` is awaited before every request: the service shares Bird's
+        per-workspace limits (``service.bird.limits``) across its replicas with it."""
         self._calls_path = f"/workspaces/{workspace_id}/channels/{channel_id}/calls"
         self._http = httpx.AsyncClient(
             base_url=base_url,
@@ -92,6 +96,7 @@ class BirdClient:
         self._retries = retries
         self._backoff_s = backoff_s
         self._sleep = sleep
+        self._throttle = throttle
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -100,6 +105,8 @@ class BirdClient:
         url = self._calls_path + path
         attempt = 0
         while True:
+            if self._throttle is not None:
+                await self._throttle(method)
             try:
                 response = await self._http.request(method, url, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:

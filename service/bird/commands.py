@@ -30,6 +30,7 @@ import httpx
 from service.bird.client import DEFAULT_TIMEOUT, JSON, BirdClient
 from service.bird.deliveries import FINAL_STATUSES, LEG_ENDED
 from service.bird.errors import BirdError, BirdRateLimited, BirdServerError
+from service.bird.limits import Throttle
 from service.core import actions, events
 
 BirdAction = (
@@ -123,6 +124,7 @@ class BirdCalls:
         channel_id: str,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        throttle: Throttle | None = None,
     ) -> BirdCalls:
         """Over a new :class:`~service.bird.client.BirdClient` (close with :meth:`aclose`)."""
         return cls(
@@ -133,6 +135,7 @@ class BirdCalls:
                 channel_id=channel_id,
                 transport=transport,
                 timeout=timeout,
+                throttle=throttle,
             )
         )
 

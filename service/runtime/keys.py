@@ -42,3 +42,9 @@ def current_graphs() -> str:
 def graphs_channel() -> str:
     """Pub/sub channel: a reload announces the new current set here."""
     return f"{PREFIX}:graphs:reloaded"
+
+
+def rate(workspace_id: str, method: str, second: int) -> str:
+    """Counter: requests of ``method`` to Bird for this workspace in that second
+    (``service.runtime.ratelimit``); expires after two seconds."""
+    return f"{PREFIX}:rate:{workspace_id}:{method}:{second}"

@@ -31,6 +31,7 @@ from service.bird.commands import BirdCalls
 from service.core.graph import GraphSet
 from service.runtime.calls import CallHandler
 from service.runtime.lookups import fetcher
+from service.runtime.ratelimit import RateLimiter
 from service.runtime.registry import Registry
 from service.runtime.settings import Settings
 from service.runtime.store import CallStore
@@ -77,6 +78,7 @@ def create_app(
             channel_id=settings.bird_channel_id,
             transport=bird_transport,
             timeout=httpx.Timeout(settings.bird_timeout_s, connect=3.0),
+            throttle=RateLimiter(redis, settings.bird_workspace_id, clock=clock),
         )
         lookups = httpx.AsyncClient(transport=lookup_transport, follow_redirects=False)
         resources.handler = CallHandler(
