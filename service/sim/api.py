@@ -28,6 +28,7 @@ from service.bird import schemas
 from service.sim.calls import SimCall
 from service.sim.engine import MEDIA_COMMANDS, CallEngine
 from service.sim.faults import (
+    API_FAULTS,
     DROPPED_PERFORMED,
     ERROR_500,
     ERROR_503,
@@ -190,6 +191,7 @@ class BirdSimulator(CallEngine):
         self._authorization = f"AccessKey {access_key}"
         self.requests: list[RecordedRequest] = []
         self._released = asyncio.Event()
+        self._injected: dict[str, list[str]] = {}
         self.app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=_METHODS)])
 
     def requests_for(self, call_id: str) -> list[RecordedRequest]:
@@ -208,6 +210,17 @@ class BirdSimulator(CallEngine):
             if request.call_id == call_id and request.operation == name and request.performed
         )
 
+    def inject(self, operation: str, *faults: str) -> None:
+        """Script faults: the next requests of ``operation`` (``answer``, ``say``,
+        ``bridge``, ... or ``getCall``), whatever call they are for, get ``faults``
+        in turn (names of :data:`service.sim.faults.API_FAULTS`), before any drawn
+        from :class:`~service.sim.faults.Faults`. For tests of one fault at one place."""
+        unknown = [fault for fault in faults if fault not in API_FAULTS]
+        if unknown:
+            raise ValueError(f"unknown faults {unknown}: use {', '.join(API_FAULTS)}")
+        name = OPERATION_BY_ACTION.get(operation, operation)
+        self._injected.setdefault(name, []).extend(faults)
+
     def release_held_requests(self) -> None:
         """End every hold of a slow or dropped request now, and every later one at once."""
         self._released.set()
@@ -225,7 +238,11 @@ class BirdSimulator(CallEngine):
             content = reject.content()
             self._note_request(request, seen, reject.status, content, reject.code, reject.problems)
             return JSONResponse(content, status_code=reject.status)
-        fault = self.dice.api_fault(seen.subject, get=seen.get)
+        injected = self._injected.get(seen.operation or "")
+        if injected:
+            fault: str | None = injected.pop(0)
+        else:
+            fault = self.dice.api_fault(seen.subject, get=seen.get)
         if fault is None:
             status, content = perform()
             self._note_request(request, seen, status, content, performed=True)

@@ -68,13 +68,20 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def stack(
-    redis: Redis, at: datetime = OPEN, graphs_dir: Path | None = None, **sim_options: Any
+    redis: Redis,
+    at: datetime = OPEN,
+    graphs_dir: Path | None = None,
+    service_options: Mapping[str, Any] | None = None,
+    **sim_options: Any,
 ) -> AsyncIterator[Stack]:
     """The service and the simulator on loopback, sharing the test Redis. Graphs
-    come from ``graphs_dir`` (reloadable) or the shipped ones."""
+    come from ``graphs_dir`` (reloadable) or the shipped ones; ``service_options``
+    are settings of the service."""
     service_sock, bird_sock = bind(), bind()
     token = secrets.token_urlsafe(24)
-    settings = loopback_settings(url_of(service_sock), url_of(bird_sock), ivr_admin_token=token)
+    settings = loopback_settings(
+        url_of(service_sock), url_of(bird_sock), ivr_admin_token=token, **(service_options or {})
+    )
     options: dict[str, Any] = {"agents": AGENTS, "time_scale": 0.002}
     options.update(sim_options)
     sim = simulator_for(settings, **options)
