@@ -33,7 +33,8 @@ def test_every_setting_is_documented() -> None:
 
 
 # A path of this repository as docs and docstrings cite it (``service/bird/client.py``,
-# ``docs/graphs.md``), or a bare Markdown file name (``README.md``: at the root).
+# ``docs/graphs.md``), or a bare Markdown file name (``README.md``: at the root, or
+# beside the document that links it).
 CITED_PATH = re.compile(
     r"(?<![\w/.-])((?:service|tests|bench|docs|deploy|ivr_graphs)/[\w/.-]*\w|[\w-]+\.md)\b"
 )
@@ -52,7 +53,7 @@ def test_every_file_that_docs_and_docstrings_cite_exists() -> None:
         for source in sources
         if source != Path(__file__).resolve()  # its examples below are not citations
         for cited in cited_paths(source.read_text())
-        if not (ROOT / cited).exists()
+        if not (ROOT / cited).exists() and not (source.parent / cited).exists()
     )
     assert missing == []
 
