@@ -85,6 +85,9 @@ class TimerLoop:
                 except (RedisError, OSError) as exc:  # it fires again after its lease
                     log.warning("timer_failed", call_id=call_id, graph=None, node=None,
                                 error=str(exc))  # fmt: skip
+                except Exception as exc:  # one call's bug must not stop every call's timers
+                    log.error("timer_failed", call_id=call_id, graph=None, node=None,
+                              error=repr(exc))  # fmt: skip
             fired += len(due)
             if len(due) < CLAIM_BATCH:
                 return fired

@@ -365,3 +365,22 @@ def test_a_commands_outcome_is_awaited_for_its_own_time_and_a_margin() -> None:
     assert window(long_text) == 30 + outbox.MARGIN_S
     gather = actions.Gather(actions.Say(""), max_digits=2, timeout_s=5)
     assert window(gather) == 15 + outbox.MARGIN_S
+
+
+async def test_a_timer_whose_handling_fails_does_not_stop_the_others(
+    redis: Redis, clock: Clock
+) -> None:
+    fired: list[str] = []
+
+    async def handle(call_id: str) -> None:
+        if call_id.startswith("broken"):
+            raise ValueError("a bug in one call")
+        fired.append(call_id)
+
+    broken, fine = f"broken-{uuid.uuid4()}", f"fine-{uuid.uuid4()}"
+    await redis.zadd(keys.timers(), {broken: int(clock.now * 1000) - 2})
+    await redis.zadd(keys.timers(), {fine: int(clock.now * 1000) - 1})
+    await TimerLoop(redis, handle, clock=clock).fire_due()
+    assert fine in fired
+    assert await redis.zscore(keys.timers(), broken) is not None  # it fires again later
+    await redis.zrem(keys.timers(), broken, fine)
