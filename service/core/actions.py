@@ -83,4 +83,11 @@ class Hangup:
     pass
 
 
-Action = Answer | Speak | Gather | Bridge | Record | HttpRequest | Hangup
+@dataclass(frozen=True)
+class Dial:
+    """Bird is calling the callee of an outbound call (it was asked to before the
+    call's state existed): nothing to send; the call waits for them to answer
+    (``CallAnswered``) or not (``CallEnded``)."""
+
+
+Action = Answer | Speak | Gather | Bridge | Record | HttpRequest | Hangup | Dial

@@ -112,8 +112,8 @@ def begin(
     direction: Direction = Direction.INBOUND,
     variables: Mapping[str, str] | None = None,
 ) -> Transition:
-    """A new call. Inbound: answer it. Outbound: Bird is dialling it. Either way
-    the walk starts once the caller's leg is connected (``CallAnswered``)."""
+    """A new call. Inbound: answer it. Outbound: Bird is dialling it (``Dial``).
+    Either way the walk starts once the caller's leg is connected (``CallAnswered``)."""
     initial = CallState(
         call_id=call_id,
         graph=graph.id,
@@ -126,8 +126,7 @@ def begin(
     )
     walk = _Walk(graph, initial, now)
     walk.note("call_started", direction=direction, version=graph.version)
-    if direction is Direction.INBOUND:
-        walk.actions.append(actions.Answer())
+    walk.actions.append(actions.Answer() if direction is Direction.INBOUND else actions.Dial())
     return walk.result()
 
 

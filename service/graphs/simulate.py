@@ -190,7 +190,7 @@ def _perform(
 ) -> list[events.Event]:
     """What the caller experiences of one action, and the events it leads to."""
     node = transition.state.node
-    if isinstance(action, actions.Answer):
+    if isinstance(action, actions.Answer | actions.Dial):
         return [events.CallAnswered()]
     if isinstance(action, actions.Speak):
         result.add(node, "hears", _heard(action.prompt))

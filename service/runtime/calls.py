@@ -456,6 +456,8 @@ class CallHandler:
             answer = await self._fetch(action)
             await self.apply(call_id, LookupAnswered(pending.seq, answer), bound)
             return
+        if isinstance(action, actions.Dial):
+            return  # placed already: nothing to send
         name = type(action).__name__.lower()
         sent = await self._bird.perform(call_id, action, notification_url=self._notification_url)
         now = self._clock()
@@ -543,8 +545,15 @@ class CallHandler:
                                              pending.becomes(pending.status, later))  # fmt: skip
         elif found.ended:
             await self._bird_shows_ended(bound, stored, pending, found)
-        elif isinstance(action, actions.Answer) and found.answered:
+        elif isinstance(action, actions.Answer | actions.Dial) and found.answered:
             await self.apply(current.call_id, BirdShows(events.CallAnswered(), pending.seq), bound)
+        elif isinstance(action, actions.Dial) and pending.attempts <= outbox.MAX_RESENDS:
+            # Still ringing, or scheduled for later: nothing to send; look again later.
+            scheduled = found.status == "scheduled"
+            tries = pending.attempts + (0 if scheduled else 1)
+            wait = outbox.SCHEDULED_LOOK_S if scheduled else outbox.outcome_window_s(action)
+            waiting = pending.becomes("sent", self._clock() + wait, attempts=tries)
+            await self._store.update_pending(current.call_id, pending.seq, waiting)
         elif pending.attempts > outbox.MAX_RESENDS and not isinstance(action, actions.Hangup):
             self._log(bound, current, "bird_command_failed", "error", action=name,
                       error="no outcome after resending", attempts=pending.attempts)  # fmt: skip

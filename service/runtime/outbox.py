@@ -50,6 +50,10 @@ HANGUP_RETRY_CAP_S = 30.0
 MAX_RESENDS = 2
 # Added to a command's own time before it counts as late.
 MARGIN_S = 15.0
+# How long Bird rings the callee of an outbound call (createCall's default ringTimeout).
+DIAL_S = 30.0
+# How often a call scheduled for later is looked at while it waits for its time.
+SCHEDULED_LOOK_S = 300.0
 # Speech rate used to guess how long a spoken prompt lasts (characters a second).
 SPEECH_CHARS_PER_S = 10.0
 # An audio file's length is unknown: what a prompt of audio may take at most.
@@ -103,7 +107,10 @@ class Pending:
 
 
 def sending(seq: int, action: Action, now: float) -> Pending:
-    """A command just decided, held by the worker that decided it."""
+    """A command just decided, held by the worker that decided it. ``Dial`` is
+    with Bird already (the call was placed): it only waits for its outcome."""
+    if isinstance(action, actions.Dial):
+        return Pending(seq, action, "sent", until=now + outcome_window_s(action), since=now)
     return Pending(seq, action, "sending", until=now + LEASE_S, since=now)
 
 
@@ -123,6 +130,8 @@ def outcome_window_s(action: Action) -> float:
             own = action.ring_timeout_s
         case actions.HttpRequest():
             own = action.timeout_ms / 1000
+        case actions.Dial():
+            own = DIAL_S
         case _:
             raise AssertionError(action)
     return own + MARGIN_S
@@ -145,7 +154,7 @@ def retry_delay_s(attempts: int, rng: random.Random, *, cap_s: float = RETRY_CAP
 
 _ACTIONS = (
     actions.Answer, actions.Speak, actions.Gather, actions.Bridge, actions.Record,
-    actions.HttpRequest, actions.Hangup,
+    actions.HttpRequest, actions.Hangup, actions.Dial,
 )  # fmt: skip
 _TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (*_ACTIONS, actions.Say, actions.Play)}
 

@@ -925,7 +925,7 @@ def test_an_outbound_call_is_not_answered_by_us_and_starts_when_they_answer() ->
     begun = begin(
         graph, direction=Direction.OUTBOUND, variables={"name": "Ann", "amount": "250.75"}
     )
-    assert begun.actions == ()
+    assert begun.actions == (actions.Dial(),)  # Bird dials; nothing is answered by us
     assert begun.state.phase == Phase.ANSWERING
     assert begun.state.node is None
     assert begun.state.vars == {"name": "Ann", "amount": "250.75"}

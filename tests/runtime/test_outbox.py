@@ -59,6 +59,8 @@ class ScriptedBird:
         if request.method == "GET":
             return httpx.Response(200, json={"id": name, "status": self.call_status})
         self.sent.append(name)
+        if name == "calls":  # createCall
+            return httpx.Response(202, json={"id": str(uuid.uuid4()), "status": "queued"})
         answers = self.script.get(name) or []
         answer = answers.pop(0) if answers else httpx.Response(202, json={"id": "cmd"})
         return answer(request) if callable(answer) else answer
@@ -384,3 +386,33 @@ async def test_a_timer_whose_handling_fails_does_not_stop_the_others(
     assert fine in fired
     assert await redis.zscore(keys.timers(), broken) is not None  # it fires again later
     await redis.zrem(keys.timers(), broken, fine)
+
+
+@pytest.mark.parametrize(
+    ("bird_shows", "phase", "outcome", "sent"),
+    [
+        ("ongoing", Phase.PROMPTING, None, ["calls", "say"]),  # answered: the graph runs
+        ("no-answer", Phase.ENDED, Outcome.NOT_ANSWERED_NO_ANSWER, ["calls"]),
+    ],
+)
+async def test_an_outbound_call_whose_news_never_comes_is_read_back_from_bird(
+    redis: Redis, clock: Clock, bird_shows: str, phase: Phase, outcome: Outcome | None,
+    sent: list[str],
+) -> None:  # fmt: skip
+    bird = ScriptedBird(call_status="ringing")
+    call = Call(redis, bird, clock)
+    call.id = await call.handler.place_outbound(
+        GRAPHS.graphs["support-line"], to="+31612345678", from_=None, variables={},
+        scheduled_for=None,
+    )  # fmt: skip
+    dialling = await call.pending()
+    assert dialling is not None
+    assert (type(dialling.action).__name__, dialling.status) == ("Dial", "sent")
+    await call.when_due()  # still ringing: look again later, nothing sent
+    assert bird.sent == ["calls"]
+    bird.call_status = bird_shows  # and its delivery is lost
+    await call.when_due()
+    state = await call.store.load(call.id)
+    assert state is not None
+    assert (state.phase, state.outcome) == (phase, outcome)
+    assert bird.sent == sent
