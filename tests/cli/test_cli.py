@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -181,17 +182,28 @@ class Replica:
         self.url = ""
 
     @classmethod
-    async def start(cls, graphs: Path, redis_url: str | None) -> Replica:
-        """``redis_url`` None: the process starts its own embedded Redis."""
-        reserved = bind()
-        port = reserved.getsockname()[1]
-        reserved.close()
-        env = clean_env(
-            BIRD_ACCESS_KEY="a", BIRD_WORKSPACE_ID="w", BIRD_CHANNEL_ID="c",
-            BIRD_SIGNING_KEY="s", PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-            IVR_GRAPHS_DIR=str(graphs), LOG_FORMAT="json",
-            **({"REDIS_URL": redis_url} if redis_url else {}),
-        )  # fmt: skip
+    async def start(
+        cls,
+        graphs: Path,
+        redis_url: str | None,
+        *,
+        port: int | None = None,
+        bird: Mapping[str, str] | None = None,
+    ) -> Replica:
+        """``redis_url`` None: the process starts its own embedded Redis. ``bird``:
+        the Bird settings (keys, ``BIRD_API_URL``); ``port``: where it listens
+        (``PUBLIC_BASE_URL`` is there)."""
+        if port is None:
+            reserved = bind()
+            port = reserved.getsockname()[1]
+            reserved.close()
+        settings = {
+            "BIRD_ACCESS_KEY": "a", "BIRD_WORKSPACE_ID": "w", "BIRD_CHANNEL_ID": "c",
+            "BIRD_SIGNING_KEY": "s", "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "IVR_GRAPHS_DIR": str(graphs), "LOG_FORMAT": "json",
+            **({"REDIS_URL": redis_url} if redis_url else {}), **(bird or {}),
+        }  # fmt: skip
+        env = clean_env(**settings)
         process = await asyncio.create_subprocess_exec(
             *IVR, "serve", "--host", "127.0.0.1", "--port", str(port),
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -262,3 +274,49 @@ async def test_an_embedded_redis_that_dies_is_restarted_and_health_says_so(
     finally:
         await serving.stop()
     assert died["level"] == "error"
+
+
+async def test_a_replica_started_after_another_was_killed_finishes_its_calls(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Worker A answers a call and asks the caller for a key, then is SIGKILLed; B,
+    started in its place (same port, as a replacement pod would), gets Bird's
+    redelivery of the caller's key and connects them to the right person."""
+    (tmp_path / "front-desk.json").write_text(json.dumps(FRONT_DESK))
+    reserved = bind()
+    port = reserved.getsockname()[1]
+    reserved.close()
+    keys = {
+        "BIRD_ACCESS_KEY": secrets.token_hex(8),
+        "BIRD_WORKSPACE_ID": str(uuid.uuid4()),
+        "BIRD_CHANNEL_ID": str(uuid.uuid4()),
+        "BIRD_SIGNING_KEY": secrets.token_hex(8),
+    }
+    bird_sock = bind()
+    sim = BirdSimulator(
+        access_key=keys["BIRD_ACCESS_KEY"], workspace_id=keys["BIRD_WORKSPACE_ID"],
+        channel_id=keys["BIRD_CHANNEL_ID"], signing_key=keys["BIRD_SIGNING_KEY"],
+        subscription_url=f"http://127.0.0.1:{port}/webhooks/bird",
+        agents={TECH: AgentScript("answer", answer_after_s=1, talk_s=2)},
+        time_scale=0.05, max_attempts=12, retry_delay_s=5,  # Bird retries for hours
+    )  # fmt: skip
+    bird = {**keys, "BIRD_API_URL": url_of(bird_sock)}
+    a = await Replica.start(tmp_path, redis_url, port=port, bird=bird)
+    try:
+        async with serve(sim.app, sock=bird_sock):
+            call_id = await sim.place_inbound_call(
+                CallerScript("killed", "+31612345678", "+31970102030", ("2",))
+            )
+            await sim.wait_for(call_id, "heard", "Press 1")
+            a.process.kill()
+            await a.process.wait()
+            b = await Replica.start(tmp_path, redis_url, port=port, bird=bird)
+            try:
+                transcript = await sim.wait_ended(call_id, timeout_s=60)
+            finally:
+                await b.stop()
+    finally:
+        await sim.aclose()
+    assert transcript.reached == TECH
+    assert sim.performed(call_id, "answer") == 1
+    assert sim.performed(call_id, "bridge") == 1
