@@ -81,7 +81,14 @@ class Deliverer:
         self._sleep = sleep
         self._max_attempts = max(1, max_attempts)
         self._retry_delay_s = retry_delay_s
-        self._client = httpx.AsyncClient(transport=transport, timeout=10.0, trust_env=False)
+        # Bird sends many deliveries at once: a delivery waits for a free connection
+        # (it is not failed for lack of one), then has 10 s to be answered.
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(10.0, pool=None),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            trust_env=False,
+        )
         self.attempts: list[DeliveryAttempt] = []
 
     async def send(self, envelope: Envelope, kind: DeliveryKind) -> bool:
