@@ -28,7 +28,7 @@ from typing import assert_never
 import httpx
 
 from service.bird.client import DEFAULT_TIMEOUT, JSON, BirdClient
-from service.bird.deliveries import FINAL_STATUSES, LEG_ENDED
+from service.bird.deliveries import FINAL_STATUSES, LEG_ENDED, UNREACHABLE
 from service.bird.errors import BirdError, BirdRateLimited, BirdServerError
 from service.bird.limits import Throttle
 from service.core import actions, events
@@ -44,17 +44,23 @@ BirdAction = (
 class CommandReceipt:
     """Bird accepted a command (202), or had already done it (``already_done``: an
     answer or hang-up whose first request got no answer). ``command_id`` is None when
-    Bird's answer names none."""
+    Bird's answer names none; ``leg_id`` is the agent's leg a bridge created."""
 
     command_id: str | None
     already_done: bool = False
+    leg_id: str | None = None
 
     @classmethod
     def read(cls, answer: JSON) -> CommandReceipt:
         """A command object, or for a bridge ``{"command": {...}, "bridgedCall": {...}}``."""
         command = answer.get("command", answer)
         found = command.get("id") if isinstance(command, dict) else None
-        return cls(str(found) if found is not None else None)
+        leg = answer.get("bridgedCall")
+        leg_id = leg.get("id") if isinstance(leg, dict) else None
+        return cls(
+            str(found) if found is not None else None,
+            leg_id=str(leg_id) if leg_id is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,11 @@ class CallStatus:
     def answered(self) -> bool:
         """The call is connected (``ongoing``)."""
         return self.status == "ongoing"
+
+    @property
+    def unreachable_as(self) -> events.Unreachable | None:
+        """For an agent's leg: why it was not reached, in our terms; None otherwise."""
+        return UNREACHABLE.get(self.status)
 
 
 class BirdCalls:

@@ -43,7 +43,7 @@ LEG_ENDED: dict[str, events.LegStatus] = {
     "cancelled": "cancelled",
 }  # fmt: skip
 FINAL_STATUSES = frozenset(LEG_ENDED)
-_UNREACHABLE: dict[str, events.Unreachable] = {
+UNREACHABLE: dict[str, events.Unreachable] = {
     "no-answer": "no-answer", "busy": "busy", "failed": "failed", "cancelled": "failed",
 }  # fmt: skip
 # hangupSource: caller and callee are people; api, timeout, media-timeout and none are not.
@@ -201,7 +201,7 @@ def to_event(delivery: Delivery) -> Event:
             return events.AgentConnected(leg)
         if status == "completed":
             return events.AgentHungUp(leg)
-        unreachable = _UNREACHABLE.get(status)
+        unreachable = UNREACHABLE.get(status)
         if unreachable is not None:
             return events.AgentUnavailable(leg, unreachable)
         return events.Progress(f"agent leg {status}")

@@ -147,10 +147,11 @@ class CommandRefused:
 
 @dataclass(frozen=True)
 class BirdShows:
-    """Read back from Bird, the call shows what its lost delivery would have said
-    (it ended, or it was answered) while it waited on the pending command ``seq``."""
+    """Read back from Bird, the call shows what its late delivery would have said
+    (it ended, it was answered, the command Bird accepted has had its outcome) while
+    it waited on the pending command ``seq``."""
 
-    event: events.CallEnded | events.CallAnswered
+    event: events.Event
     seq: int
 
 
@@ -466,11 +467,9 @@ class CallHandler:
                 self._log(bound, current, "bird_command_sent", "debug", action=name,
                           command_id=sent.command_id, already_done=sent.already_done,
                           attempt=pending.attempts)  # fmt: skip
-                done = (
-                    None
-                    if isinstance(action, actions.Hangup)
-                    else pending.becomes("sent", now + outbox.outcome_window_s(action))
-                )
+                window = outbox.outcome_window_s(action)
+                accepted = replace(pending.becomes("sent", now + window), leg=sent.leg_id)
+                done = None if isinstance(action, actions.Hangup) else accepted
                 await self._store.update_pending(call_id, pending.seq, done)
             case NotPerformed():
                 await self._retry_later(bound, current, pending, name, sent.reason)
@@ -554,12 +553,46 @@ class CallHandler:
             wait = outbox.SCHEDULED_LOOK_S if scheduled else outbox.outcome_window_s(action)
             waiting = pending.becomes("sent", self._clock() + wait, attempts=tries)
             await self._store.update_pending(current.call_id, pending.seq, waiting)
+        elif pending.status == "sent" and not isinstance(action, actions.Answer | actions.Hangup):
+            await self._outcome_of_accepted(bound, stored, pending)
         elif pending.attempts > outbox.MAX_RESENDS and not isinstance(action, actions.Hangup):
             self._log(bound, current, "bird_command_failed", "error", action=name,
                       error="no outcome after resending", attempts=pending.attempts)  # fmt: skip
             await self.apply(current.call_id, CommandRefused(name, pending.seq), bound)
         else:
             await self._resend(bound, stored, pending, attempts=pending.attempts + 1)
+
+    async def _outcome_of_accepted(self, bound: Any, stored: StoredCall, pending: Pending) -> None:
+        """Bird accepted the command (it is never sent again) and the call lives, but
+        its outcome is late: take it as it must have been by now."""
+        current, action, now = stored.state, pending.action, self._clock()
+        event: events.Event
+        match action:
+            case actions.Speak():
+                event = events.PromptFinished()
+            case actions.Gather():
+                event = events.DigitsCollected("", ok=False)
+            case actions.Record():
+                event = events.RecordingFinished(None, ok=False)
+            case actions.Bridge():
+                leg = await self._bird.call_status(pending.leg) if pending.leg else None
+                if leg is not None and leg.answered:
+                    event = events.AgentConnected(leg_id=pending.leg or "")
+                elif leg is not None and leg.unreachable_as is not None:
+                    event = events.AgentUnavailable(pending.leg, leg.unreachable_as)
+                elif pending.attempts <= outbox.MAX_RESENDS:  # ringing, or unknown: wait
+                    later = pending.becomes("sent", now + outbox.outcome_window_s(action),
+                                            attempts=pending.attempts + 1)  # fmt: skip
+                    await self._store.update_pending(current.call_id, pending.seq, later)
+                    return
+                else:
+                    event = events.AgentUnavailable(pending.leg, "failed")
+            case _:
+                raise AssertionError(f"no outcome to take for {action!r}")
+        name = type(action).__name__.lower()
+        self._log(bound, current, "outcome_assumed", "warning", action=name,
+                  assumed=type(event).__name__)  # fmt: skip
+        await self.apply(current.call_id, BirdShows(event, pending.seq), bound)
 
     async def _bird_shows_ended(
         self, bound: Any, stored: StoredCall, pending: Pending, found: CallStatus

@@ -15,11 +15,12 @@ def call(call_id: str) -> str:
     return f"{PREFIX}:call:{{{call_id}}}"
 
 
-def timers() -> str:
+def timers(channel_id: str = "") -> str:
     """Sorted set: call ids by when their pending command is next due (ms), for any
-    replica to claim (``service.runtime.timers``). Written in one script with a
-    call's hash: on a Redis Cluster both must then share a slot."""
-    return f"{PREFIX}:timers"
+    replica serving the channel to claim (``service.runtime.timers``): deployments
+    for other channels sharing the Redis never fire them. Written in one script with
+    a call's hash: on a Redis Cluster both must then share a slot."""
+    return f"{PREFIX}:timers:{channel_id}" if channel_id else f"{PREFIX}:timers"
 
 
 def graph_version(graph_id: str, version: str) -> str:

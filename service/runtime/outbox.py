@@ -9,8 +9,11 @@ leaves the outbox when the next event moves the call on (which proves Bird did i
 or makes it moot), and its ``status`` says where it stands meanwhile:
 
 - ``sending``: a worker holds it until ``until`` (a lease) and is sending it;
-- ``sent``: Bird accepted it; if its outcome has not arrived by ``until`` (the
-  command's own time plus a margin) the call is read back from Bird;
+- ``sent``: Bird accepted it, so it is never sent again; if its outcome has not
+  arrived by ``until`` (the command's own time plus a margin) the call is read back
+  from Bird: over, it ends; live, the outcome is taken as it must have been (a
+  prompt has played; a gather heard nothing; a recording failed; a bridge's agent
+  leg, read back too, answered or not);
 - ``queued``: Bird surely did not perform it (429, a refused connection, a 5xx
   for a prompt); it is sent again at ``until``, with exponential backoff and
   jitter, for :data:`RETRY_HORIZON_S`; then the call is given up (hung up, loudly)
@@ -71,6 +74,7 @@ class Pending:
     until: float
     since: float
     attempts: int = 1
+    leg: str | None = None  # the agent's leg a bridge Bird accepted created
 
     def to_json(self) -> str:
         data = {
@@ -80,6 +84,7 @@ class Pending:
             "until": self.until,
             "since": self.since,
             "attempts": self.attempts,
+            "leg": self.leg,
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -95,6 +100,7 @@ class Pending:
             until=float(data["until"]),
             since=float(data["since"]),
             attempts=int(data["attempts"]),
+            leg=data.get("leg"),
         )
 
     def becomes(self, status: Status, until: float, *, attempts: int | None = None) -> Pending:

@@ -119,9 +119,11 @@ def connect(url: str) -> Redis:
 
 
 class CallStore:
-    def __init__(self, redis: Redis, *, ended_ttl_s: int) -> None:
+    def __init__(self, redis: Redis, *, ended_ttl_s: int, channel_id: str = "") -> None:
+        """``channel_id`` names the timers of the calls this store commits."""
         self._redis = redis
         self._ended_ttl_s = ended_ttl_s
+        self._timers = keys.timers(channel_id)
         self._commit = redis.register_script(COMMIT_SCRIPT)
         self._pending = redis.register_script(PENDING_SCRIPT)
         self._forget_timer = redis.register_script(FORGET_TIMER_SCRIPT)
@@ -168,7 +170,7 @@ class CallStore:
             assert pending.seq == written.version, "a pending command names the state it is of"
             args += ["set", str(pending.seq), pending.to_json(), _ms(pending.until)]
         ok = await self._commit(
-            keys=[keys.call(new.call_id), keys.timers()], args=[*args, new.call_id]
+            keys=[keys.call(new.call_id), self._timers], args=[*args, new.call_id]
         )
         return written if ok == 1 else None
 
@@ -179,13 +181,13 @@ class CallStore:
             str(seq), new.to_json() if new is not None else "", _ms(new.until) if new else 0,
         ]  # fmt: skip
         changed = await self._pending(
-            keys=[keys.call(call_id), keys.timers()], args=[*args, call_id]
+            keys=[keys.call(call_id), self._timers], args=[*args, call_id]
         )
         return bool(changed == 1)
 
     async def forget_timer(self, call_id: str) -> None:
         """Remove the call's timer unless the call waits on a command again."""
-        await self._forget_timer(keys=[keys.call(call_id), keys.timers()], args=[call_id])
+        await self._forget_timer(keys=[keys.call(call_id), self._timers], args=[call_id])
 
 
 def _ms(moment: float) -> int:

@@ -56,10 +56,12 @@ class TimerLoop:
         redis: Redis,
         handle: Handler,
         *,
+        channel_id: str = "",
         clock: Callable[[], float] = time.time,
         poll_every_s: float = POLL_EVERY_S,
     ) -> None:
         self._redis = redis
+        self._key = keys.timers(channel_id)
         self._handle = handle
         self._clock = clock
         self._poll_every_s = poll_every_s
@@ -69,7 +71,7 @@ class TimerLoop:
         """The call ids whose timers are due now, claimed for this replica."""
         now = self._clock()
         claimed = await self._claim(
-            keys=[keys.timers()],
+            keys=[self._key],
             args=[int(now * 1000), int((now + CLAIM_LEASE_S) * 1000), CLAIM_BATCH],
         )
         return [c.decode() if isinstance(c, bytes) else str(c) for c in claimed]

@@ -82,7 +82,9 @@ def create_app(
         )
         lookups = httpx.AsyncClient(transport=lookup_transport, follow_redirects=False)
         resources.handler = CallHandler(
-            store=CallStore(redis, ended_ttl_s=settings.call_ttl_s),
+            store=CallStore(
+                redis, ended_ttl_s=settings.call_ttl_s, channel_id=settings.bird_channel_id
+            ),
             redis=redis,
             bird=bird,
             registry=registry,
@@ -95,7 +97,10 @@ def create_app(
         refresher = asyncio.create_task(registry.keep_published())
         follower = asyncio.create_task(registry.follow())
         # Any replica fires any call's due timer (service.runtime.timers).
-        timers = asyncio.create_task(TimerLoop(redis, resources.handler.fire, clock=clock).run())
+        timers = TimerLoop(
+            redis, resources.handler.fire, channel_id=settings.bird_channel_id, clock=clock
+        )
+        timing = asyncio.create_task(timers.run())
         log.info(
             "service_started",
             graphs={g.id: g.version for g in registry.current.graphs.values()},
@@ -109,7 +114,7 @@ def create_app(
         finally:
             refresher.cancel()
             follower.cancel()
-            timers.cancel()
+            timing.cancel()
             await bird.aclose()
             await lookups.aclose()
             log.info("service_stopped")

@@ -52,15 +52,20 @@ class ScriptedBird:
     def __init__(self, call_status: str = "ringing", **script: list[Answer]) -> None:
         self.script = {name: list(answers) for name, answers in script.items()}
         self.call_status = call_status
+        self.leg_status = "ringing"  # of an agent's leg a bridge created
         self.sent: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         name = request.url.path.rsplit("/", 1)[-1]
         if request.method == "GET":
-            return httpx.Response(200, json={"id": name, "status": self.call_status})
+            status = self.leg_status if name.startswith("leg-") else self.call_status
+            return httpx.Response(200, json={"id": name, "status": status})
         self.sent.append(name)
         if name == "calls":  # createCall
             return httpx.Response(202, json={"id": str(uuid.uuid4()), "status": "queued"})
+        if name == "bridge" and not self.script.get(name):
+            leg = {"id": f"leg-{uuid.uuid4()}", "status": "starting"}
+            return httpx.Response(202, json={"command": {"id": "cmd"}, "bridgedCall": leg})
         answers = self.script.get(name) or []
         answer = answers.pop(0) if answers else httpx.Response(202, json={"id": "cmd"})
         return answer(request) if callable(answer) else answer
@@ -416,3 +421,63 @@ async def test_an_outbound_call_whose_news_never_comes_is_read_back_from_bird(
     assert state is not None
     assert (state.phase, state.outcome) == (phase, outcome)
     assert bird.sent == sent
+
+
+async def test_a_prompt_bird_took_whose_end_never_comes_is_taken_as_played(
+    redis: Redis, clock: Clock
+) -> None:
+    bird = ScriptedBird(call_status="ongoing")
+    call = Call(redis, bird, clock)
+    await call.handler.handle(call.status("starting"))
+    await call.handler.handle(call.status("ongoing"))
+    await call.when_due()  # "Thanks for calling" was taken; its end is lost
+    assert bird.sent == ["answer", "say", "gather"]  # the menu, never the welcome again
+    state = await call.store.load(call.id)
+    assert state is not None
+    assert (state.node, state.phase) == ("main-menu", Phase.GATHERING)
+
+
+async def dial_technician(call: Call) -> None:
+    """The support line's caller presses 2: a bridge to the technician, which Bird takes."""
+    await call.handler.handle(call.status("starting"))
+    await call.handler.handle(call.status("ongoing"))
+    await call.handler.handle(call.completed("say"))
+    await call.handler.handle(call.completed("gather", keys="2"))
+    bridge = await call.pending()
+    assert bridge is not None
+    assert (type(bridge.action).__name__, bridge.status) == ("Bridge", "sent")
+    assert bridge.leg is not None
+
+
+async def test_a_bridge_bird_took_is_never_sent_again_while_its_leg_rings(
+    redis: Redis, clock: Clock
+) -> None:
+    bird = ScriptedBird(call_status="ongoing")
+    call = Call(redis, bird, clock)
+    await dial_technician(call)
+    await call.when_due()
+    await call.when_due()  # the agent's leg still rings, its news lost: wait
+    assert bird.sent.count("bridge") == 1
+    waiting = await call.pending()
+    assert waiting is not None
+    assert (waiting.status, waiting.attempts) == ("sent", 3)
+    bird.leg_status = "no-answer"
+    await call.when_due()
+    assert bird.sent.count("bridge") == 1
+    state = await call.store.load(call.id)
+    assert state is not None
+    assert state.node == "agents-busy"  # the transfer's on_failure: voicemail next
+
+
+async def test_a_bridge_bird_took_whose_agent_answered_connects_the_call(
+    redis: Redis, clock: Clock
+) -> None:
+    bird = ScriptedBird(call_status="ongoing")
+    call = Call(redis, bird, clock)
+    await dial_technician(call)
+    bird.leg_status = "ongoing"
+    await call.when_due()
+    state = await call.store.load(call.id)
+    assert state is not None
+    assert state.phase == Phase.CONNECTED
+    assert await call.pending() is None
