@@ -480,9 +480,9 @@ class CallHandler:
                 await self._store.update_pending(
                     call_id, pending.seq, pending.becomes("unsure", now + window)
                 )
-            case Refused(call_ended=True):
-                # The caller hung up meanwhile: its own delivery ends the state (or,
-                # should it never come, the timer reads the call back).
+            case Refused(call_ended=True) | Refused(call_status=None):
+                # The caller hung up meanwhile (or Bird could not say): its own
+                # delivery ends the state, or the timer reads the call back.
                 self._log(bound, current, "command_refused_call_ended", "info", action=name,
                           status=sent.call_status)  # fmt: skip
                 await self._store.update_pending(
@@ -523,39 +523,45 @@ class CallHandler:
     ) -> None:
         """Take the pending command (a lease, fenced by its seq) and send it."""
         taken = pending.becomes("sending", self._clock() + outbox.LEASE_S, attempts=attempts)
+        if pending.looks and pending.status != "queued":
+            taken = replace(taken, since=self._clock())  # retried anew after a look
         if await self._store.update_pending(stored.state.call_id, pending.seq, taken):
             await self._send(bound, stored.state, taken)
 
     async def _look_back(self, bound: Any, stored: StoredCall, pending: Pending) -> None:
         """The pending command's outcome is late: read the call back from Bird. Over:
-        end it; answered while we waited on our answer: go on; otherwise send the
-        command again, or after ``outbox.MAX_RESENDS`` give the call up."""
+        end it; answered while we waited on our answer: go on; a command Bird accepted:
+        take its outcome as it must have been; otherwise send the command again, and
+        after ``outbox.MAX_LOOKS`` looks give the call up (an answer and a hang-up are
+        always safe to send again: reading the call back says they did not happen)."""
         current, action = stored.state, pending.action
         name = type(action).__name__.lower()
+        pending = replace(pending, looks=pending.looks + 1)
         if isinstance(action, actions.HttpRequest):
             await self._resend(bound, stored, pending, attempts=pending.attempts + 1)
             return
         found = await self._bird.call_status(current.call_id)
         self._log(bound, current, "call_read_back", "warning", action=name,
                   pending=pending.status, status=found.status if found else None)  # fmt: skip
+        always_safe = isinstance(action, actions.Answer | actions.Hangup)
         if found is None:  # Bird cannot be asked now: look again later
-            later = self._clock() + outbox.retry_delay_s(pending.attempts, self._rng)
+            later = self._clock() + outbox.retry_delay_s(pending.looks, self._rng)
             await self._store.update_pending(current.call_id, pending.seq,
                                              pending.becomes(pending.status, later))  # fmt: skip
         elif found.ended:
             await self._bird_shows_ended(bound, stored, pending, found)
         elif isinstance(action, actions.Answer | actions.Dial) and found.answered:
             await self.apply(current.call_id, BirdShows(events.CallAnswered(), pending.seq), bound)
-        elif isinstance(action, actions.Dial) and pending.attempts <= outbox.MAX_RESENDS:
+        elif isinstance(action, actions.Dial) and pending.looks <= outbox.MAX_LOOKS:
             # Still ringing, or scheduled for later: nothing to send; look again later.
             scheduled = found.status == "scheduled"
-            tries = pending.attempts + (0 if scheduled else 1)
+            looks = pending.looks - 1 if scheduled else pending.looks
             wait = outbox.SCHEDULED_LOOK_S if scheduled else outbox.outcome_window_s(action)
-            waiting = pending.becomes("sent", self._clock() + wait, attempts=tries)
+            waiting = replace(pending.becomes("sent", self._clock() + wait), looks=looks)
             await self._store.update_pending(current.call_id, pending.seq, waiting)
-        elif pending.status == "sent" and not isinstance(action, actions.Answer | actions.Hangup):
+        elif pending.status == "sent" and not always_safe:
             await self._outcome_of_accepted(bound, stored, pending)
-        elif pending.attempts > outbox.MAX_RESENDS and not isinstance(action, actions.Hangup):
+        elif pending.looks > outbox.MAX_LOOKS and not always_safe:
             self._log(bound, current, "bird_command_failed", "error", action=name,
                       error="no outcome after resending", attempts=pending.attempts)  # fmt: skip
             await self.apply(current.call_id, CommandRefused(name, pending.seq), bound)
@@ -580,9 +586,8 @@ class CallHandler:
                     event = events.AgentConnected(leg_id=pending.leg or "")
                 elif leg is not None and leg.unreachable_as is not None:
                     event = events.AgentUnavailable(pending.leg, leg.unreachable_as)
-                elif pending.attempts <= outbox.MAX_RESENDS:  # ringing, or unknown: wait
-                    later = pending.becomes("sent", now + outbox.outcome_window_s(action),
-                                            attempts=pending.attempts + 1)  # fmt: skip
+                elif pending.looks <= outbox.MAX_LOOKS:  # ringing, or unknown: wait
+                    later = pending.becomes("sent", now + outbox.outcome_window_s(action))
                     await self._store.update_pending(current.call_id, pending.seq, later)
                     return
                 else:

@@ -42,15 +42,16 @@ Status = Literal["sending", "sent", "queued", "unsure"]
 # How long a worker may take to send a command before another takes over: longer
 # than a request's timeout (settings.bird_timeout_s) with its quick retries.
 LEASE_S = 20.0
-# How long a command Bird surely did not perform is retried before the call is
-# given up (a hang-up is retried for as long as the call lives).
-RETRY_HORIZON_S = 30.0
+# How long a command Bird surely did not perform is retried (since it was decided,
+# or since the call was last read back for it) before the call is given up (a
+# hang-up is retried for as long as the call lives).
+RETRY_HORIZON_S = 60.0
 RETRY_BASE_S = 0.5
 RETRY_CAP_S = 8.0
 HANGUP_RETRY_CAP_S = 30.0
-# How many times a command whose outcome never came is sent again before the call
-# is given up.
-MAX_RESENDS = 2
+# How many times the call is read back for one command whose outcome does not come
+# (each time sending it again when that is safe) before the call is given up.
+MAX_LOOKS = 3
 # Added to a command's own time before it counts as late.
 MARGIN_S = 15.0
 # How long Bird rings the callee of an outbound call (createCall's default ringTimeout).
@@ -73,8 +74,9 @@ class Pending:
     status: Status
     until: float
     since: float
-    attempts: int = 1
+    attempts: int = 1  # how many times it was sent
     leg: str | None = None  # the agent's leg a bridge Bird accepted created
+    looks: int = 0  # how many times the call was read back for it
 
     def to_json(self) -> str:
         data = {
@@ -85,6 +87,7 @@ class Pending:
             "since": self.since,
             "attempts": self.attempts,
             "leg": self.leg,
+            "looks": self.looks,
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -101,6 +104,7 @@ class Pending:
             since=float(data["since"]),
             attempts=int(data["attempts"]),
             leg=data.get("leg"),
+            looks=int(data.get("looks", 0)),
         )
 
     def becomes(self, status: Status, until: float, *, attempts: int | None = None) -> Pending:

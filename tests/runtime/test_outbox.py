@@ -53,10 +53,14 @@ class ScriptedBird:
         self.script = {name: list(answers) for name, answers in script.items()}
         self.call_status = call_status
         self.leg_status = "ringing"  # of an agent's leg a bridge created
+        self.failing_reads = 0  # so many next GETs answer 503
         self.sent: list[str] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         name = request.url.path.rsplit("/", 1)[-1]
+        if request.method == "GET" and self.failing_reads:
+            self.failing_reads -= 1
+            return unavailable()
         if request.method == "GET":
             status = self.leg_status if name.startswith("leg-") else self.call_status
             return httpx.Response(200, json={"id": name, "status": status})
@@ -460,7 +464,7 @@ async def test_a_bridge_bird_took_is_never_sent_again_while_its_leg_rings(
     assert bird.sent.count("bridge") == 1
     waiting = await call.pending()
     assert waiting is not None
-    assert (waiting.status, waiting.attempts) == ("sent", 3)
+    assert (waiting.status, waiting.attempts, waiting.looks) == ("sent", 1, 2)
     bird.leg_status = "no-answer"
     await call.when_due()
     assert bird.sent.count("bridge") == 1
@@ -481,3 +485,44 @@ async def test_a_bridge_bird_took_whose_agent_answered_connects_the_call(
     assert state is not None
     assert state.phase == Phase.CONNECTED
     assert await call.pending() is None
+
+
+async def test_a_command_retried_after_a_look_gets_a_whole_horizon_again(
+    redis: Redis, clock: Clock
+) -> None:
+    """Waiting for an unsure prompt's outcome does not eat its retry horizon."""
+    bird = ScriptedBird(call_status="ongoing", say=[no_answer, unavailable(), unavailable()])
+    call = Call(redis, bird, clock)
+    await call.handler.handle(call.status("starting"))
+    await call.handler.handle(call.status("ongoing"))
+    unsure = await call.pending()
+    assert unsure is not None
+    assert unsure.until - clock.now > outbox.RETRY_HORIZON_S / 4  # it waits its outcome
+    await call.when_due()  # read back: live, sent again: 503
+    await call.when_due()  # 503 again
+    await call.when_due()  # taken
+    sent = await call.pending()
+    assert sent is not None
+    assert (sent.status, sent.attempts, sent.looks) == ("sent", 4, 1)
+    state = await call.store.load(call.id)
+    assert state is not None
+    assert not state.ended
+
+
+async def test_a_refusal_when_bird_cannot_say_whether_the_call_lives_does_not_give_up(
+    redis: Redis, clock: Clock
+) -> None:
+    refused = httpx.Response(422, json={"code": "call_not_active", "message": "ended"})
+    bird = ScriptedBird(call_status="ongoing", say=[refused])
+    bird.failing_reads = 1
+    call = Call(redis, bird, clock)
+    await call.handler.handle(call.status("starting"))
+    await call.handler.handle(call.status("ongoing"))
+    unsure = await call.pending()
+    assert unsure is not None
+    assert unsure.status == "unsure"
+    bird.call_status = "completed"
+    await call.when_due()
+    state = await call.store.load(call.id)
+    assert state is not None
+    assert state.outcome != Outcome.BIRD_REFUSED
