@@ -536,19 +536,21 @@ class CallHandler:
         always safe to send again: reading the call back says they did not happen)."""
         current, action = stored.state, pending.action
         name = type(action).__name__.lower()
-        pending = replace(pending, looks=pending.looks + 1)
         if isinstance(action, actions.HttpRequest):
-            await self._resend(bound, stored, pending, attempts=pending.attempts + 1)
+            looked = replace(pending, looks=pending.looks + 1)
+            await self._resend(bound, stored, looked, attempts=pending.attempts + 1)
             return
         found = await self._bird.call_status(current.call_id)
         self._log(bound, current, "call_read_back", "warning", action=name,
                   pending=pending.status, status=found.status if found else None)  # fmt: skip
         always_safe = isinstance(action, actions.Answer | actions.Hangup)
-        if found is None:  # Bird cannot be asked now: look again later
-            later = self._clock() + outbox.retry_delay_s(pending.looks, self._rng)
+        if found is None:  # Bird cannot be asked now: look again later (not a look)
+            later = self._clock() + outbox.retry_delay_s(pending.looks + 1, self._rng)
             await self._store.update_pending(current.call_id, pending.seq,
                                              pending.becomes(pending.status, later))  # fmt: skip
-        elif found.ended:
+            return
+        pending = replace(pending, looks=pending.looks + 1)
+        if found.ended:
             await self._bird_shows_ended(bound, stored, pending, found)
         elif isinstance(action, actions.Answer | actions.Dial) and found.answered:
             await self.apply(current.call_id, BirdShows(events.CallAnswered(), pending.seq), bound)

@@ -526,3 +526,25 @@ async def test_a_refusal_when_bird_cannot_say_whether_the_call_lives_does_not_gi
     state = await call.store.load(call.id)
     assert state is not None
     assert state.outcome != Outcome.BIRD_REFUSED
+
+
+async def test_reading_the_call_back_when_bird_cannot_answer_is_not_a_look(
+    redis: Redis, clock: Clock
+) -> None:
+    """A chaos run's lost calls: failed reads used up the looks, and the call was
+    given up without the command ever being sent again."""
+    bird = ScriptedBird(call_status="ongoing", say=[no_answer])
+    call = Call(redis, bird, clock)
+    await call.handler.handle(call.status("starting"))
+    await call.handler.handle(call.status("ongoing"))
+    bird.failing_reads = outbox.MAX_LOOKS + 2
+    for _ in range(outbox.MAX_LOOKS + 2):
+        await call.when_due()
+    waiting = await call.pending()
+    assert waiting is not None
+    assert (waiting.status, waiting.looks) == ("unsure", 0)
+    await call.when_due()  # Bird answers the read: live, so the prompt goes again
+    assert bird.sent == ["answer", "say", "say"]
+    state = await call.store.load(call.id)
+    assert state is not None
+    assert not state.ended
