@@ -37,3 +37,20 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.deliveries
+
+# A reproducible chaos run per seed (bench/chaos.py; definitions and figures in
+# bench/README.md): Redis with AOF, two `ivr serve` workers behind a proxy, the Bird
+# simulator with faults, a worker SIGKILLed and Redis restarted mid-run. A few minutes
+# a seed; exits 1 if any run counts a double action, a stuck or a lost call.
+CHAOS_SEEDS ?= 1 2 3
+CHAOS_CALLS ?= 1000
+CHAOS_OUT ?= $${TMPDIR:-/tmp}/ivr-chaos
+
+.PHONY: chaos
+chaos: $(STAMP)
+	@status=0; for seed in $(CHAOS_SEEDS); do \
+	  $(BIN)/python -m bench.chaos --calls $(CHAOS_CALLS) --seed $$seed \
+	    --out $(CHAOS_OUT)/seed-$$seed || status=1; echo; \
+	done; \
+	$(BIN)/python -m bench.chaos --summarize $(foreach s,$(CHAOS_SEEDS),$(CHAOS_OUT)/seed-$(s)/report.json); \
+	exit $$status

@@ -43,7 +43,7 @@ async def test_a_short_chaos_run_finds_no_double_stuck_or_lost_call(tmp_path: Pa
         workers="inprocess",
         kill_worker=False,
         restart_redis=True,
-        service_clock_speed=4.0,
+        service_clock_speed=6.0,
         answer_timeout_real_s=20.0,
         max_wait_s=60.0,
         out_dir=tmp_path,
