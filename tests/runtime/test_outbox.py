@@ -114,6 +114,11 @@ class Call:
         self.updated += 1
         return completed(command, updated=self.updated, call_id=self.id, **result)
 
+    async def answer(self) -> None:
+        """Bird offers the call and, once answered, reports it connected."""
+        await self.handler.handle(self.status("starting"))
+        await self.handler.handle(self.status("ongoing"))
+
     async def pending(self) -> Pending | None:
         stored = await self.store.load_call(self.id)
         assert stored is not None
@@ -168,8 +173,7 @@ async def test_a_5xx_on_a_prompt_sends_it_again_later_and_keeps_the_caller(
 ) -> None:
     """Root cause 1: one failed command no longer hangs up the caller."""
     call = Call(redis, ScriptedBird(say=[unavailable()]), clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     queued = await call.pending()
     assert queued is not None
     assert (queued.status, call.bird.sent) == ("queued", ["answer", "say"])
@@ -204,8 +208,7 @@ async def test_a_command_bird_never_takes_is_given_up_after_the_horizon_then_hun
 ) -> None:
     call = Call(redis, ScriptedBird(say=[unavailable() for _ in range(50)]), clock)
     start = clock.now
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     while (pending := await call.pending()) is not None and not isinstance(
         pending.action, actions.Hangup
     ):
@@ -230,8 +233,7 @@ async def test_a_hangup_bird_does_not_take_is_sent_until_it_does(
         hangup=[unavailable() for _ in range(5)],
     )
     call = Call(redis, bird, clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     for _ in range(5):
         pending = await call.pending()
         assert pending is not None
@@ -290,8 +292,7 @@ async def test_a_prompt_that_bird_may_have_played_is_not_sent_again_when_it_ends
 ) -> None:
     bird = ScriptedBird(call_status="ongoing", say=[no_answer])
     call = Call(redis, bird, clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     unsure = await call.pending()
     assert unsure is not None
     assert unsure.status == "unsure"
@@ -307,8 +308,7 @@ async def test_a_late_outcome_on_a_call_that_is_over_ends_the_call(
 ) -> None:
     bird = ScriptedBird(call_status="ongoing")
     call = Call(redis, bird, clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     bird.call_status = "completed"  # and its delivery never comes
     await call.when_due()
     state = await call.store.load(call.id)
@@ -432,8 +432,7 @@ async def test_a_prompt_bird_took_whose_end_never_comes_is_taken_as_played(
 ) -> None:
     bird = ScriptedBird(call_status="ongoing")
     call = Call(redis, bird, clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     await call.when_due()  # "Thanks for calling" was taken; its end is lost
     assert bird.sent == ["answer", "say", "gather"]  # the menu, never the welcome again
     state = await call.store.load(call.id)
@@ -443,8 +442,7 @@ async def test_a_prompt_bird_took_whose_end_never_comes_is_taken_as_played(
 
 async def dial_technician(call: Call) -> None:
     """The support line's caller presses 2: a bridge to the technician, which Bird takes."""
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     await call.handler.handle(call.completed("say"))
     await call.handler.handle(call.completed("gather", keys="2"))
     bridge = await call.pending()
@@ -493,8 +491,7 @@ async def test_a_command_retried_after_a_look_gets_a_whole_horizon_again(
     """Waiting for an unsure prompt's outcome does not eat its retry horizon."""
     bird = ScriptedBird(call_status="ongoing", say=[no_answer, unavailable(), unavailable()])
     call = Call(redis, bird, clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     unsure = await call.pending()
     assert unsure is not None
     assert unsure.until - clock.now > outbox.RETRY_HORIZON_S / 4  # it waits its outcome
@@ -516,8 +513,7 @@ async def test_a_refusal_when_bird_cannot_say_whether_the_call_lives_does_not_gi
     bird = ScriptedBird(call_status="ongoing", say=[refused])
     bird.failing_reads = 1
     call = Call(redis, bird, clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     unsure = await call.pending()
     assert unsure is not None
     assert unsure.status == "unsure"
@@ -535,8 +531,7 @@ async def test_reading_the_call_back_when_bird_cannot_answer_is_not_a_look(
     given up without the command ever being sent again."""
     bird = ScriptedBird(call_status="ongoing", say=[no_answer])
     call = Call(redis, bird, clock)
-    await call.handler.handle(call.status("starting"))
-    await call.handler.handle(call.status("ongoing"))
+    await call.answer()
     bird.failing_reads = outbox.MAX_LOOKS + 2
     for _ in range(outbox.MAX_LOOKS + 2):
         await call.when_due()
