@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -247,3 +248,40 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+KEY_VARIABLES = ("BIRD_SIGNING_KEY", "BIRD_ACCESS_KEY", "BIRD_WORKSPACE_ID", "BIRD_CHANNEL_ID")
+
+
+def set_keys(monkeypatch: pytest.MonkeyPatch, value: str | None = "x") -> None:
+    """The simulator's keys in the environment: all ``value``, or none (None)."""
+    for name in KEY_VARIABLES:
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def set_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keys the tests' receivers and clients use."""
+    for name, value in zip(
+        KEY_VARIABLES, (SIGNING_KEY, ACCESS_KEY, WORKSPACE, CHANNEL), strict=True
+    ):
+        monkeypatch.setenv(name, value)
+
+
+def assert_one_line_error(capsys: pytest.CaptureFixture[str], message: str) -> None:
+    """``ivr sim`` failed with one line on stderr, without a traceback, naming ``message``."""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("ivr sim: error: ")
+    assert message in lines[0]
+
+
+def channel_client(port: int) -> httpx.AsyncClient:
+    """A client of the simulator's calls on ``port``, with its access key."""
+    base = f"http://127.0.0.1:{port}/workspaces/{WORKSPACE}/channels/{CHANNEL}/calls"
+    headers = {"Authorization": f"AccessKey {ACCESS_KEY}"}
+    return httpx.AsyncClient(base_url=base, headers=headers, trust_env=False)

@@ -29,8 +29,12 @@ from tests.sim.harness import (
     Peer,
     Received,
     Receiver,
+    assert_one_line_error,
+    channel_client,
     free_port,
     script,
+    set_keys,
+    set_real_keys,
 )
 
 IMPATIENT_S = 0.3
@@ -404,37 +408,23 @@ async def test_cli_refuses_bad_faults_in_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("BIRD_SIGNING_KEY", "BIRD_ACCESS_KEY", "BIRD_WORKSPACE_ID", "BIRD_CHANNEL_ID"):
-        monkeypatch.setenv(name, "x")
+    set_keys(monkeypatch)
     assert await sim_cli.run(_args("--webhook-url", "http://x/h", *argv)) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("ivr sim: error: ")
-    assert message in lines[0]
+    assert_one_line_error(capsys, message)
 
 
 async def test_cli_runs_with_faults(
     receiver: Receiver, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
-    base = f"http://127.0.0.1:{port}/workspaces/{WORKSPACE}/channels/{CHANNEL}/calls"
-    headers = {"Authorization": f"AccessKey {ACCESS_KEY}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, trust_env=False) as http:
+    async with channel_client(port) as http:
 
         async def hang_up_when_ringing(item: Received) -> None:
             if item.status == "ringing" and item.command is None:
                 await http.post(f"/{item.call_id}/hangup")
 
         receiver.react = hang_up_when_ringing
-        for name, value in (
-            ("BIRD_SIGNING_KEY", SIGNING_KEY),
-            ("BIRD_ACCESS_KEY", ACCESS_KEY),
-            ("BIRD_WORKSPACE_ID", WORKSPACE),
-            ("BIRD_CHANNEL_ID", CHANNEL),
-        ):
-            monkeypatch.setenv(name, value)
+        set_real_keys(monkeypatch)
         args = _args(
             "--port",
             str(port),

@@ -29,6 +29,7 @@ from tests.sim.harness import (
     assert_deliveries_sound,
     assert_valid_call,
     assert_valid_response,
+    channel_client,
     free_port,
     script,
 )
@@ -516,10 +517,7 @@ async def test_cli_places_calls_and_prints_transcripts(
     receiver: Receiver, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
-    base = f"http://127.0.0.1:{port}/workspaces/{WORKSPACE}/channels/{CHANNEL}/calls"
-    headers = {"Authorization": f"AccessKey {ACCESS_KEY}"}
-
-    async with httpx.AsyncClient(base_url=base, headers=headers, trust_env=False) as http:
+    async with channel_client(port) as http:
 
         async def service(item: Received) -> None:
             """A tiny IVR: answer, ask for a key, read it back, hang up."""

@@ -10,6 +10,7 @@ import pytest
 from service.sim import HANGUP, SILENCE, AgentScript, CallerScript, Transcript
 from service.sim import cli as sim_cli
 from service.sim.scripts import CalleeScript, parse_agent_spec, parse_call_spec
+from tests.sim.harness import assert_one_line_error, set_keys
 
 
 def test_caller_script_accepts_keys_silence_and_hangup() -> None:
@@ -105,21 +106,14 @@ async def test_cli_reports_a_bad_argument_in_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("BIRD_SIGNING_KEY", "BIRD_ACCESS_KEY", "BIRD_WORKSPACE_ID", "BIRD_CHANNEL_ID"):
-        monkeypatch.delenv(name, raising=False)
+    set_keys(monkeypatch, None)
     assert await sim_cli.run(_args(*argv)) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("ivr sim: error: ")
-    assert message in lines[0]
+    assert_one_line_error(capsys, message)
 
 
 async def test_cli_time_scale_must_be_positive(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("BIRD_SIGNING_KEY", "BIRD_ACCESS_KEY", "BIRD_WORKSPACE_ID", "BIRD_CHANNEL_ID"):
-        monkeypatch.setenv(name, "x")
+    set_keys(monkeypatch)
     assert await sim_cli.run(_args("--webhook-url", "http://x/h", "--time-scale", "0")) == 2
     assert "--time-scale must be > 0" in capsys.readouterr().err
