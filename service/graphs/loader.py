@@ -8,9 +8,14 @@ A graph file is checked in layers and every problem is reported at once as
 3. the format's rules (``service.graphs.validator``): reachability, dead ends, loops,
    variables, settings that cannot work.
 
+A directory also holds ``queues.json`` (``service.graphs.queues``), the queues its
+graphs' ``queue`` and ``callback`` nodes name: :func:`load_directory` loads it with the
+graphs, checks every graph against it (``service.graphs.validator.check_queues``) and
+attaches the queues to every graph (``Graph.queues``) and to the set.
+
 Only a graph without errors is loaded. A graph's ``version`` is the hash of its
 canonical JSON content, so that the same content always has the same version
-whatever its formatting.
+whatever its formatting (the queues attached to it are not its content).
 """
 
 from __future__ import annotations
@@ -45,19 +50,16 @@ from service.core.graph import (
     VoicemailNode,
     pointer,
 )
+from service.core.queues import Queue
 from service.graphs import schema, validator
-from service.graphs.schema import SCHEMA_FILE
+from service.graphs.queues import QUEUES_FILE, load_queues
+from service.graphs.schema import QUEUES_SCHEMA_FILE, SCHEMA_FILE, GraphError, read_json
 
-__all__ = ["SCHEMA_FILE", "GraphError", "graph_files", "load_directory", "load_file", "parse",
-           "version_of"]  # fmt: skip
+__all__ = ["QUEUES_FILE", "QUEUES_SCHEMA_FILE", "SCHEMA_FILE", "GraphError", "graph_files",
+           "load_directory", "load_file", "parse", "version_of"]  # fmt: skip
 
-
-class GraphError(Exception):
-    """A graph that cannot be loaded; ``problems`` lists every reason."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+# Files of a graph directory that are not graphs.
+NOT_GRAPHS = frozenset({SCHEMA_FILE, QUEUES_FILE, QUEUES_SCHEMA_FILE})
 
 
 def version_of(document: Mapping[str, Any]) -> str:
@@ -78,7 +80,7 @@ def _prompt(raw: Mapping[str, Any] | None) -> Prompt | None:
 
 
 EXIT_FIELDS = ("next", "on_failure", "open", "closed", "default", "on_timeout", "on_no_agents",
-               "on_error")  # fmt: skip
+               "on_callback", "on_error")  # fmt: skip
 
 
 def _exits(raw: Mapping[str, Any]) -> dict[str, str]:
@@ -158,11 +160,11 @@ def _node(node_id: str, raw: Mapping[str, Any]) -> Node:
         return QueueNode(
             **common,
             queue=raw["queue"],
-            hold=_prompt(raw.get("hold")),
-            max_wait_s=raw.get("max_wait_s"),
-            announce_position=raw.get("announce_position", False),
+            priority=raw.get("priority", 0),
+            record=raw.get("record", False),
             on_timeout=raw["on_timeout"],
             on_no_agents=raw["on_no_agents"],
+            on_callback=raw.get("on_callback"),
         )
     if kind == "voicemail":
         return VoicemailNode(
@@ -245,18 +247,7 @@ def runnable_problems(graph: Graph) -> list[Problem]:
 
 def load_file(path: Path) -> Graph:
     """Read, decode and check one graph file: :class:`GraphError` on any error."""
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GraphError([Problem(file, "/", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GraphError(
-            [Problem(file, "/", f"not valid JSON: {exc.msg} (line {exc.lineno}, col {exc.colno})")]
-        ) from exc
-    graph = parse(document, file)
+    graph = parse(read_json(path), str(path))
     found = validator.check(graph)
     errors = [p for p in found if p.severity == "error"]
     if errors:
@@ -265,8 +256,27 @@ def load_file(path: Path) -> Graph:
 
 
 def graph_files(directory: Path) -> list[Path]:
-    """The graph files of a directory (every ``*.json`` but the schema)."""
-    return sorted(p for p in directory.glob("*.json") if p.name != SCHEMA_FILE)
+    """The graph files of a directory: every ``*.json`` but the schemas and
+    ``queues.json``."""
+    return sorted(p for p in directory.glob("*.json") if p.name not in NOT_GRAPHS)
+
+
+def directory_queues(directory: Path) -> dict[str, Queue] | None:
+    """The queues of a graph directory's ``queues.json``; ``None`` when it has none.
+    :class:`GraphError` when the file is there but cannot be loaded."""
+    path = directory / QUEUES_FILE
+    return load_queues(path) if path.exists() else None
+
+
+def with_queues(graph: Graph, queues: Mapping[str, Queue] | None) -> Graph:
+    """``graph`` checked against the queues of its directory (``None``: there is no
+    ``queues.json``) and carrying them: :class:`GraphError` when a node names a queue
+    that cannot work; warnings are added to the graph's."""
+    found = validator.check_queues(graph, queues)
+    if any(p.severity == "error" for p in found):
+        raise GraphError(found)
+    warnings = sorted([*graph.warnings, *found], key=lambda p: (p.path, p.message))
+    return replace(graph, queues=dict(queues or {}), warnings=tuple(warnings))
 
 
 def load_directory(
@@ -275,6 +285,8 @@ def load_directory(
     """Every graph of ``directory``; :class:`GraphError` with all problems of all files.
 
     ``runnable`` (what the service needs) also refuses node types it cannot run yet.
+    The directory's ``queues.json``, when there is one, is loaded too: its queues are
+    the set's and every graph's, and its problems are reported with the graphs'.
     """
     problems: list[Problem] = []
     graphs: dict[str, Graph] = {}
@@ -282,9 +294,18 @@ def load_directory(
     files = graph_files(directory) if directory.is_dir() else []
     if not files:
         raise GraphError([Problem(str(directory), "/", "no graph files (*.json) found")])
+    queues: dict[str, Queue] | None = None
+    queues_ok = True
+    try:
+        queues = directory_queues(directory)
+    except GraphError as exc:
+        problems.extend(exc.problems)
+        queues_ok = False  # its own problems say why; the graphs are not checked against it
     for path in files:
         try:
             graph = load_file(path)
+            if queues_ok:
+                graph = with_queues(graph, queues)
         except GraphError as exc:
             problems.extend(exc.problems)
             continue
@@ -316,4 +337,4 @@ def load_directory(
         )
     if problems:
         raise GraphError(problems)
-    return GraphSet(graphs=graphs, default=default)
+    return GraphSet(graphs=graphs, default=default, queues=queues or {})

@@ -1,16 +1,24 @@
-"""The graph format's JSON Schema (``ivr_graphs/schema.json``) and the problems it finds.
+"""The JSON Schemas of the graph directory and the problems they find.
 
-The package carries a copy of ``ivr_graphs/schema.json`` (the file graphs reference
-with ``"$schema"``); a test keeps the two equal. Every schema error becomes a
-:class:`~service.core.graph.Problem` at its JSON path, an error inside an
-``if``/``then`` branch reported at its deepest cause.
+Two formats, each with its schema: graph files (``ivr_graphs/schema.json``) and the
+queues file (``ivr_graphs/queues.schema.json``, see ``service.graphs.queues``). The
+package carries a copy of each (``graph-schema.json``, ``queues-schema.json``), the
+files the documents reference with ``"$schema"``; a test keeps each pair equal. Every
+schema error becomes a :class:`~service.core.graph.Problem` at its JSON path, an error
+inside an ``if``/``then`` branch reported at its deepest cause.
+
+Reading a file of the directory (:func:`read_json`) and :class:`GraphError`, the
+error that carries every problem found, are here too: the graph loader and the queues
+loader share them.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, cast
 
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
@@ -18,20 +26,66 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from service.core.graph import Problem, pointer
 
 SCHEMA_FILE = "schema.json"
+QUEUES_SCHEMA_FILE = "queues.schema.json"
+
+# Fields a queue node had before queues.json: they are the queue's settings now.
+MOVED_TO_QUEUES = ("hold", "max_wait_s", "announce_position")
+
+
+class GraphError(Exception):
+    """A graph (or queues file) that cannot be loaded; ``problems`` lists every reason."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def read_json(path: Path) -> Any:
+    """The decoded JSON of a file, or :class:`GraphError` saying why not (with the
+    line and column of a syntax error)."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GraphError([Problem(file, "/", f"cannot read: {exc.strerror}")]) from exc
+    except UnicodeDecodeError as exc:
+        raise GraphError([Problem(file, "/", f"not UTF-8 text: {exc.reason}")]) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GraphError(
+            [Problem(file, "/", f"not valid JSON: {exc.msg} (line {exc.lineno}, col {exc.colno})")]
+        ) from exc
+
+
+def _packaged(name: str) -> dict[str, Any]:
+    text = resources.files("service.graphs").joinpath(name).read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 @cache
 def schema() -> dict[str, Any]:
     """The graph format's JSON Schema. The package carries a copy of
     ``ivr_graphs/schema.json`` (the file graphs reference); a test keeps them equal."""
-    text = resources.files("service.graphs").joinpath("graph-schema.json").read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
+    return _packaged("graph-schema.json")
+
+
+@cache
+def queues_schema() -> dict[str, Any]:
+    """The JSON Schema of ``queues.json``. The package carries a copy of
+    ``ivr_graphs/queues.schema.json``; a test keeps them equal."""
+    return _packaged("queues-schema.json")
 
 
 @cache
 def _schema_validator() -> Draft202012Validator:
     return Draft202012Validator(schema(), format_checker=FormatChecker())
+
+
+@cache
+def _queues_validator() -> Draft202012Validator:
+    return Draft202012Validator(queues_schema(), format_checker=FormatChecker())
 
 
 def _message(error: ValidationError) -> str:
@@ -49,14 +103,62 @@ def _message(error: ValidationError) -> str:
     return error.message
 
 
-def problems(file: str, document: Any) -> list[Problem]:
+def _moved_fields(file: str, error: ValidationError) -> list[Problem]:
+    """A queue node still using a field that is now its queue's setting: one clear
+    problem per such field, at the field."""
+    node = error.instance
+    if error.validator != "additionalProperties" or not isinstance(node, Mapping):
+        return []
+    if node.get("type") != "queue":
+        return []
+    return [
+        Problem(
+            file,
+            pointer([*error.absolute_path, name]),
+            f"{name} is no longer a field of a queue node: it is a setting of the queue "
+            f"{node.get('queue', '')!r} in queues.json (docs/queues.md)",
+        )
+        for name in MOVED_TO_QUEUES
+        if name in node
+    ]
+
+
+def _unexpected(error: ValidationError, reported: set[str]) -> str | None:
+    """The additionalProperties message for the fields not already ``reported``."""
+    known = cast(Mapping[str, Any], error.schema).get("properties", {})
+    extras = [
+        repr(name)
+        for name in cast(Mapping[str, Any], error.instance)
+        if name not in known and pointer([*error.absolute_path, name]) not in reported
+    ]
+    if not extras:
+        return None
+    verb = "was" if len(extras) == 1 else "were"
+    return f"Additional properties are not allowed ({', '.join(extras)} {verb} unexpected)"
+
+
+def _problems(validator: Draft202012Validator, file: str, document: Any) -> list[Problem]:
     found: list[Problem] = []
-    for error in _schema_validator().iter_errors(document):
+    for error in validator.iter_errors(document):
         # An error inside an if/then branch is reported on its deepest cause.
         leaves = [error]
         while leaves and any(e.context for e in leaves):
             leaves = [c for e in leaves for c in (e.context or [e])]
         for leaf in leaves:
-            found.append(Problem(file, pointer(leaf.absolute_path), _message(leaf)))
+            moved = _moved_fields(file, leaf)
+            found += moved
+            message = _message(leaf) if not moved else _unexpected(leaf, {p.path for p in moved})
+            if message:
+                found.append(Problem(file, pointer(leaf.absolute_path), message))
     unique = {(p.path, p.message): p for p in found}
     return sorted(unique.values(), key=lambda p: (p.path, p.message))
+
+
+def problems(file: str, document: Any) -> list[Problem]:
+    """What the graph format's JSON Schema finds wrong with a graph document."""
+    return _problems(_schema_validator(), file, document)
+
+
+def queues_problems(file: str, document: Any) -> list[Problem]:
+    """What the JSON Schema of ``queues.json`` finds wrong with a queues document."""
+    return _problems(_queues_validator(), file, document)

@@ -17,12 +17,11 @@ Errors (the graph is refused):
    ``collect`` sets its ``var`` and ``http`` the keys of its ``save`` only on
    their ``next`` exit; ``set`` sets its keys on ``next`` (its own values are
    rendered with the variables as they were on entry). Reads are the templates
-   of prompts (``say``, ``play`` and the ``invalid``/``no_input``/``hold``
-   prompts), ``transfer`` ``to``/``from``, ``http`` ``url``, header values and
-   every string in ``body``, ``set`` values, and ``branch`` cases on
-   ``vars.NAME`` (``exists`` may test a variable that is not set yet). A
-   template name other than ``caller``, ``called``, ``call_id`` and
-   ``vars.NAME`` is unknown.
+   of prompts (``say``, ``play`` and the ``invalid``/``no_input`` prompts),
+   ``transfer`` ``to``/``from``, ``http`` ``url``, header values and every
+   string in ``body``, ``set`` values, and ``branch`` cases on ``vars.NAME``
+   (``exists`` may test a variable that is not set yet). A template name other
+   than ``caller``, ``called``, ``call_id`` and ``vars.NAME`` is unknown.
 5. Settings that cannot work: ``collect`` ``min_digits`` above ``max_digits``;
    a ``collect`` ``pattern`` or a ``branch`` ``matches`` value that is not a
    regular expression; an ``hours`` time zone that is not an IANA zone, a
@@ -39,6 +38,15 @@ Warnings (the graph loads; ``ivr validate`` shows them):
 - a ``collect`` whose ``end_key`` is a digit (the caller cannot type it);
 - an ``hours`` node without any weekly range (always closed);
 - a graph that lists no ``numbers``.
+
+:func:`check_queues` checks a graph against the queues of its directory
+(``queues.json``, ``service.graphs.queues``); ``service.graphs.loader.load_directory``
+calls it. Errors: a ``queue`` or ``callback`` node naming a queue that is not
+defined (at ``/nodes/<id>/queue``); a ``queue`` node without ``on_callback`` whose
+queue offers callbacks (``callback_after_s``: the caller could press 1 with nowhere
+to go; at ``/nodes/<id>``). Warnings: ``on_callback`` on a node whose queue offers
+no callbacks (never taken); a queue prompt (``hold``, ``callback_offer``) reading a
+variable that is not set on every path to the node (it renders empty there).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from service.core.graph import (
     TERMINAL_TYPES,
     WAITING_TYPES,
     BranchNode,
+    CallbackNode,
     CollectNode,
     Graph,
     HoursNode,
@@ -70,6 +79,7 @@ from service.core.graph import (
     TransferNode,
     pointer,
 )
+from service.core.queues import Queue
 
 # The terminal node types (TERMINAL_TYPES) in the order the spec names them.
 _TERMINALS_IN_WORDS = "hangup, transfer, queue, voicemail or callback"
@@ -293,8 +303,6 @@ def _reads(node: Node) -> list[_Read]:
     if isinstance(node, MenuNode | CollectNode):
         found += _prompt_reads(node.id, (*here, "invalid"), node.invalid)
         found += _prompt_reads(node.id, (*here, "no_input"), node.no_input)
-    if isinstance(node, QueueNode):
-        found += _prompt_reads(node.id, (*here, "hold"), node.hold)
     if isinstance(node, TransferNode):
         found += _template_reads(node.id, (*here, "to"), node.to, destination=True)
         if node.from_ is not None:
@@ -357,8 +365,9 @@ def _assignments(node: Node) -> list[_Assignment]:
     return []
 
 
-def _variable_of(name: str) -> str | None:
-    """``account`` for the template name ``vars.account``; None for other names."""
+def template_variable(name: str) -> str | None:
+    """``account`` for the template name ``vars.account``; None for other names (and
+    for ``vars.`` followed by something that is not a variable name)."""
     if not name.startswith(VAR_PREFIX):
         return None
     var = name.removeprefix(VAR_PREFIX)
@@ -421,7 +430,7 @@ def _checked_reads(graph: Graph, order: list[str]) -> list[Problem]:
         for read in _reads(node):
             if read.name in CALL_NAMES:
                 continue
-            var = _variable_of(read.name)
+            var = template_variable(read.name)
             if var is None:
                 message = (
                     f"unknown template name {{{{{read.name}}}}}: "
@@ -437,7 +446,7 @@ def _checked_reads(graph: Graph, order: list[str]) -> list[Problem]:
 
 def _unread_variables(graph: Graph) -> list[Problem]:
     read_anywhere = {
-        _variable_of(read.name) for node in graph.nodes.values() for read in _reads(node)
+        template_variable(read.name) for node in graph.nodes.values() for read in _reads(node)
     }
     found: list[Problem] = [
         _problem(graph, ["params", index], f"parameter {name} is never read", "warning")
@@ -602,3 +611,84 @@ def _numbers(graph: Graph) -> list[Problem]:
         return []
     message = "answers no number: only reachable as IVR_DEFAULT_GRAPH or for outbound calls"
     return [_problem(graph, ["numbers"], message, "warning")]
+
+
+# -- the queues a graph names ------------------------------------------------
+
+
+def check_queues(graph: Graph, queues: Mapping[str, Queue] | None) -> list[Problem]:
+    """``graph``'s ``queue`` and ``callback`` nodes against the queues of its
+    directory (``None``: the directory has no ``queues.json``). Sorted like
+    :func:`check`."""
+    found: list[Problem] = []
+    surely: dict[str, frozenset[str]] | None = None
+    for node in graph.nodes.values():
+        if not isinstance(node, QueueNode | CallbackNode):
+            continue
+        queue = (queues or {}).get(node.queue)
+        if queue is None:
+            found.append(_problem(graph, ("nodes", node.id, "queue"), _unknown(node, queues)))
+            continue
+        if not isinstance(node, QueueNode):
+            continue
+        found += _callback_exit(graph, node, queue)
+        if surely is None:
+            surely = _surely_set(graph)
+        if node.id in surely:
+            found += _queue_prompt_reads(graph, node, queue, surely[node.id])
+    unique = {(p.path, p.message, p.severity): p for p in found}
+    return sorted(unique.values(), key=lambda p: (p.path, p.message))
+
+
+def _unknown(node: QueueNode | CallbackNode, queues: Mapping[str, Queue] | None) -> str:
+    if queues is None:
+        return (
+            f"queue {node.queue!r} is not defined: there is no queues.json in the graph's "
+            "directory (docs/queues.md)"
+        )
+    if not queues:
+        return f"queue {node.queue!r} is not in queues.json, which defines no queues"
+    return f"queue {node.queue!r} is not in queues.json (its queues: {', '.join(sorted(queues))})"
+
+
+def _callback_exit(graph: Graph, node: QueueNode, queue: Queue) -> list[Problem]:
+    if queue.offers_callback and node.on_callback is None:
+        message = (
+            f"queue {queue.name!r} offers callbacks (callback_after_s {queue.callback_after_s} "
+            "in queues.json): this node needs on_callback, where the call goes when the "
+            "caller presses 1 (typically a callback node)"
+        )
+        return [_problem(graph, ("nodes", node.id), message)]
+    if not queue.offers_callback and node.on_callback is not None:
+        message = (
+            f"on_callback is never taken: queue {queue.name!r} offers no callbacks "
+            "(callback_after_s is not set in queues.json)"
+        )
+        return [_problem(graph, ("nodes", node.id, "on_callback"), message, "warning")]
+    return []
+
+
+def _surely_set(graph: Graph) -> dict[str, frozenset[str]]:
+    """For each reachable node, the variables set on every path from start to it."""
+    order = _reachable(graph)
+    set_on_some_path = {a.var for node_id in order for a in _assignments(graph.nodes[node_id])}
+    set_on_some_path |= set(graph.params)
+    return _entry_vars(graph, order, frozenset(set_on_some_path), _intersection)
+
+
+def _queue_prompt_reads(
+    graph: Graph, node: QueueNode, queue: Queue, surely: frozenset[str]
+) -> list[Problem]:
+    found: list[Problem] = []
+    for field in ("hold", "callback_offer"):
+        if field == "callback_offer" and (node.on_callback is None or not queue.offers_callback):
+            continue
+        for read in _prompt_reads(node.id, (), getattr(queue, field)):
+            var = template_variable(read.name)
+            if var is not None and var not in surely:
+                message = (
+                    f"the {field} prompt of queue {queue.name!r} reads vars.{var}, which is not "
+                    "set on every path from start to here: it renders empty"
+                )
+                found.append(_problem(graph, ("nodes", node.id, "queue"), message, "warning"))
+    return found

@@ -11,6 +11,10 @@ happens, becomes the current set of every replica: it is written to Redis
 (``keys.current_graphs``) and announced (``keys.graphs_channel``); each replica
 :meth:`Registry.follow` s the announcements, and reads the current set now and
 then in case it missed one (a dropped connection).
+
+The queues of the directory's ``queues.json`` are part of the current set: the record
+carries them (as a queues document, under ``"queues"``), a reload reads the file
+again, and every graph served, of whatever version, carries the current queues.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.core.graph import Graph, GraphSet, Problem
+from service.core.queues import Queue, queues_of
 from service.graphs.loader import GraphError, load_directory, parse
+from service.graphs.queues import parse_queues, queues_document
 from service.runtime import keys
 
 log = structlog.get_logger("graphs")
@@ -65,6 +72,7 @@ class ReloadResult:
     ok: bool
     changed: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    queues_changed: bool = False
 
 
 class Registry:
@@ -92,6 +100,7 @@ class Registry:
         self._versions: dict[tuple[str, str], Graph] = {
             (g.id, g.version): g for g in current.graphs.values()
         }
+        self._attach(current.queues)
 
     def for_number(self, called: str) -> Graph | None:
         return self.current.for_number(called)
@@ -120,8 +129,23 @@ class Registry:
                 log.warning("graphs_publish_failed", graph=None, node=None, error=str(exc))
             await asyncio.sleep(every_s)
 
+    @property
+    def queues(self) -> Mapping[str, Queue]:
+        """The current queues (of the last reload, on whichever replica)."""
+        return queues_of(self.current)
+
+    def _attach(self, queues: Mapping[str, Queue]) -> None:
+        """Make ``queues`` the queues of every graph this replica serves."""
+        self.current = replace(
+            self.current,
+            graphs={k: replace(g, queues=queues) for k, g in self.current.graphs.items()},
+            queues=queues,
+        )
+        self._versions = {k: replace(g, queues=queues) for k, g in self._versions.items()}
+
     async def graph_for(self, graph_id: str, version: str) -> Graph | None:
-        """The exact version a call runs on: from memory, else from Redis."""
+        """The exact version a call runs on: from memory, else from Redis; with the
+        current queues."""
         found = self._versions.get((graph_id, version))
         if found is not None:
             return found
@@ -132,6 +156,7 @@ class Registry:
         graph = parse(record["document"], record["source"])
         if graph.version != version:  # pragma: no cover - the key names its content's hash
             raise GraphError([Problem(record["source"], "/", "stored version does not match")])
+        graph = replace(graph, queues=self.current.queues)
         self._versions[(graph_id, version)] = graph
         return graph
 
@@ -158,6 +183,7 @@ class Registry:
             return ReloadResult(False, problems=exc.problems)
         before = {g.id: g.version for g in self.current.graphs.values()}
         after = {g.id: g.version for g in fresh.graphs.values()}
+        queues_changed = fresh.queues != self.current.queues
         changed = {
             graph_id: (before.get(graph_id), after.get(graph_id))
             for graph_id in sorted(set(before) | set(after))
@@ -165,6 +191,7 @@ class Registry:
         }
         self.current = fresh
         self._versions.update({(g.id, g.version): g for g in fresh.graphs.values()})
+        self._attach(fresh.queues)
         self.problems = []
         self.loaded_at = self._clock()
         self.last_reload = {"at": self.loaded_at, "ok": True}
@@ -173,13 +200,15 @@ class Registry:
             await self.announce()
         except (RedisError, OSError) as exc:  # keep_published() retries
             log.warning("graphs_publish_failed", graph=None, node=None, error=str(exc))
-        log.info("graphs_reloaded", graph=None, node=None, changed=changed, versions=after)
-        return ReloadResult(True, changed=changed)
+        log.info("graphs_reloaded", graph=None, node=None, changed=changed, versions=after,
+                 queues=sorted(fresh.queues), queues_changed=queues_changed)  # fmt: skip
+        return ReloadResult(True, changed=changed, queues_changed=queues_changed)
 
     def _versions_now(self) -> dict[str, Any]:
         return {
             "default": self.current.default,
             "versions": {g.id: g.version for g in self.current.graphs.values()},
+            "queues": queues_document(self.queues)["queues"],
         }
 
     async def announce(self) -> bool:
@@ -203,7 +232,14 @@ class Registry:
             return False
         record = json.loads(raw)
         loaded_at = float(record.pop("loaded_at", 0))
+        record.setdefault("queues", {})  # announced by a replica that knew no queues
         if record == self._versions_now() or loaded_at < self.loaded_at:
+            return False
+        try:
+            queues = parse_queues({"queues": record["queues"]}, keys.current_graphs())
+        except GraphError as exc:  # written by a replica of another format version
+            log.error("graphs_adopt_failed", graph=None, node=None, reason="queues",
+                      problems=[str(p) for p in exc.problems])  # fmt: skip
             return False
         graphs: dict[str, Graph] = {}
         for graph_id, version in record["versions"].items():
@@ -215,11 +251,12 @@ class Registry:
             graphs[graph_id] = graph
         before = self._versions_now()["versions"]
         self.current = GraphSet(graphs=graphs, default=record["default"])
+        self._attach(queues)
         self.problems = []
         self.loaded_at = loaded_at
         self.adopted.set()
         log.info("graphs_adopted", graph=None, node=None, versions=record["versions"],
-                 before=before)  # fmt: skip
+                 before=before, queues=sorted(queues))  # fmt: skip
         return True
 
     async def follow(self, every_s: float = FOLLOW_EVERY_S) -> None:
@@ -259,6 +296,7 @@ class Registry:
                 for g in self.current.graphs.values()
             ],
             "default": self.current.default,
+            "queues": sorted(self.queues),
             "loaded_at": self.loaded_at,
             "load_errors": [str(p) for p in self.problems],
         }

@@ -9,11 +9,20 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from service.graphs.loader import GraphError, load_directory, load_file, parse, version_of
+from service.core.graph import RUNNABLE_TYPES
+from service.graphs import loader
+from service.graphs.loader import (
+    GraphError,
+    graph_files,
+    load_directory,
+    load_file,
+    parse,
+    version_of,
+)
 from service.graphs.schema import schema
 from tests.paths import SHIPPED_GRAPHS
 
-SHIPPED = sorted(p for p in SHIPPED_GRAPHS.glob("*.json") if p.name != "schema.json")
+SHIPPED = graph_files(SHIPPED_GRAPHS)
 
 
 def minimal(**nodes: Any) -> dict[str, Any]:
@@ -112,19 +121,24 @@ def test_format_mistakes_are_reported_with_their_path(
     assert any(p.startswith(expected) for p in problems(document)), problems(document)
 
 
-def test_node_types_the_service_cannot_run_yet_are_refused_clearly(tmp_path: Path) -> None:
+def test_node_types_the_service_cannot_run_yet_are_refused_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = RUNNABLE_TYPES - {"callback"}
+    monkeypatch.setattr(loader, "RUNNABLE_TYPES", runs)
     document = minimal(
-        a={"type": "queue", "queue": "sales", "on_timeout": "b", "on_no_agents": "b"},
+        a={"type": "callback", "queue": "sales", "next": "b"},
         b={"type": "hangup"},
     )
-    assert parse(document, "g.json").nodes["a"].type == "queue"  # the format knows it
+    assert parse(document, "g.json").nodes["a"].type == "callback"  # the format knows it
     (tmp_path / "g.json").write_text(json.dumps(document))
+    (tmp_path / "queues.json").write_text(json.dumps({"queues": {"sales": {}}}))
+    assert load_directory(tmp_path, runnable=False).graphs["g"].nodes["a"].type == "callback"
     with pytest.raises(GraphError) as caught:
         load_directory(tmp_path)
     assert [str(p) for p in caught.value.problems] == [
-        f"{tmp_path / 'g.json'}: /nodes/a/type: node type 'queue' is not supported by this "
-        "version of the service (it runs: branch, collect, hangup, hours, http, menu, say, set, "
-        "transfer, voicemail)"
+        f"{tmp_path / 'g.json'}: /nodes/a/type: node type 'callback' is not supported by this "
+        f"version of the service (it runs: {', '.join(sorted(runs))})"
     ]
 
 

@@ -14,11 +14,11 @@ import pytest
 
 from service.core.graph import TERMINAL_TYPES, BranchNode, CollectNode, Graph, MenuNode, Node
 from service.core.jsonpath import parse as parse_json_path
-from service.graphs.loader import GraphError, load_file, parse
+from service.graphs.loader import GraphError, graph_files, load_file, parse
 from service.graphs.validator import check
 from tests.paths import ROOT, ivr
 
-SHIPPED = sorted(p for p in (ROOT / "ivr_graphs").glob("*.json") if p.name != "schema.json")
+SHIPPED = graph_files(ROOT / "ivr_graphs")
 BYE = {"type": "hangup", "say": "Goodbye."}
 DEAD_END = "no path from here reaches hangup, transfer, queue, voicemail or callback"
 NO_LOOP = "(every loop must pass through a menu or collect)"
@@ -117,9 +117,11 @@ def test_a_graph_using_every_node_type_well_has_no_problems() -> None:
         queue={
             "type": "queue",
             "queue": "support",
-            "hold": {"say": "Please hold, {{caller}}."},
+            "priority": 9,
+            "record": True,
             "on_timeout": "callback",
             "on_no_agents": "callback",
+            "on_callback": "callback",
         },
         callback={"type": "callback", "queue": "support", "say": "We call back.", "next": "bye"},
         bye=BYE,
@@ -359,14 +361,8 @@ def test_every_kind_of_read_is_checked_at_its_exact_path() -> None:
         },
         s={"type": "set", "vars": {"out": "{{vars.v}}"}, "next": "t"},
         t={"type": "transfer", "to": "+31201234567", "from": "{{vars.f}}", "on_failure": "q"},
-        q={
-            "type": "queue",
-            "queue": "support",
-            "hold": {"say": "{{vars.hold}} {{vars.out}}"},
-            "on_timeout": "bye",
-            "on_no_agents": "bye",
-        },
-        bye={"type": "hangup", "say": "Bye {{vars.bye}}."},
+        q={"type": "queue", "queue": "support", "on_timeout": "bye", "on_no_agents": "bye"},
+        bye={"type": "hangup", "say": "Bye {{vars.bye}} {{vars.out}}."},
     )
     unset = "is not set on any path from start to here"
     assert problems(document) == [
@@ -380,7 +376,6 @@ def test_every_kind_of_read_is_checked_at_its_exact_path() -> None:
         f"g.json: /nodes/lookup/headers/Authorization: vars.token {unset}",
         f"g.json: /nodes/lookup/headers/X~1Y~0Z: vars.h {unset}",
         f"g.json: /nodes/lookup/url: vars.u {unset}",
-        f"g.json: /nodes/q/hold/say: vars.hold {unset}",
         f"g.json: /nodes/s/vars/out: vars.v {unset}",
         f"g.json: /nodes/t/from: vars.f {unset}",
     ]
