@@ -1,7 +1,9 @@
 """A fake Bird Voice API on loopback, with scripted callers and agents and signed webhooks.
 
 It is a strict peer: it answers only what Bird would accept (access key, published request
-schemas, call state) and behaves as docs/bird-contract.md says, assumptions A1-A6 included.
+schemas, call state) and behaves as docs/bird-contract.md says, assumptions A1-A12 included;
+where Bird's behaviour is unknown (A7: interrupting commands; A11: legs left ringing) it does
+either, as chosen by an option.
 With :class:`Faults` it also misbehaves as Bird may on a bad day, seeded and reproducibly.
 """
 
@@ -9,7 +11,7 @@ from service.sim.api import BirdSimulator, RecordedRequest
 from service.sim.delivery import DeliveryAttempt
 from service.sim.faults import Faults
 from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
-from service.sim.transcript import Entry, Transcript
+from service.sim.transcript import Entry, Offer, Transcript
 
 __all__ = [
     "HANGUP",
@@ -21,6 +23,7 @@ __all__ = [
     "DeliveryAttempt",
     "Entry",
     "Faults",
+    "Offer",
     "RecordedRequest",
     "Transcript",
 ]

@@ -139,6 +139,16 @@ class BirdSimulator(CallEngine):
     retried up to ``max_attempts`` times, ``retry_delay_s`` (simulated) doubling each time.
     ``channel_number`` is the ``from`` of outbound calls that name none.
 
+    Agents (docs/bird-contract.md A4, A9, A11): every bridge to an agent's number is one
+    independent leg that follows the agent's script for that offer (``AgentScript.then``
+    scripts successive offers). ``leave_ringing_legs`` (default True): when the caller hangs up
+    while an agent's leg rings, the leg rings on until its ``ringTimeout`` (then ``no-answer``)
+    unless the service hangs it up with ``/hangup`` on the leg's id; False: it ends with the
+    caller. ``interrupting_commands`` (A7, default False): a ``say``, ``playback``, ``gather``
+    or ``bridge`` posted while a ``say`` or ``playback`` plays cuts that prompt short and runs
+    next; False: it waits for the prompt to end. :meth:`place_inbound_calls` places many
+    callers at once or staggered. The details: :mod:`service.sim.engine`.
+
     ``faults`` (:class:`~service.sim.faults.Faults`, default none) injects API and delivery
     faults, seeded; :attr:`fault_counts` counts them by kind, :attr:`requests` records each
     request's fault and :meth:`performed` counts what Bird really did. A slow or dropped
@@ -167,6 +177,8 @@ class BirdSimulator(CallEngine):
         retry_delay_s: float = 1.0,
         channel_number: str = "+31850000000",
         faults: Faults | None = None,
+        interrupting_commands: bool = False,
+        leave_ringing_legs: bool = True,
     ) -> None:
         super().__init__(
             channel_id=channel_id,
@@ -184,6 +196,8 @@ class BirdSimulator(CallEngine):
             retry_delay_s=retry_delay_s,
             channel_number=channel_number,
             faults=faults,
+            interrupting_commands=interrupting_commands,
+            leave_ringing_legs=leave_ringing_legs,
         )
         for operation in schemas.OPERATIONS:  # build the validators now, not on a first call
             schemas.validator(operation)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from service.sim.delivery import Envelope, Outgoing
-from service.sim.transcript import Transcript
+from service.sim.transcript import Offer, Transcript
 
 ENDED_STATUSES = frozenset({"completed", "no-answer", "busy", "failed", "cancelled"})
 # Q.850 cause codes, as carriers report them.
@@ -109,6 +109,22 @@ class SimCall:
     last_speech: str = ""
     children: list[SimCall] = field(default_factory=list)
     queue: asyncio.Queue[Command] = field(default_factory=asyncio.Queue)
+    urgent: collections.deque[Command] = field(default_factory=collections.deque)
+    """Commands that cut the running prompt short: they run next (``interrupting_commands``)."""
+    running: Command | None = None
+    """The command the call's worker runs now."""
+    interrupt: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set to cut the running ``say``/``playback`` short (a fresh one for each command)."""
+    interrupted_by: str | None = None
+    """The name of the command that cut the running prompt short."""
+    offer: Offer | None = None
+    """An agent's leg: its offer in the caller's transcript, once it started ringing."""
+    ring_timeout_s: float = 30.0
+    """An agent's leg: the bridge's ``ringTimeout``."""
+    left_ringing: bool = False
+    """An agent's leg: the caller hung up while it rang, and it was left ringing (A11)."""
+    ended_with_parent: bool = False
+    """An agent's leg: it ended because the call it belonged to ended."""
     worker: asyncio.Task[None] | None = None
     timers: list[asyncio.Task[None]] = field(default_factory=list)
     ended_event: asyncio.Event = field(default_factory=asyncio.Event)

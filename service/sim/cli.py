@@ -6,6 +6,14 @@
 
 A chaos run adds ``--faults api_error=0.1,api_slow=0.05,delivery_duplicate=0.5 --seed 7``
 (the names: :data:`service.sim.faults.HELP`, shown by ``ivr sim --help``).
+
+A call center: agents that miss their first offer and answer the next ones, busy ones, and
+callers placed two simulated seconds apart, all on the line at once::
+
+    ivr sim --webhook-url http://127.0.0.1:8080/webhooks/bird \
+        --agent '+31201234567=no-answer,answer:2:30' --agent +31201234568=busy \
+        --call '+31612345678>+31970102030:1' --call '+31612345679>+31970102030:1' \
+        --call-every 2 --interrupting-commands --end-ringing-legs --exit-after-calls
 """
 
 from __future__ import annotations
@@ -24,7 +32,13 @@ from service.runtime.serving import serve
 from service.sim.api import BirdSimulator
 from service.sim.faults import HELP as FAULTS_HELP
 from service.sim.faults import Faults
-from service.sim.scripts import AgentScript, CallerScript, parse_agent_spec, parse_call_spec
+from service.sim.scripts import (
+    AGENT_SPEC,
+    AgentScript,
+    CallerScript,
+    parse_agent_spec,
+    parse_call_spec,
+)
 
 PROG = "ivr sim"
 
@@ -47,6 +61,9 @@ class _Settings:
     agents: dict[str, AgentScript]
     calls: list[CallerScript]
     faults: Faults
+    call_every_s: float | None = None
+    interrupting_commands: bool = False
+    leave_ringing_legs: bool = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--agent",
         action="append",
         default=[],
-        metavar="NUMBER=BEHAVIOR[:ANSWER_AFTER_S]",
-        help="how a bridge target answers: answer, no-answer, busy or failed (repeatable)",
+        metavar=AGENT_SPEC,
+        help="an agent: how its number answers each bridge: answer (after ANSWER_AFTER_S, "
+        "default 2, then talks TALK_S, default 5), no-answer, busy or failed; commas give "
+        "successive offers, the last repeating: +3120...=no-answer,answer:2:30 (repeatable)",
     )
     parser.add_argument(
         "--call",
@@ -82,7 +101,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "an INPUT is the keys pressed at one gather, _ for silence or hangup",
     )
     parser.add_argument(
+        "--call-every",
+        metavar="SECONDS",
+        help="place the --call calls this many simulated seconds apart, all on the line at "
+        "once (0: together); default: one after the other, each once the previous has ended",
+    )
+    parser.add_argument(
         "--exit-after-calls", action="store_true", help="exit once the --call calls have ended"
+    )
+    parser.add_argument(
+        "--interrupting-commands",
+        action="store_true",
+        help="a say, playback, gather or bridge posted while a say or playback plays cuts it "
+        "short (A7); default: it starts when the prompt ends",
+    )
+    ringing = parser.add_mutually_exclusive_group()
+    ringing.add_argument(
+        "--keep-ringing-legs",
+        dest="leave_ringing_legs",
+        action="store_true",
+        default=True,
+        help="when a caller hangs up while an agent's leg rings, leave the leg ringing until "
+        "its ring timeout or the service hangs it up (A11; the default)",
+    )
+    ringing.add_argument(
+        "--end-ringing-legs",
+        dest="leave_ringing_legs",
+        action="store_false",
+        help="end an agent's ringing leg with the caller instead",
     )
     parser.add_argument(
         "--call-timeout",
@@ -154,6 +200,9 @@ def _settings(args: argparse.Namespace) -> _Settings:
             calls.append(parse_call_spec(spec, name=f"call {index}"))
     except ValueError as exc:
         raise _BadArgument(str(exc)) from None
+    call_every_s = None
+    if args.call_every is not None:
+        call_every_s = _positive(args.call_every, "--call-every", allow_zero=True)
     return _Settings(
         host=args.host,
         port=port,
@@ -167,6 +216,9 @@ def _settings(args: argparse.Namespace) -> _Settings:
         agents=agents,
         calls=calls,
         faults=_faults(args.faults, args.seed),
+        call_every_s=call_every_s,
+        interrupting_commands=bool(args.interrupting_commands),
+        leave_ringing_legs=bool(args.leave_ringing_legs),
     )
 
 
@@ -203,6 +255,8 @@ async def run(args: argparse.Namespace) -> int:
         duplicate_deliveries=bool(args.duplicate_deliveries),
         replay_stale=bool(args.replay_stale),
         faults=settings.faults,
+        interrupting_commands=settings.interrupting_commands,
+        leave_ringing_legs=settings.leave_ringing_legs,
     )
     try:
         async with serve(sim.app, settings.host, settings.port) as running:
@@ -236,9 +290,14 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _place_calls(sim: BirdSimulator, settings: _Settings, as_json: bool, out: TextIO) -> int:
+    """Place the ``--call`` calls (one after the other, or ``--call-every`` apart) and print
+    each transcript, in order; 1 when one did not end in time."""
     status = 0
-    for script in settings.calls:
-        call_id = await sim.place_inbound_call(script)
+    placed: list[str] = []
+    if settings.call_every_s is not None:
+        placed = await sim.place_inbound_calls(settings.calls, every_s=settings.call_every_s)
+    for index, script in enumerate(settings.calls):
+        call_id = placed[index] if placed else await sim.place_inbound_call(script)
         try:
             transcript = await sim.wait_ended(call_id, settings.call_timeout_s)
         except TimeoutError as exc:

@@ -3,6 +3,33 @@
 Time is simulated: one simulated second lasts ``time_scale`` real seconds. Each call has one
 worker task that runs its commands in the order received; a hang-up (by the service, the
 caller, or ``hangupAfterBridge``) acts at once, cancels what is running and drops the rest.
+
+Bridges (docs/bird-contract.md A4, A9). Each bridge is one *offer* to an agent: a new leg that
+follows the agent's script for that offer (:mod:`service.sim.scripts`) and reports
+``ringing``, then ``ongoing`` and ``completed``, or ``no-answer``/``busy``/``failed``, to the
+bridge's ``notification.url`` (``parentId`` set). The bridge command's own outcome (A3) is
+sent when the leg ends: ``completed`` if the agent answered, else ``failed``. With
+``hangupAfterBridge: true`` the caller's leg ends after a conversation; otherwise the caller's
+leg stays up and takes new commands, whether the agent missed the offer or hung up.
+``/hangup`` on a leg's id ends that leg (``completed``; ``cancelled`` if its bridge had not
+started ringing yet), reported to the leg's ``notification.url``.
+
+Two behaviours Bird does not document are options, so that the service is tested both ways:
+
+- ``interrupting_commands`` (A7, default False). False: a command posted while another runs
+  starts when that one ends. True: a ``say``, ``playback``, ``gather`` or ``bridge`` posted
+  to its endpoint while a ``say`` or ``playback`` runs cuts that prompt short at once (its
+  outcome is ``completed``; the transcript says ``interrupted``) and runs next, before any
+  command queued earlier. Other commands, and callFlow items, wait their turn.
+- ``leave_ringing_legs`` (A11, default True). True: when the caller's call ends while an
+  agent's leg still rings, the leg is left ringing until its ``ringTimeout`` and then ends
+  ``no-answer``, unless the service hangs it up first. False: it ends with the caller
+  (``completed``). Either way a leg that was answered ends with the caller (``completed``)
+  and one whose bridge had not started ringing ends ``cancelled``.
+
+Prompts (A8): ``say`` and ``playback`` play ``loop`` times in all and stop after ``timeout``
+seconds when it is positive (outcome ``completed`` either way). There is no infinite loop: a
+``loop`` below 1 plays once (Bird's schema already rejects a ``loop`` that is no integer).
 """
 
 from __future__ import annotations
@@ -10,7 +37,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,11 +56,15 @@ from service.sim.faults import (
     Faults,
 )
 from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
-from service.sim.transcript import Transcript
+from service.sim.transcript import Offer, Transcript
 
 log = structlog.get_logger("sim")
 
 MEDIA_COMMANDS = frozenset({"say", "playback", "gather", "record", "bridge", "pause"})
+INTERRUPTIBLE = frozenset({"say", "playback"})
+"""What a command posted meanwhile may cut short (``interrupting_commands``, A7)."""
+INTERRUPTING = frozenset({"say", "playback", "gather", "bridge"})
+"""What cuts a running prompt short when posted (``interrupting_commands``, A7)."""
 DEFAULT_AGENT = AgentScript()
 DEFAULT_CALLEE = CalleeScript()
 GATHER_TIMEOUT_S = 5.0
@@ -48,19 +80,60 @@ class _PersonHungUp(Exception):
     """The simulated person hung up while a command was running."""
 
 
+@dataclass(frozen=True)
+class PromptPlan:
+    """How long a ``say`` or ``playback`` (or a gather's prompt) plays (A8)."""
+
+    one_play_s: float
+    plays: int
+    """``loop``: the total number of plays (1 when absent or below 1)."""
+    timeout_s: float | None
+    """``timeout``: the prompt stops after this many seconds (None when absent or not > 0)."""
+
+    @property
+    def full_s(self) -> float:
+        return self.one_play_s * self.plays
+
+    @property
+    def seconds(self) -> float:
+        """How long it plays: every loop, or up to its timeout."""
+        return self.full_s if self.timeout_s is None else min(self.full_s, self.timeout_s)
+
+    @property
+    def stopped_by_timeout(self) -> bool:
+        return self.timeout_s is not None and self.timeout_s < self.full_s
+
+
+def plan_prompt(name: str, options: Mapping[str, Any]) -> PromptPlan:
+    """The :class:`PromptPlan` of a ``say`` (``name`` ``say``) or ``playback`` body."""
+    if name == "say":
+        one_play_s = max(0.5, 0.06 * len(str(options.get("text", ""))))
+    else:
+        media = options.get("media") or []
+        one_play_s = 2.0 * len(media)
+    loop = _integer(options.get("loop"))
+    plays = loop if loop is not None and loop > 1 else 1
+    timeout = _integer(options.get("timeout"))
+    timeout_s = float(timeout) if timeout is not None and timeout > 0 else None
+    return PromptPlan(one_play_s, plays, timeout_s)
+
+
 def say_seconds(options: Mapping[str, Any]) -> float:
-    text = str(options.get("text", ""))
-    return max(0.5, 0.06 * len(text)) * _loops(options)
+    return plan_prompt("say", options).seconds
 
 
 def playback_seconds(options: Mapping[str, Any]) -> float:
-    media = options.get("media") or []
-    return 2.0 * len(media) * _loops(options)
+    return plan_prompt("playback", options).seconds
 
 
-def _loops(options: Mapping[str, Any]) -> int:
-    loop = options.get("loop")
-    return loop if isinstance(loop, int) and loop > 1 else 1
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _prompt_text(name: str, options: Mapping[str, Any]) -> str:
+    if name == "say":
+        return str(options.get("text", ""))
+    return "audio: " + ", ".join(options.get("media") or [])
 
 
 def _number(value: Any, default: float) -> float:
@@ -90,6 +163,8 @@ class CallEngine:
         retry_delay_s: float = 1.0,
         channel_number: str = "+31850000000",
         faults: Faults | None = None,
+        interrupting_commands: bool = False,
+        leave_ringing_legs: bool = True,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -103,7 +178,15 @@ class CallEngine:
         self.answer_timeout_s = answer_timeout_s
         self.answer_timeout_min_real_s = answer_timeout_min_real_s
         self.channel_number = channel_number
+        self.interrupting_commands = interrupting_commands
+        """A7: a prompt posted while a prompt plays cuts it short (module docstring)."""
+        self.leave_ringing_legs = leave_ringing_legs
+        """A11: an agent's leg still ringing when the caller hangs up is left ringing."""
         self.calls: dict[str, SimCall] = {}
+        self.agent_offers: collections.Counter[str] = collections.Counter()
+        """How many bridges (offers) each agent number has had so far."""
+        self.callee_offers: collections.Counter[str] = collections.Counter()
+        """How many outbound calls each callee number has had so far."""
         self.faults = faults or Faults()
         self.fault_counts: collections.Counter[str] = collections.Counter()
         """How many faults of each kind were injected (names: :mod:`service.sim.faults`)."""
@@ -147,6 +230,31 @@ class CallEngine:
         self._spawn_timer(call, self._await_answer(call))
         return call.id
 
+    async def place_inbound_calls(
+        self, scripts: Iterable[CallerScript], *, every_s: float = 0.0
+    ) -> list[str]:
+        """Place many callers, one every ``every_s`` simulated seconds (0: all at once).
+
+        Returns their call ids in the order of ``scripts``; wait for them with
+        :meth:`wait_all_ended`.
+        """
+        if every_s < 0 or every_s != every_s:
+            raise ValueError(f"every_s must be >= 0, got {every_s}")
+        call_ids: list[str] = []
+        for index, script in enumerate(scripts):
+            if index and every_s > 0:
+                await self._sleep(every_s)
+            call_ids.append(await self.place_inbound_call(script))
+        return call_ids
+
+    async def wait_all_ended(self, call_ids: Iterable[str], timeout_s: float) -> list[Transcript]:
+        """:meth:`wait_ended` of every call, all at once; their transcripts, in order.
+
+        A call not ended within ``timeout_s`` raises :meth:`wait_ended`'s ``TimeoutError``.
+        """
+        waits = [self.wait_ended(call_id, timeout_s) for call_id in call_ids]
+        return list(await asyncio.gather(*waits))
+
     def transcript(self, call_id: str) -> Transcript:
         """The transcript of a call (for an agent leg: of the call it belongs to)."""
         transcript = self._call(call_id).root.transcript
@@ -154,7 +262,11 @@ class CallEngine:
         return transcript
 
     async def wait_ended(self, call_id: str, timeout_s: float) -> Transcript:
-        """Wait until the call has ended and every delivery of it (and its legs) was answered."""
+        """Wait until the call has ended and every delivery of it (and its legs) was answered.
+
+        Its agents' legs too must have ended: a leg left ringing after the caller hung up
+        (``leave_ringing_legs``) ends at its ring timeout or when the service hangs it up.
+        """
         call = self._call(call_id).root
         try:
             async with asyncio.timeout(timeout_s):
@@ -196,6 +308,7 @@ class CallEngine:
         """``POST /calls``: dial the callee of ``body["to"]`` per its :class:`CalleeScript`."""
         to = str(body["to"])
         callee = self.callees.get(to, DEFAULT_CALLEE)
+        answer = self._next_offer(self.callee_offers, to, callee.answer)
         notification = body.get("notification")
         url = notification.get("url") if isinstance(notification, dict) else None
         now = datetime.now(UTC)
@@ -222,7 +335,7 @@ class CallEngine:
         if isinstance(flow, list) and flow:
             call.deferred_flow = self._flow_commands(call, flow)
         delay_s = (scheduled_for - now).total_seconds() if scheduled and scheduled_for else 0.0
-        self._spawn_timer(call, self._dial(call, callee.answer, body, delay_s))
+        self._spawn_timer(call, self._dial(call, answer, body, delay_s))
         return call
 
     def new_bridge_leg(self, call: SimCall, options: Mapping[str, Any]) -> SimCall:
@@ -268,9 +381,24 @@ class CallEngine:
         return command
 
     def enqueue(self, call: SimCall, command: Command) -> None:
+        """Queue a command; with ``interrupting_commands``, a prompt or bridge posted to its
+        endpoint while a prompt plays cuts that prompt short and runs next."""
         if command.name == "answer":
             call.answer_pending = True
             call.answered_event.set()
+        running = call.running
+        if (
+            self.interrupting_commands
+            and command.call_flow_id is None
+            and command.name in INTERRUPTING
+            and running is not None
+            and running.name in INTERRUPTIBLE
+        ):
+            call.urgent.append(command)
+            if call.interrupted_by is None:
+                call.interrupted_by = command.name
+                call.interrupt.set()
+            return
         call.queue.put_nowait(command)
 
     def start_flow(self, call: SimCall, flow: list[dict[str, Any]]) -> None:
@@ -285,7 +413,7 @@ class CallEngine:
 
     def hang_up(self, call: SimCall, cause: str | None = None) -> None:
         """The service hangs up (``/hangup`` or ``PATCH status: completed``): at once."""
-        if call.status == "scheduled":
+        if call.status == "scheduled" or (call.party == "agent" and not call.started):
             status = "cancelled"
         elif cause == "busy" and not call.answered:
             status = "busy"
@@ -490,7 +618,7 @@ class CallEngine:
             if call.answered_loop_time is not None:
                 talked = asyncio.get_running_loop().time() - call.answered_loop_time
                 call.duration = round(talked / self.time_scale)
-        if deliver and call.started:
+        if deliver:
             self._deliver(call)
         else:
             call.touch()
@@ -509,14 +637,24 @@ class CallEngine:
             call.worker.cancel()
         while not call.queue.empty():
             call.queue.get_nowait().set_status("cancelled")
+        while call.urgent:
+            call.urgent.popleft().set_status("cancelled")
         for command in call.deferred_flow:
             command.set_status("cancelled")
         call.deferred_flow = []
-        self._set_status(call, status, source=source, reason=reason, deliver=call.started)
+        # A leg the service was told of (bridgedCall) reports its end even if it never rang.
+        deliver = call.started or call.party == "agent"
+        self._set_status(call, status, source=source, reason=reason, deliver=deliver)
         call.ended_event.set()
+        if call.party == "agent":
+            self._leg_ended(call, status, source)
         for child in call.children:
-            if child.ended:
+            if child.ended or child.left_ringing:
                 continue
+            if child.started and not child.answered and self.leave_ringing_legs:
+                self._leave_ringing(child)
+                continue
+            child.ended_with_parent = True
             if child.started:
                 self._end_call(child, "completed", source)
             else:
@@ -598,11 +736,13 @@ class CallEngine:
     async def _work(self, call: SimCall) -> None:
         """Run the call's commands one at a time, in the order received."""
         while True:
-            command = await call.queue.get()
+            command = call.urgent.popleft() if call.urgent else await call.queue.get()
             if not self._conditions_hold(call, command):
                 command.set_status("skipped")
                 continue
             command.set_status("running")
+            call.running, call.interrupted_by = command, None
+            call.interrupt = asyncio.Event()
             try:
                 outcome = await self._run(call, command)
             except _PersonHungUp as hung_up:
@@ -612,6 +752,8 @@ class CallEngine:
             except asyncio.CancelledError:
                 command.set_status("cancelled")
                 raise
+            finally:
+                call.running = None
             if outcome is None or call.ended:
                 return
             command.set_status(outcome[0])
@@ -657,14 +799,8 @@ class CallEngine:
             return ("completed", {})
         if name in MEDIA_COMMANDS and not call.answered:
             return ("failed", {})
-        if name == "say":
-            self._note(call, tr.HEARD, str(options.get("text", "")))
-            await self._sleep(say_seconds(options))
-            return ("completed", {})
-        if name == "playback":
-            self._note(call, tr.HEARD, "audio: " + ", ".join(options.get("media") or []))
-            await self._sleep(playback_seconds(options))
-            return ("completed", {})
+        if name in ("say", "playback"):
+            return await self._prompt(call, name, options)
         if name == "gather":
             return await self._gather(call, options)
         if name == "record":
@@ -678,13 +814,12 @@ class CallEngine:
 
     async def _gather(self, call: SimCall, options: Mapping[str, Any]) -> Outcome:
         prompt_s = 0.0
-        say, playback = options.get("say"), options.get("playback")
-        if isinstance(say, dict):
-            self._note(call, tr.HEARD, str(say.get("text", "")))
-            prompt_s = say_seconds(say)
-        elif isinstance(playback, dict):
-            self._note(call, tr.HEARD, "audio: " + ", ".join(playback.get("media") or []))
-            prompt_s = playback_seconds(playback)
+        for kind in ("say", "playback"):
+            prompt = options.get(kind)
+            if isinstance(prompt, dict):
+                self._note(call, tr.HEARD, _prompt_text(kind, prompt))
+                prompt_s = plan_prompt(kind, prompt).seconds
+                break
         value = call.inputs.popleft() if call.inputs else SILENCE
         if value == HANGUP:
             await self._sleep(prompt_s / 2)
@@ -730,51 +865,161 @@ class CallEngine:
         recording_id = command.recording_id or str(uuid.uuid4())
         return ("completed", {"recordingId": recording_id, "duration": round(length)})
 
+    async def _prompt(self, call: SimCall, name: str, options: Mapping[str, Any]) -> Outcome:
+        """A ``say`` or ``playback``: ``loop`` plays, up to ``timeout`` (A8), maybe cut short."""
+        self._note(call, tr.HEARD, _prompt_text(name, options))
+        plan = plan_prompt(name, options)
+        loop = _integer(options.get("loop"))
+        if loop is not None and loop < 1:
+            self._note(call, tr.NOTE, f"loop {loop} plays once: there is no infinite loop")
+        played_s, interrupted_by = await self._play(call, plan.seconds)
+        if interrupted_by is not None:
+            cut = f"{name} cut short after {played_s:.1f} s by a {interrupted_by} posted meanwhile"
+            self._note(call, tr.INTERRUPTED, cut)
+        elif plan.stopped_by_timeout:
+            self._note(call, tr.NOTE, f"{name} stopped at its timeout of {plan.seconds:g} s")
+        elif plan.plays > 1:
+            self._note(call, tr.NOTE, f"{name} played {plan.plays} times")
+        return ("completed", {})
+
+    async def _play(self, call: SimCall, sim_s: float) -> tuple[float, str | None]:
+        """Play for ``sim_s`` unless a command cuts it short: (seconds played, its name)."""
+        started = asyncio.get_running_loop().time()
+        if call.urgent:  # taken while commands posted after it wait: cut short at once
+            call.interrupted_by = call.interrupted_by or call.urgent[0].name
+        else:
+            try:
+                async with asyncio.timeout(max(0.0, sim_s) * self.time_scale):
+                    await call.interrupt.wait()
+            except TimeoutError:
+                return sim_s, None
+        played = (asyncio.get_running_loop().time() - started) / self.time_scale
+        return min(played, sim_s), call.interrupted_by or "command"
+
     async def _bridge(self, call: SimCall, command: Command) -> Outcome:
+        """Offer the call to an agent: ring the leg and wait until it has ended (A4, A9)."""
         options = command.options
         leg = command.leg
         if leg is None:
             leg = command.leg = self.new_bridge_leg(call, options)
-        target = leg.to_number
         if leg.ended:  # the service hung the leg up before the bridge began
             return ("failed", {})
-        agent = self.agents.get(target, DEFAULT_AGENT)
-        self._note(call, tr.TRANSFERRING, f"to {target}")
-        leg.started = True
-        self._set_status(leg, "ringing")
-        if agent.behavior in ("busy", "failed"):
-            kind = tr.AGENT_BUSY if agent.behavior == "busy" else tr.AGENT_FAILED
-            self._note(call, kind, f"{target} is {agent.behavior}")
-            self._end_call(leg, agent.behavior, "callee" if agent.behavior == "busy" else "none")
-            return ("failed", {})
-        ring_timeout = _number(options.get("ringTimeout"), RING_TIMEOUT_S)
-        answers = agent.behavior == "answer" and agent.answer_after_s < ring_timeout
-        if await self._leg_ends_within(leg, agent.answer_after_s if answers else ring_timeout):
-            self._note(call, tr.NOTE, f"the call to {target} was hung up before it was answered")
-            return ("failed", {})
-        if not answers:
-            self._note(call, tr.AGENT_NO_ANSWER, f"{target} did not answer")
-            self._end_call(leg, "no-answer", "timeout")
-            return ("failed", {})
-        self._answered(leg)
-        self._note(call, tr.REACHED, target)
+        target = leg.to_number
+        script = self.agents.get(target, DEFAULT_AGENT)
+        agent = self._next_offer(self.agent_offers, target, script)
+        leg.ring_timeout_s = _number(options.get("ringTimeout"), RING_TIMEOUT_S)
         transcript = call.root.transcript
         assert transcript is not None
-        transcript.reached = target
-        max_duration = _number(options.get("maxDuration"), 28800.0)
-        talk_s = min(agent.talk_s, max_duration)
-        if await self._leg_ends_within(leg, talk_s):
-            self._note(call, tr.AGENT_HUNG_UP, f"the call to {target} was hung up")
-        else:
-            self._note(call, tr.AGENT_HUNG_UP, f"{target} hung up after {talk_s:g} s")
-            source = "callee" if agent.talk_s <= max_duration else "timeout"
-            self._end_call(leg, "completed", source)
-        return ("completed", {})
+        leg.offer = Offer(
+            at=round(self._at(call), 3),
+            agent=target,
+            leg_id=leg.id,
+            offer_number=self.agent_offers[target],
+        )
+        transcript.offers.append(leg.offer)
+        self._note(call, tr.TRANSFERRING, f"to {target} (rings up to {leg.ring_timeout_s:g} s)")
+        leg.started = True
+        self._set_status(leg, "ringing")
+        self._spawn_timer(leg, self._agent_leg(leg, agent, options))
+        await leg.ended_event.wait()
+        return ("completed", {}) if leg.answered else ("failed", {})
 
-    async def _leg_ends_within(self, leg: SimCall, sim_s: float) -> bool:
-        try:
-            async with asyncio.timeout(max(0.0, sim_s) * self.time_scale):
-                await leg.ended_event.wait()
-        except TimeoutError:
-            return False
-        return True
+    @staticmethod
+    def _next_offer(
+        counts: collections.Counter[str], number: str, script: AgentScript
+    ) -> AgentScript:
+        """The script of the next offer to ``number`` (counted in ``counts``)."""
+        index = counts[number]
+        counts[number] += 1
+        return script.for_offer(index)
+
+    async def _agent_leg(
+        self, leg: SimCall, agent: AgentScript, options: Mapping[str, Any]
+    ) -> None:
+        """The agent's side of one offer: ring, then answer, talk and hang up, or not."""
+        if agent.behavior in ("busy", "failed"):
+            self._end_call(leg, agent.behavior, "callee" if agent.behavior == "busy" else "none")
+            return
+        ring_timeout = leg.ring_timeout_s
+        answers = agent.behavior == "answer" and agent.answer_after_s < ring_timeout
+        rang_s = agent.answer_after_s if answers else ring_timeout
+        await self._sleep(rang_s)
+        if leg.left_ringing:  # nobody to put through: it rings on to its timeout (A11)
+            await self._sleep(ring_timeout - rang_s)
+        if leg.left_ringing or not answers:
+            self._end_call(leg, "no-answer", "timeout")
+            return
+        self._answered(leg)
+        if leg.offer is not None:
+            leg.offer.outcome = tr.OFFER_ANSWERED
+        self._note(leg.root, tr.REACHED, leg.to_number)
+        transcript = leg.root.transcript
+        assert transcript is not None
+        transcript.reached = leg.to_number
+        max_duration = _number(options.get("maxDuration"), 28800.0)
+        await self._sleep(min(agent.talk_s, max_duration))
+        self._end_call(leg, "completed", "callee" if agent.talk_s <= max_duration else "timeout")
+
+    def _leave_ringing(self, leg: SimCall) -> None:
+        """The caller's call ended while ``leg`` rang: leave it ringing (A11)."""
+        leg.left_ringing = True
+        if leg.offer is not None:
+            leg.offer.left_ringing = True
+        self._note(
+            leg.root,
+            tr.AGENT_LEFT_RINGING,
+            f"{leg.to_number} still rings, left up {_after_caller_left(leg.root)}",
+        )
+
+    def _leg_ended(self, leg: SimCall, status: str, source: str) -> None:
+        """Tell the caller's transcript how an agent's leg ended, and settle its offer."""
+        root, target, offer = leg.root, leg.to_number, leg.offer
+        if offer is None:
+            why = "the service hung it up" if source == "api" else "the caller's call ended"
+            self._note(
+                root, tr.AGENT_CANCELLED, f"the call to {target} ended before it rang: {why}"
+            )
+            return
+        if leg.answered:
+            talked = f"after {leg.duration} s"
+            if leg.ended_with_parent:
+                offer.ended_by = (
+                    "caller" if root.hangup_source in ("caller", "callee") else "service"
+                )
+                text = f"the call to {target} ended with the caller's call {talked}"
+            elif source == "api":
+                offer.ended_by = "service"
+                text = f"the service hung up the call to {target} {talked}"
+            elif source == "timeout":
+                offer.ended_by = "timeout"
+                text = f"the call to {target} reached its maxDuration {talked}"
+            else:
+                offer.ended_by = "agent"
+                text = f"{target} hung up {talked}"
+            self._note(root, tr.AGENT_HUNG_UP, text)
+            return
+        left = f", left ringing {_after_caller_left(root)}" if leg.left_ringing else ""
+        if status == "busy":
+            offer.outcome = tr.OFFER_BUSY
+            self._note(root, tr.AGENT_BUSY, f"{target} is busy")
+        elif status == "failed":
+            offer.outcome = tr.OFFER_FAILED
+            self._note(root, tr.AGENT_FAILED, f"the call to {target} failed")
+        elif status == "no-answer":
+            offer.outcome = tr.OFFER_MISSED
+            text = f"{target} did not answer within {leg.ring_timeout_s:g} s{left}"
+            self._note(root, tr.AGENT_NO_ANSWER, text)
+        elif leg.ended_with_parent:
+            offer.outcome = tr.OFFER_ENDED_WITH_CALLER
+            text = f"the call to {target} ended with the caller's call while it rang"
+            self._note(root, tr.AGENT_CANCELLED, text)
+        else:
+            offer.outcome = tr.OFFER_HUNG_UP_BY_SERVICE
+            text = f"the service hung up the call to {target} while it rang{left}"
+            self._note(root, tr.AGENT_CANCELLED, text)
+
+
+def _after_caller_left(root: SimCall) -> str:
+    if root.hangup_source in ("caller", "callee"):
+        return f"after the {root.party} hung up"
+    return f"after the {root.party}'s call ended"

@@ -4,10 +4,29 @@ A script input is consumed by each ``gather``: a run of keys (``0``-``9``, ``*``
 what the person presses, :data:`SILENCE` means they press nothing (the gather times out) and
 :data:`HANGUP` means they hang up while that gather's prompt plays. When the inputs run out the
 person stays silent.
+
+Agents. An agent is a number (or SIP URI) with an :class:`AgentScript`: ``answer`` after
+``answer_after_s`` and hang up after ``talk_s`` of talking, ``no-answer`` (rings until the
+bridge's ``ringTimeout``), ``busy`` or ``failed`` (at once). An agent can be reached again and
+again: every bridge to the number is one independent leg, one *offer*, following the script.
+
+Offer sequences. ``AgentScript.then`` scripts the offers after the first: the first offer to
+the number follows the script itself, the second ``then[0]``, the third ``then[1]``, and so on;
+the last one repeats for every later offer. ``AgentScript.sequence(first, *rest)`` builds one,
+``script.for_offer(index)`` says which script offer ``index`` (from 0) follows. Offers are
+counted per number over the simulator's whole run, whichever caller they are for. So "misses
+the first offer, answers the next ones" is::
+
+    AgentScript.sequence(AgentScript("no-answer"), AgentScript("answer", 2, 30))
+
+and, for ``ivr sim --agent`` (:func:`parse_agent_spec`), ``+31201234567=no-answer,answer:2:30``.
+A :class:`CalleeScript`'s ``answer`` may be a sequence too: each outbound call to that number
+is one offer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Literal, cast, get_args
@@ -17,6 +36,8 @@ HANGUP = "hangup"
 
 AgentBehavior = Literal["answer", "no-answer", "busy", "failed"]
 AGENT_BEHAVIORS: tuple[str, ...] = get_args(AgentBehavior)
+DEFAULT_ANSWER_AFTER_S = 2.0
+DEFAULT_TALK_S = 5.0
 
 _KEYS = re.compile(r"[0-9*#]+")
 
@@ -31,8 +52,8 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
 
 
 def _check_seconds(name: str, value: float | None) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
+    if value is not None and (value < 0 or value != value):
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -56,18 +77,43 @@ class CallerScript:
 
 @dataclass(frozen=True)
 class AgentScript:
-    """How a bridge target (or the callee of an outbound call) answers."""
+    """How a bridge target (or the callee of an outbound call) answers each offer."""
 
     behavior: AgentBehavior = "answer"
-    answer_after_s: float = 2.0
-    talk_s: float = 5.0
-    """Simulated seconds the agent talks before hanging up (bridge targets only)."""
+    answer_after_s: float = DEFAULT_ANSWER_AFTER_S
+    """Simulated seconds of ringing before an ``answer`` agent picks up (``answer`` only; at or
+    beyond the bridge's ``ringTimeout`` the offer rings out as ``no-answer``)."""
+    talk_s: float = DEFAULT_TALK_S
+    """Simulated seconds the agent talks before hanging up (bridge targets only; ``inf``: until
+    the caller or the service hangs up, or ``maxDuration``)."""
+    then: tuple[AgentScript, ...] = ()
+    """The scripts of the next offers to this number; the last one repeats (module docstring)."""
 
     def __post_init__(self) -> None:
         if self.behavior not in AGENT_BEHAVIORS:
             raise ValueError(f"agent behavior must be one of {', '.join(AGENT_BEHAVIORS)}")
         _check_seconds("answer_after_s", self.answer_after_s)
         _check_seconds("talk_s", self.talk_s)
+        for later in self.then:
+            if not isinstance(later, AgentScript):
+                raise ValueError(f"then holds AgentScripts, not {later!r}")
+            if later.then:
+                raise ValueError("a script in then cannot have its own then: list every offer")
+
+    @classmethod
+    def sequence(cls, first: AgentScript, *rest: AgentScript) -> AgentScript:
+        """One script per offer, in order; the last one repeats."""
+        return dataclasses.replace(first, then=tuple(rest))
+
+    @property
+    def offers(self) -> tuple[AgentScript, ...]:
+        """The script of each offer in turn (the last one repeats), without their ``then``."""
+        return (dataclasses.replace(self, then=()), *self.then)
+
+    def for_offer(self, index: int) -> AgentScript:
+        """The script that offer ``index`` (from 0) to this number follows."""
+        offers = self.offers
+        return offers[min(max(index, 0), len(offers) - 1)]
 
 
 @dataclass(frozen=True)
@@ -119,25 +165,54 @@ def parse_call_spec(spec: str, *, name: str | None = None) -> CallerScript:
         raise ValueError(f"call {spec!r}: {exc}") from None
 
 
+AGENT_SPEC = "NUMBER=BEHAVIOR[:ANSWER_AFTER_S[:TALK_S]][,BEHAVIOR[:...]]..."
+
+
 def parse_agent_spec(spec: str) -> tuple[str, AgentScript]:
-    """``(number, AgentScript)`` from ``NUMBER=behavior[:answer_after_s]``."""
-    number, equals, rest = spec.partition("=")
-    if not equals or not number.strip() or not rest.strip():
-        raise ValueError(f"agent {spec!r} is not NUMBER=behavior[:answer_after_s]")
-    behavior, _, delay = rest.partition(":")
-    behavior = behavior.strip()
-    if behavior not in AGENT_BEHAVIORS:
-        raise ValueError(
-            f"agent {spec!r}: behavior {behavior!r} is not one of {', '.join(AGENT_BEHAVIORS)}"
+    """``(number, AgentScript)`` from ``NUMBER=behavior[:answer_after_s[:talk_s]]``.
+
+    ``+31201234567=answer:3:60`` answers after 3 s and talks for 60 s; ``...=no-answer``,
+    ``...=busy`` and ``...=failed`` never answer. Commas separate successive offers, the last
+    one repeating: ``+31201234567=no-answer,answer:2:30`` misses the first offer and answers
+    every later one. ``NUMBER`` may be a ``sip:`` URI. A bad spec raises ``ValueError`` with one
+    line naming it and what is wrong.
+    """
+    number, equals, rest = spec.rpartition("=")
+    number = number.strip()
+    if not equals or not number or not rest.strip():
+        raise ValueError(f"agent {spec!r} is not {AGENT_SPEC}")
+    parts = rest.split(",")
+    scripts = []
+    for index, part in enumerate(parts, start=1):
+        where = f"agent {spec!r}: " + (
+            f"offer {index} ({part.strip()!r}): " if len(parts) > 1 else ""
         )
-    answer_after_s = 2.0
-    if delay.strip():
+        scripts.append(_parse_offer(part, where))
+    return number, AgentScript.sequence(*scripts)
+
+
+def _parse_offer(part: str, where: str) -> AgentScript:
+    fields = [item.strip() for item in part.split(":")]
+    if not fields[0]:
+        raise ValueError(f"{where}no behavior (one of {', '.join(AGENT_BEHAVIORS)})")
+    if len(fields) > 3:
+        raise ValueError(f"{where}too many ':' fields (behavior[:answer_after_s[:talk_s]])")
+    behavior = fields[0]
+    if behavior not in AGENT_BEHAVIORS:
+        raise ValueError(f"{where}behavior {behavior!r} is not one of {', '.join(AGENT_BEHAVIORS)}")
+    seconds: dict[str, float] = {}
+    for name, raw in zip(("answer_after_s", "talk_s"), fields[1:], strict=False):
+        if not raw:
+            continue
         try:
-            answer_after_s = float(delay)
+            seconds[name] = float(raw)
         except ValueError:
-            raise ValueError(f"agent {spec!r}: {delay!r} is not a number of seconds") from None
+            raise ValueError(f"{where}{name} {raw!r} is not a number of seconds") from None
     try:
-        script = AgentScript(behavior=cast(AgentBehavior, behavior), answer_after_s=answer_after_s)
+        return AgentScript(
+            behavior=cast(AgentBehavior, behavior),
+            answer_after_s=seconds.get("answer_after_s", DEFAULT_ANSWER_AFTER_S),
+            talk_s=seconds.get("talk_s", DEFAULT_TALK_S),
+        )
     except ValueError as exc:
-        raise ValueError(f"agent {spec!r}: {exc}") from None
-    return number.strip(), script
+        raise ValueError(f"{where}{exc}") from None

@@ -200,6 +200,24 @@ class Peer:
         assert response.status_code == 202, response.text
         return await self.sim.wait_ended(call_id, WAIT_S)
 
+    async def bridge(self, call_id: str, to: str, **options: Any) -> tuple[str, str]:
+        """``POST /bridge`` (202 expected): the bridge command's id and the agent leg's id."""
+        body = {"to": to, "hangupAfterBridge": False, **options}
+        response = await self.send(call_id, "bridge", body)
+        assert response.status_code == 202, response.text
+        answer = response.json()
+        return answer["command"]["id"], answer["bridgedCall"]["id"]
+
+    def statuses(self, call_id: str) -> list[str]:
+        """The statuses delivered for a call (or leg), command outcomes left out."""
+        return [r.status for r in self.receiver.for_call(call_id) if r.command is None]
+
+    async def call_status(self, call_id: str) -> str:
+        """The call's status as ``GET`` shows it."""
+        response = await self.http.get(f"/{call_id}")
+        assert response.status_code == 200, response.text
+        return str(response.json()["status"])
+
 
 MakePeer = Callable[..., Awaitable[Peer]]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import time
 import uuid
@@ -11,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from service.sim import HANGUP, SILENCE, AgentScript, CalleeScript
+from service.sim import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript, Transcript
 from service.sim import cli as sim_cli
+from service.sim.scripts import parse_agent_spec
 from tests.sim.harness import (
     ACCESS_KEY,
     AGENT,
@@ -32,6 +34,7 @@ from tests.sim.harness import (
     channel_client,
     free_port,
     script,
+    set_real_keys,
 )
 
 # --------------------------------------------------------------------------- tests
@@ -566,3 +569,499 @@ async def test_cli_places_calls_and_prints_transcripts(
     assert "You pressed nothing." in out
     assert "completed (hangupSource: api)" in out
     assert all(item.signature_error is None for item in receiver.received)
+
+
+# ------------------------------------------------------- agent routing (A4, A7-A11)
+
+OTHER_AGENT = "+31201234568"
+OUTCOME_OF_STATUS = {"no-answer": "missed", "busy": "busy", "failed": "failed"}
+
+
+def _at(transcript: Transcript, kind: str, contains: str = "") -> float:
+    """When the first transcript entry of ``kind`` containing ``contains`` was added."""
+    return next(e.at for e in transcript.entries if e.kind == kind and contains in e.text)
+
+
+def _seconds_between(start: str, end: str) -> float:
+    parse = datetime.fromisoformat
+    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
+
+
+@pytest.mark.parametrize("behavior", ["no-answer", "busy", "failed"])
+async def test_an_agent_who_does_not_take_the_call_leaves_the_caller_on_the_line(
+    make_peer: MakePeer, behavior: str
+) -> None:
+    """A9: the missed offer fails the bridge; the caller's leg stays up and takes the
+    service's next commands (a prompt, then an offer to another agent)."""
+    agents = {
+        AGENT: AgentScript(behavior),  # type: ignore[arg-type]
+        OTHER_AGENT: AgentScript(answer_after_s=1.0, talk_s=3.0),
+    }
+    peer = await make_peer(agents=agents)
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    url = f"{peer.receiver.base_url}/webhooks/legs?offer=first"
+    command_id, leg_id = await peer.bridge(call_id, AGENT, ringTimeout=5, notification={"url": url})
+    assert (await peer.done(call_id, command_id))["status"] == "failed"
+    await peer.status(leg_id, behavior)
+    legs = peer.receiver.for_call(leg_id)
+    assert [r.status for r in legs] == ["ringing", behavior]
+    assert all((r.path, r.query) == ("/webhooks/legs", "offer=first") for r in legs)  # A10
+    assert all(r.call["parentId"] == call_id for r in legs)
+    assert await peer.call_status(call_id) == "ongoing"
+
+    said = await peer.run(call_id, "say", {"text": "Let me try someone else."})
+    assert said["status"] == "completed"
+    second_id, second_leg = await peer.bridge(call_id, OTHER_AGENT)
+    assert (await peer.done(call_id, second_id))["status"] == "completed"
+    await peer.status(second_leg, "completed")
+    assert peer.statuses(second_leg) == ["ringing", "ongoing", "completed"]
+    assert await peer.call_status(call_id) == "ongoing"
+
+    transcript = await peer.hang_up(call_id)
+    assert transcript.offer_outcomes() == [
+        (AGENT, OUTCOME_OF_STATUS[behavior]),
+        (OTHER_AGENT, "answered"),
+    ]
+    assert transcript.reached == OTHER_AGENT
+    assert transcript.texts("transferring") == [
+        f"to {AGENT} (rings up to 5 s)",
+        f"to {OTHER_AGENT} (rings up to 30 s)",
+    ]
+    assert "Let me try someone else." in transcript.texts("heard")
+    assert_deliveries_sound(peer.receiver)
+    assert all(r.accepted for r in peer.sim.requests)
+
+
+async def test_when_a_connected_agent_hangs_up_the_caller_stays_for_the_service(
+    make_peer: MakePeer,
+) -> None:
+    """A9: after the conversation the caller's leg is still up (wrap-up, survey...)."""
+    peer = await make_peer(agents={AGENT: AgentScript(answer_after_s=1.0, talk_s=4.0)})
+    call_id = await peer.inbound(script("5"))
+    await peer.answer(call_id)
+    command_id, leg_id = await peer.bridge(call_id, AGENT)
+    ended = await peer.status(leg_id, "completed")
+    assert ended.call["hangupSource"] == "callee"
+    assert ended.call["duration"] >= 4
+    assert (await peer.done(call_id, command_id))["status"] == "completed"
+    assert peer.statuses(leg_id) == ["ringing", "ongoing", "completed"]
+    assert await peer.call_status(call_id) == "ongoing"
+
+    survey = await peer.run(
+        call_id, "gather", {"maxNumKeys": 1, "say": {"text": "Rate the call, 1 to 5."}}
+    )
+    assert survey["result"]["keys"] == "5"
+    transcript = await peer.hang_up(call_id)
+    assert transcript.reached == AGENT
+    (offer,) = transcript.offers
+    assert (offer.agent, offer.outcome, offer.ended_by, offer.leg_id) == (
+        AGENT,
+        "answered",
+        "agent",
+        leg_id,
+    )
+    (hung_up,) = transcript.texts("agent-hung-up")
+    assert hung_up.startswith(f"{AGENT} hung up after ")
+    assert transcript.kinds()[-4:] == ["agent-hung-up", "heard", "pressed", "ended"]
+
+
+async def test_an_agent_can_miss_the_first_offer_and_answer_the_next_ones(
+    make_peer: MakePeer,
+) -> None:
+    number, agent = parse_agent_spec(f"{AGENT}=no-answer,answer:1:2")
+    peer = await make_peer(agents={number: agent})
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    outcomes = []
+    for _ in range(3):
+        command_id, _leg = await peer.bridge(call_id, AGENT, ringTimeout=5)
+        outcomes.append((await peer.done(call_id, command_id))["status"])
+    assert outcomes == ["failed", "completed", "completed"]
+    transcript = await peer.hang_up(call_id)
+    assert transcript.offer_outcomes() == [
+        (AGENT, "missed"),
+        (AGENT, "answered"),
+        (AGENT, "answered"),
+    ]
+    assert [offer.offer_number for offer in transcript.offers] == [1, 2, 3]
+
+    # Another caller: the fourth offer to that agent, who still answers (the last repeats).
+    second = await peer.inbound(script())
+    await peer.answer(second)
+    command_id, _leg = await peer.bridge(second, AGENT, ringTimeout=5)
+    assert (await peer.done(second, command_id))["status"] == "completed"
+    other = await peer.hang_up(second)
+    assert [(o.offer_number, o.outcome) for o in other.offers] == [(4, "answered")]
+    assert peer.sim.agent_offers[AGENT] == 4
+
+
+async def test_a_leg_still_ringing_when_the_caller_hangs_up_is_left_ringing(
+    make_peer: MakePeer,
+) -> None:
+    """A11: Bird may leave the agent's leg up; it rings until its ring timeout, and the
+    agent picking up meanwhile is not put through to anyone (it ends ``no-answer``)."""
+    peer = await make_peer(agents={AGENT: AgentScript(answer_after_s=30.0)})
+    call_id = await peer.inbound(script(hangup_after_s=20.0))
+    await peer.answer(call_id)
+    url = f"{peer.receiver.base_url}/webhooks/legs"
+    command_id, leg_id = await peer.bridge(
+        call_id, AGENT, ringTimeout=60, notification={"url": url}
+    )
+    gone = await peer.status(call_id, "completed")
+    assert gone.call["hangupSource"] == "caller"
+    assert await peer.call_status(leg_id) == "ringing"
+    still = peer.sim.transcript(call_id)
+    assert still.ended
+    assert still.offers[0].left_ringing
+    assert still.offers[0].outcome == "ringing"
+
+    transcript = await peer.sim.wait_ended(call_id, WAIT_S)  # waits for the leg too
+    assert peer.statuses(leg_id) == ["ringing", "no-answer"]
+    rang_out = await peer.status(leg_id, "no-answer")
+    assert rang_out.path == "/webhooks/legs"
+    assert peer.receiver.received.index(rang_out) > peer.receiver.received.index(gone)
+    rang_s = _seconds_between(rang_out.call["ringingAt"], rang_out.call["endedAt"])
+    assert rang_s >= 60 * peer.sim.time_scale  # the whole ring timeout, in real seconds
+    (offer,) = transcript.offers
+    assert (offer.outcome, offer.left_ringing) == ("missed", True)
+    assert transcript.texts("agent-left-ringing") == [
+        f"{AGENT} still rings, left up after the caller hung up"
+    ]
+    assert transcript.texts("no-answer") == [
+        f"{AGENT} did not answer within 60 s, left ringing after the caller hung up"
+    ]
+    assert command_id not in {(r.command or {}).get("id") for r in peer.receiver.received}
+    assert transcript.reached is None
+
+
+async def test_the_service_hangs_up_a_leg_left_ringing(make_peer: MakePeer) -> None:
+    """A11: ``/hangup`` on the agent leg's id ends it, reported to its notification.url."""
+    peer = await make_peer(agents={AGENT: AgentScript("no-answer")})
+    call_id = await peer.inbound(script(hangup_after_s=20.0))
+    await peer.answer(call_id)
+    url = f"{peer.receiver.base_url}/webhooks/legs?leg=ours"
+    _, leg_id = await peer.bridge(call_id, AGENT, ringTimeout=120, notification={"url": url})
+    await peer.status(call_id, "completed")
+    response = await peer.send(leg_id, "hangup")
+    assert response.status_code == 202
+    assert_valid_response("hangupCall", response.json())
+    assert response.json()["callId"] == leg_id
+    ended = await peer.status(leg_id, "completed")
+    assert (ended.path, ended.query) == ("/webhooks/legs", "leg=ours")
+    assert (ended.call["hangupSource"], ended.call["parentId"]) == ("api", call_id)
+    transcript = await peer.sim.wait_ended(call_id, WAIT_S)
+    assert peer.statuses(leg_id) == ["ringing", "completed"]
+    (offer,) = transcript.offers
+    assert (offer.outcome, offer.left_ringing) == ("hung-up-by-service", True)
+    assert transcript.texts("agent-cancelled") == [
+        f"the service hung up the call to {AGENT} while it rang, "
+        "left ringing after the caller hung up"
+    ]
+    again = await peer.send(leg_id, "hangup")
+    assert again.status_code == 422
+    assert again.json()["code"] == "call_not_active"
+
+
+async def test_with_end_ringing_legs_a_ringing_leg_ends_with_the_caller(
+    make_peer: MakePeer,
+) -> None:
+    peer = await make_peer(agents={AGENT: AgentScript("no-answer")}, leave_ringing_legs=False)
+    call_id = await peer.inbound(script(hangup_after_s=20.0))
+    await peer.answer(call_id)
+    _, leg_id = await peer.bridge(call_id, AGENT, ringTimeout=120)
+    transcript = await peer.sim.wait_ended(call_id, WAIT_S)
+    assert peer.statuses(leg_id) == ["ringing", "completed"]
+    assert peer.receiver.for_call(leg_id)[-1].call["hangupSource"] == "caller"
+    (offer,) = transcript.offers
+    assert (offer.outcome, offer.left_ringing) == ("ended-with-caller", False)
+    assert "agent-left-ringing" not in transcript.kinds()
+
+
+@pytest.mark.parametrize("leave_ringing_legs", [True, False])
+async def test_a_connected_agent_leg_ends_when_the_caller_hangs_up(
+    make_peer: MakePeer, leave_ringing_legs: bool
+) -> None:
+    agents = {AGENT: AgentScript(answer_after_s=1.0, talk_s=1000.0)}
+    peer = await make_peer(agents=agents, leave_ringing_legs=leave_ringing_legs)
+    call_id = await peer.inbound(script(hangup_after_s=20.0))
+    await peer.answer(call_id)
+    command_id, leg_id = await peer.bridge(call_id, AGENT)
+    transcript = await peer.sim.wait_ended(call_id, WAIT_S)
+    assert peer.statuses(leg_id) == ["ringing", "ongoing", "completed"]
+    assert peer.receiver.for_call(leg_id)[-1].call["hangupSource"] == "caller"
+    (offer,) = transcript.offers
+    assert (offer.outcome, offer.ended_by, offer.left_ringing) == ("answered", "caller", False)
+    assert transcript.reached == AGENT
+    assert command_id not in {(r.command or {}).get("id") for r in peer.receiver.received}
+
+
+async def test_the_service_can_withdraw_an_offer_while_it_rings(make_peer: MakePeer) -> None:
+    peer = await make_peer(agents={AGENT: AgentScript("no-answer")})
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    command_id, leg_id = await peer.bridge(call_id, AGENT, ringTimeout=120)
+    await peer.status(leg_id, "ringing")
+    assert (await peer.send(leg_id, "hangup")).status_code == 202
+    assert (await peer.done(call_id, command_id))["status"] == "failed"
+    assert (await peer.status(leg_id, "completed")).call["hangupSource"] == "api"
+    assert await peer.call_status(call_id) == "ongoing"
+    transcript = await peer.hang_up(call_id)
+    assert transcript.offer_outcomes() == [(AGENT, "hung-up-by-service")]
+    assert not transcript.offers[0].left_ringing
+
+
+async def test_a_bridge_waiting_behind_a_prompt_is_cancelled_before_it_rings(
+    peer: Peer,
+) -> None:
+    """A bridge posted during a prompt waits (A7, not interrupting); its leg, already
+    known to the service, ends ``cancelled`` if hung up (or the caller leaves) first."""
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    hold = await peer.send(call_id, "say", {"text": "Please hold.", "loop": 20})
+    assert hold.status_code == 202
+    command_id, leg_id = await peer.bridge(call_id, AGENT)
+    assert await peer.call_status(leg_id) == "starting"
+    assert (await peer.send(leg_id, "hangup")).status_code == 202
+    cancelled = await peer.status(leg_id, "cancelled")
+    assert cancelled.call["parentId"] == call_id
+    assert (await peer.done(call_id, command_id))["status"] == "failed"
+    assert peer.statuses(leg_id) == ["cancelled"]  # it never rang
+
+    # Another bridge waits behind another prompt, and the caller's call ends first.
+    await peer.send(call_id, "say", {"text": "Still holding.", "loop": 20})
+    _, last_leg = await peer.bridge(call_id, OTHER_AGENT)
+    transcript = await peer.hang_up(call_id)
+    assert peer.statuses(last_leg) == ["cancelled"]
+    assert transcript.offers == []  # no agent's phone ever rang
+    assert transcript.texts("agent-cancelled") == [
+        f"the call to {AGENT} ended before it rang: the service hung it up",
+        f"the call to {OTHER_AGENT} ended before it rang: the caller's call ended",
+    ]
+
+
+async def test_without_interrupting_commands_a_command_posted_meanwhile_waits(
+    peer: Peer,
+) -> None:
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    hold = {"media": ["https://example.com/hold.wav"], "loop": 4}  # 8 s
+    hold_id = (await peer.send(call_id, "playback", hold)).json()["id"]
+    say_id = (await peer.send(call_id, "say", {"text": "An agent is free."})).json()["id"]
+    assert (await peer.done(call_id, say_id))["status"] == "completed"
+    assert (await peer.done(call_id, hold_id))["status"] == "completed"
+    transcript = await peer.hang_up(call_id)
+    hold_at = _at(transcript, "heard", "hold.wav")
+    assert _at(transcript, "heard", "An agent is free.") >= hold_at + 8
+    assert "interrupted" not in transcript.kinds()
+    outcomes = [(r.command or {}).get("id") for r in peer.receiver.for_call(call_id)]
+    assert outcomes.index(hold_id) < outcomes.index(say_id)
+
+
+@pytest.mark.parametrize("posted", ["say", "playback", "gather", "bridge"])
+async def test_interrupting_commands_cut_a_prompt_short(make_peer: MakePeer, posted: str) -> None:
+    """A7, the other way: the prompt stops at once (outcome ``completed``) and the command
+    posted runs."""
+    agents = {AGENT: AgentScript(answer_after_s=1.0, talk_s=1.0)}
+    peer = await make_peer(interrupting_commands=True, agents=agents)
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    hold = {"media": ["https://example.com/hold.wav"], "loop": 30}  # 60 s
+    hold_id = (await peer.send(call_id, "playback", hold)).json()["id"]
+    await peer.sim.wait_for(call_id, "heard", "hold.wav", timeout_s=WAIT_S)
+    bodies = {
+        "say": {"text": "An agent is free."},
+        "playback": {"media": ["https://example.com/free.wav"]},
+        "gather": {"maxNumKeys": 1, "timeout": 1},
+        "bridge": {"to": AGENT, "hangupAfterBridge": False},
+    }
+    answer = (await peer.send(call_id, posted, bodies[posted])).json()
+    posted_id = answer["command"]["id"] if posted == "bridge" else answer["id"]
+    assert (await peer.done(call_id, hold_id))["status"] == "completed"
+    assert (await peer.done(call_id, posted_id))["status"] == "completed"
+    transcript = await peer.hang_up(call_id)
+    (cut,) = transcript.texts("interrupted")
+    assert cut.startswith("playback cut short after ")
+    assert cut.endswith(f"by a {posted} posted meanwhile")
+    assert _at(transcript, "interrupted") < _at(transcript, "heard", "hold.wav") + 30
+    outcomes = [(r.command or {}).get("id") for r in peer.receiver.for_call(call_id)]
+    assert outcomes.index(hold_id) < outcomes.index(posted_id)
+    if posted == "bridge":
+        assert transcript.reached == AGENT
+
+
+async def test_interrupting_commands_leave_other_commands_and_call_flows_waiting(
+    make_peer: MakePeer,
+) -> None:
+    peer = await make_peer(interrupting_commands=True)
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    hold = {"media": ["https://example.com/hold.wav"], "loop": 3}  # 6 s
+    hold_id = (await peer.send(call_id, "playback", hold)).json()["id"]
+    await peer.sim.wait_for(call_id, "heard", "hold.wav", timeout_s=WAIT_S)
+    flow = [{"command": "say", "options": {"text": "From a flow."}}]
+    assert (await peer.http.patch(f"/{call_id}", json={"callFlow": flow})).status_code == 202
+    record = (await peer.send(call_id, "record", {"maxLength": 2})).json()["command"]
+    assert (await peer.done(call_id, record["id"]))["status"] == "completed"
+    transcript = await peer.hang_up(call_id)
+    hold_at = _at(transcript, "heard", "hold.wav")
+    assert _at(transcript, "heard", "From a flow.") >= hold_at + 6
+    assert _at(transcript, "heard", "(beep)") >= hold_at + 6
+    assert "interrupted" not in transcript.kinds()
+    assert transcript.texts("note") == ["playback played 3 times"]
+    assert (await peer.done(call_id, hold_id))["status"] == "completed"
+
+
+async def test_say_and_playback_honour_loop_and_timeout(peer: Peer) -> None:
+    """A8: ``loop`` is the total number of plays, ``timeout`` a limit in seconds; there is no
+    infinite loop."""
+    call_id = await peer.inbound(script())
+    await peer.answer(call_id)
+    text = "Your call is important to us, please stay on the line."  # 54 chars: 3.24 s
+    assert (await peer.run(call_id, "say", {"text": text, "loop": 3}))["status"] == "completed"
+    limited = {"media": ["https://example.com/hold.wav"], "loop": 10, "timeout": 5}  # 20 s
+    assert (await peer.run(call_id, "playback", limited))["status"] == "completed"
+    once = await peer.run(call_id, "say", {"text": "Once.", "loop": 0})
+    assert once["status"] == "completed"
+
+    for bad in ({"loop": "forever"}, {"loop": 1.5}, {"loop": True}, {"timeout": "10"}):
+        rejected = await peer.send(call_id, "say", {"text": "x", **bad})
+        assert rejected.status_code == 422, bad
+        assert rejected.json()["code"] == "validation_error"
+    bad_flow = [{"command": "playback", "options": {"media": ["https://x/y.wav"], "loop": "x"}}]
+    assert (await peer.http.patch(f"/{call_id}", json={"callFlow": bad_flow})).status_code == 422
+
+    transcript = await peer.hang_up(call_id)
+    three = _at(transcript, "note", "say played 3 times") - _at(transcript, "heard", text)
+    assert 3 * 3.24 <= three < 3 * 3.24 + 3
+    cut = _at(transcript, "note", "stopped at its timeout of 5 s") - _at(
+        transcript, "heard", "hold.wav"
+    )
+    assert 5 <= cut < 15
+    assert "loop 0 plays once: there is no infinite loop" in transcript.texts("note")
+
+
+async def test_many_callers_at_once_each_reach_an_agent(make_peer: MakePeer) -> None:
+    """25 callers placed half a simulated second apart, all on the line together, routed by
+    a small service over HTTP to three agents: each call keeps to its own caller, legs and
+    offers."""
+    third = "+31201234569"
+    agents = {
+        AGENT: AgentScript(answer_after_s=2.0, talk_s=60.0),
+        OTHER_AGENT: AgentScript.sequence(AgentScript("no-answer"), AgentScript("answer", 1, 60)),
+        third: AgentScript("busy"),
+    }
+    # Long conversations, and patience with a service slowed down by 25 callers at once.
+    peer = await make_peer(agents=agents, answer_timeout_min_real_s=10.0)
+    first_choice = [AGENT, OTHER_AGENT, third]
+    callers = [CallerScript(f"caller {n}", f"+316000000{n:02d}", IVR) for n in range(25)]
+    routed = {caller.from_number: first_choice[n % 3] for n, caller in enumerate(callers)}
+    legs_url = f"{peer.receiver.base_url}/webhooks/legs"
+
+    async def service(item: Received) -> None:
+        if item.path != "/webhooks/bird" or "parentId" in item.call:
+            return
+        command = item.command or {}
+        call = item.call_id
+        if item.status == "ringing" and not command:
+            await peer.send(call, "answer")
+        elif command.get("command") == "answer":
+            await peer.send(call, "say", {"text": "Please hold."})
+        elif command.get("command") == "say":
+            to = routed[item.call["from"]]
+            body = {"to": to, "ringTimeout": 5, "hangupAfterBridge": False,
+                    "notification": {"url": f"{legs_url}?call={call}"}}  # fmt: skip
+            await peer.send(call, "bridge", body)
+        elif command.get("command") == "bridge" and command["status"] == "failed":
+            body = {"to": AGENT, "hangupAfterBridge": False}
+            await peer.send(call, "bridge", body)
+        elif command.get("command") == "bridge":
+            await peer.send(call, "hangup")
+
+    peer.receiver.react = service
+    call_ids = await peer.sim.place_inbound_calls(callers, every_s=0.5)
+    transcripts = await peer.sim.wait_all_ended(call_ids, 60)
+
+    assert len(set(call_ids)) == 25
+    for n, (caller, call_id, transcript) in enumerate(
+        zip(callers, call_ids, transcripts, strict=True)
+    ):
+        assert (transcript.call_id, transcript.from_number) == (call_id, caller.from_number)
+        assert transcript.script_name == f"caller {n}"
+        assert (transcript.final_status, transcript.hangup_source) == ("completed", "api")
+        assert transcript.texts("heard") == ["Please hold."]
+        first = first_choice[n % 3]
+        assert transcript.offers[0].agent == first
+        assert transcript.offers[-1].outcome == "answered"
+        if first == third:
+            assert transcript.offer_outcomes() == [(third, "busy"), (AGENT, "answered")]
+        for offer in transcript.offers:
+            leg = peer.receiver.for_call(offer.leg_id)
+            assert all(r.call["parentId"] == call_id for r in leg)
+            assert all(r.query == f"call={call_id}" for r in leg if r.path == "/webhooks/legs")
+    missed = [t for t in transcripts if (OTHER_AGENT, "missed") in t.offer_outcomes()]
+    assert len(missed) == 1  # only the first offer to that agent was missed
+    assert sum(len(t.offers) for t in transcripts) == sum(peer.sim.agent_offers.values())
+    # They really were on the line together.
+    spans = [(peer.sim.calls[c].created_at, peer.sim.calls[c].ended_at) for c in call_ids]
+    ends = [(start, end) for start, end in spans if end is not None]
+    assert len(ends) == 25
+    most = max(sum(1 for start, end in ends if start <= moment < end) for moment, _ in ends)
+    assert most >= 20
+    assert all(r.accepted for r in peer.sim.requests)
+    assert_deliveries_sound(peer.receiver)
+
+
+async def test_cli_runs_a_call_center_of_staggered_callers(
+    receiver: Receiver, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--agent`` offer sequences and ``--call-every``: three callers on the line together,
+    offered to an agent who misses the first offer; each transcript shows the offers."""
+    port = free_port()
+    async with channel_client(port) as http:
+
+        async def service(item: Received) -> None:
+            command = item.command or {}
+            call = f"/{item.call_id}"
+            if "parentId" in item.call:
+                return
+            if item.status == "ringing" and not command:
+                await http.post(f"{call}/answer")
+            elif command.get("command") == "answer" or command.get("status") == "failed":
+                body = {"to": AGENT, "ringTimeout": 5, "hangupAfterBridge": False}
+                await http.post(f"{call}/bridge", json=body)
+            elif command.get("command") == "bridge":
+                await http.post(f"{call}/say", json={"text": "Thanks for holding."})
+            elif command.get("command") == "say":
+                await http.post(f"{call}/hangup")
+
+        receiver.react = service
+        set_real_keys(monkeypatch)
+        parser = argparse.ArgumentParser()
+        sim_cli.add_arguments(parser)
+        args = parser.parse_args(
+            ["--port", str(port), "--webhook-url", f"{receiver.base_url}/webhooks/bird",
+             "--agent", f"{AGENT}=no-answer,answer:1:2",
+             "--call", f"{CALLER}>{IVR}", "--call", f"+31612345679>{IVR}",
+             "--call", f"+31612345670>{IVR}",
+             "--call-every", "1", "--interrupting-commands", "--end-ringing-legs",
+             "--exit-after-calls", "--call-timeout", "20", "--json"]
+        )  # fmt: skip
+        status = await sim_cli.run(args)
+
+    out = capsys.readouterr().out
+    assert status == 0, out
+    transcripts = [json.loads(line) for line in out.splitlines()]
+    assert [t["from"] for t in transcripts] == [CALLER, "+31612345679", "+31612345670"]
+    outcomes = [[o["outcome"] for o in t["offers"]] for t in transcripts]
+    assert sorted(outcomes) == [["answered"], ["answered"], ["missed", "answered"]]
+    assert all(t["reached"] == AGENT for t in transcripts)
+    assert all(t["offers"][-1]["endedBy"] == "agent" for t in transcripts)
+    numbers = sorted(o["offerNumber"] for t in transcripts for o in t["offers"])
+    assert numbers == [1, 2, 3, 4]
+    # Placed a simulated second apart, not one after the other's end.
+    created = [next(r.arrived for r in receiver.received if r.call_id == t["callId"])
+               for t in transcripts]  # fmt: skip
+    ended = [max(r.arrived for r in receiver.received if r.call_id == t["callId"])
+             for t in transcripts]  # fmt: skip
+    assert created[2] < ended[0]
