@@ -37,6 +37,7 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.deliveries
+	$(BIN)/python -m bench.dispatch
 
 # A reproducible chaos run per seed (bench/chaos.py; definitions and figures in
 # bench/README.md): Redis with AOF, two `ivr serve` workers behind a proxy, the Bird

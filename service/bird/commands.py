@@ -35,9 +35,9 @@ from service.core import actions, events
 
 BirdAction = (
     actions.Answer | actions.Speak | actions.Gather | actions.Bridge | actions.Record
-    | actions.Hangup
+    | actions.Hangup | actions.HangupLeg
 )  # fmt: skip
-"""The actions Bird performs (``HttpRequest`` is the service's own)."""
+"""The actions Bird performs (``HttpRequest`` and ``AskLine`` are the service's own)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,8 @@ class BirdCalls:
             ended = found is not None and found.ended
             return Refused(reason, ended, found.status if found is not None else None)
         match action:
+            case actions.HangupLeg():
+                return Unsure(reason)
             case actions.Answer() | actions.Hangup():
                 found = await self.call_status(call_id)
                 if found is None:
@@ -197,11 +199,16 @@ class BirdCalls:
             case actions.Answer():
                 return await client.answer(call_id)
             case actions.Speak(prompt=actions.Play() as play):
-                return await client.playback(call_id, list(play.urls))
+                return await client.playback(
+                    call_id, list(play.urls), loop=action.loop, timeout_s=action.max_s
+                )
             case actions.Speak():
                 say = action.prompt
                 assert isinstance(say, actions.Say)
-                return await client.say(call_id, say.text, locale=say.locale, voice=say.voice)
+                return await client.say(
+                    call_id, say.text, locale=say.locale, voice=say.voice,
+                    loop=action.loop, timeout_s=action.max_s,
+                )  # fmt: skip
             case actions.Gather(prompt=prompt):
                 spoken = _say_options(prompt) if isinstance(prompt, actions.Say) else None
                 played = _playback_options(prompt) if isinstance(prompt, actions.Play) else None
@@ -214,12 +221,18 @@ class BirdCalls:
                     playback=played,
                 )
             case actions.Bridge():
+                # A queue's offer: the caller stays when the agent does not answer
+                # (A9), and the agent leg's news names the offer (A10).
+                offered = action.offer is not None
+                if offered:
+                    joiner = "&" if "?" in notification_url else "?"
+                    notification_url = f"{notification_url}{joiner}offer={action.offer}"
                 return await client.bridge(
                     call_id,
                     action.to,
                     from_=action.from_,
                     ring_timeout_s=action.ring_timeout_s,
-                    hangup_after_bridge=True,
+                    hangup_after_bridge=not offered,
                     record=action.record or None,
                     notification_url=notification_url,
                 )
@@ -233,6 +246,9 @@ class BirdCalls:
                 )
             case actions.Hangup():
                 return await client.hangup(call_id)
+            case actions.HangupLeg(leg_id=leg_id):
+                assert leg_id is not None, "a leg to hang up is named before it is sent"
+                return await client.hangup(leg_id)
             case _:  # pragma: no cover
                 assert_never(action)
 

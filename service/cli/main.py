@@ -18,6 +18,7 @@ from service.graphs.simulate import AGENT_OUTCOMES
 
 if TYPE_CHECKING:
     from service.core.graph import GraphSet
+    from service.core.queues import Agent, AgentStatus
     from service.runtime.redis_server import EmbeddedRedis
     from service.runtime.settings import Settings
 
@@ -125,16 +126,73 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _validate(files: list[Path]) -> int:
-    from service.graphs.loader import SCHEMA_FILE, GraphError, graph_files, load_file
+    """Graph files, directories (their graphs and queues.json) and queues.json files.
+    A graph is checked against the queues.json beside it, as the service loads it."""
+    from service.core.queues import Queue
+    from service.graphs.loader import (
+        QUEUES_FILE,
+        QUEUES_SCHEMA_FILE,
+        SCHEMA_FILE,
+        GraphError,
+        graph_files,
+        load_file,
+        with_queues,
+    )
+    from service.graphs.queues import read_queues
 
     failed = 0
-    expanded = [f for p in files for f in (graph_files(p) if p.is_dir() else [p])]
+    # The queues of each directory met (None: it has no queues.json), read once; the
+    # directories whose queues.json cannot be loaded (its problems printed once).
+    directories: dict[Path, dict[str, Queue] | None] = {}
+    broken: set[Path] = set()
+
+    def queues_file(path: Path, *, named: bool) -> None:
+        """Load a queues.json for its directory; when ``named``, print how it went."""
+        nonlocal failed
+        key = path.parent.resolve()
+        if not named and (key in directories or key in broken):
+            return
+        if not named and not path.exists():
+            directories[key] = None
+            return
+        try:
+            queues, warnings = read_queues(path)
+        except GraphError as exc:
+            if key not in broken:
+                failed += 1
+                broken.add(key)
+                for problem in exc.problems:
+                    print(problem, file=sys.stderr)
+            return
+        directories[key] = queues
+        if named:
+            for warning in warnings:
+                print(warning, file=sys.stderr)
+            names = ", ".join(sorted(queues))
+            count = {0: "no queues", 1: f"1 queue: {names}"}.get(len(queues))
+            print(f"{path}: ok ({count or f'{len(queues)} queues: {names}'})")
+
+    expanded: list[Path] = []
+    for item in files:
+        if item.is_dir():
+            queues_path = item / QUEUES_FILE
+            expanded += [queues_path] if queues_path.exists() else []
+            expanded += graph_files(item)
+        else:
+            expanded.append(item)
     for path in expanded:
-        if path.name == SCHEMA_FILE:
-            print(f"{path}: skipped (the format's JSON Schema, not a graph)", file=sys.stderr)
+        if path.name in (SCHEMA_FILE, QUEUES_SCHEMA_FILE):
+            print(f"{path}: skipped (a JSON Schema, not a graph)", file=sys.stderr)
+            continue
+        if path.name == QUEUES_FILE:
+            queues_file(path, named=True)
             continue
         try:
             graph = load_file(path)
+            queues_file(path.parent / QUEUES_FILE, named=False)
+            directory = path.parent.resolve()
+            if directory not in broken:  # else its own problems were printed
+                graph = with_queues(graph, directories[directory])
         except GraphError as exc:
             failed += 1
             for problem in exc.problems:
@@ -214,9 +272,12 @@ def _render(path: Path, fmt: str) -> int:
 
 
 def _serve(host: str, port: int) -> int:
+    from service.core.queues import queues_of
     from service.graphs.loader import GraphError, load_directory
+    from service.runtime.agents import AgentsFileError, read_agents_file
     from service.runtime.redis_server import EmbeddedRedis, EmbeddedRedisError
     from service.runtime.settings import Settings, SettingsError
+    from service.server.agents import AGENT_ID
 
     try:
         settings = Settings.from_env()
@@ -228,13 +289,28 @@ def _serve(host: str, port: int) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return _fail(f"refusing to start: {len(exc.problems)} problem(s) in the IVR graphs", 1)
+    seed: Sequence[tuple[Agent, AgentStatus]] = ()
+    if settings.ivr_agents_file is not None:
+        try:
+            seed = read_agents_file(settings.ivr_agents_file, queues_of(graphs))
+        except AgentsFileError as exc:
+            return _fail(f"IVR_AGENTS_FILE: {exc}")
+        for agent, _ in seed:  # ids the API could not name (PUT /agents/{id}) are refused
+            if not AGENT_ID.match(agent.id):
+                return _fail(f"IVR_AGENTS_FILE: {settings.ivr_agents_file}: /agents/{agent.id}: "
+                             "an agent id is 1-64 letters, digits, '_', '.' or '-', starting "
+                             "with a letter or digit")  # fmt: skip
     try:
         if settings.redis_url:
-            return asyncio.run(_run_service(settings, graphs, settings.redis_url, host, port))
+            return asyncio.run(
+                _run_service(settings, graphs, settings.redis_url, host, port, agents_seed=seed)
+            )
         # The embedded Redis keeps an append-only file in its private directory, so
         # that restarting it (see _run_service) keeps the calls in progress.
         with EmbeddedRedis(append_only=True) as embedded:
-            return asyncio.run(_run_service(settings, graphs, embedded.url, host, port, embedded))
+            return asyncio.run(
+                _run_service(settings, graphs, embedded.url, host, port, embedded, seed)
+            )
     except EmbeddedRedisError as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -248,9 +324,11 @@ async def _run_service(
     host: str,
     port: int,
     embedded: EmbeddedRedis | None = None,
+    agents_seed: Sequence[tuple[Agent, AgentStatus]] = (),
 ) -> int:
     """Serve until SIGINT/SIGTERM, then drain in-flight requests and stop. An
-    embedded Redis is watched: if it dies it is logged and started again."""
+    embedded Redis is watched: if it dies it is logged and started again.
+    ``agents_seed``: the agents of ``IVR_AGENTS_FILE``, created at start-up."""
     import signal
 
     import structlog
@@ -272,6 +350,7 @@ async def _run_service(
     app = create_app(
         settings, redis=redis, graphs=graphs, graphs_dir=settings.ivr_graphs_dir,
         store_alive=(lambda: embedded.running) if embedded is not None else None,
+        agents_seed=agents_seed,
     )  # fmt: skip
     reloads: set[asyncio.Task[object]] = set()
 

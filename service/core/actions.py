@@ -31,9 +31,13 @@ class Answer:
 
 @dataclass(frozen=True)
 class Speak:
-    """Play a prompt to the caller; its end is reported as ``PromptFinished``."""
+    """Play a prompt to the caller; its end is reported as ``PromptFinished``.
+    ``loop`` plays it that many times in all, for at most ``max_s`` seconds (hold
+    audio is played in such bounded segments: Bird has no endless loop, A8)."""
 
     prompt: Prompt
+    loop: int | None = None
+    max_s: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,15 @@ class Gather:
 
 @dataclass(frozen=True)
 class Bridge:
-    """Connect the caller to ``to``; the call ends when either side hangs up."""
+    """Connect the caller to ``to``. A transfer: the call ends when either side hangs
+    up. A queue's ``offer``: the caller's leg stays up when the agent does not
+    answer (A9), so that the next agent can be offered."""
 
     to: str
     from_: str | None
     ring_timeout_s: int
     record: bool = False
+    offer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,10 +91,30 @@ class Hangup:
 
 
 @dataclass(frozen=True)
+class HangupLeg:
+    """Hang up an agent's leg that is still ringing for a caller who has gone (A11);
+    ``leg_id`` None: the leg of the call's last bridge, if Bird named it."""
+
+    leg_id: str | None
+
+
+@dataclass(frozen=True)
+class AskLine:
+    """Ask the line where the caller stands in ``queue`` (joining it first, at the
+    back of ``priority``, when not in it yet); the answer comes back as
+    ``LineStatus``. Performed by the service itself, not by Bird."""
+
+    queue: str
+    priority: int
+
+
+@dataclass(frozen=True)
 class Dial:
     """Bird is calling the callee of an outbound call (it was asked to before the
     call's state existed): nothing to send; the call waits for them to answer
     (``CallAnswered``) or not (``CallEnded``)."""
 
 
-Action = Answer | Speak | Gather | Bridge | Record | HttpRequest | Hangup | Dial
+Action = (
+    Answer | Speak | Gather | Bridge | Record | HttpRequest | Hangup | HangupLeg | AskLine | Dial
+)

@@ -29,6 +29,18 @@ How a node runs:
 - ``transfer``: bridges the caller to ``to``; if the target does not answer, is
   busy or fails, goes to ``on_failure``. Once connected the call ends when
   either side hangs up.
+- ``queue``: the caller joins the queue's line (``AskLine``; nobody available:
+  ``on_no_agents``) and waits (phase ``QUEUED``): hold audio in segments of at
+  most ``hold_segment_s`` (A7, A8), and between segments the line is asked where
+  they stand: past ``max_wait_s`` they leave to ``on_timeout``; with nobody
+  available for ``no_agents_grace_s`` to ``on_no_agents``; their position and
+  expected wait are announced when the position improved (at most every
+  ``announce_every_s``); a callback is offered once the expected wait exceeds
+  ``callback_after_s`` (1: ``on_callback``). When the line offers them an agent
+  (``AgentOffered``) the agent is rung (``BRIDGING``; ``TakeOffer``): answered,
+  they talk until either side hangs up (the agent then wraps up); missed, busy
+  or failed, the caller is back at their place on hold. Every change of their
+  place is a :mod:`service.core.line` change committed with the state.
 - ``voicemail``: plays its optional prompt, records, keeps the recording id on
   the call and goes to ``next``.
 - ``http``: asks the service to make the request; a 2xx JSON answer with every
@@ -44,12 +56,13 @@ and the reason logged, so a graph mistake cannot keep a caller in a loop.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, assert_never
 
-from service.core import actions, conditions, events, hours, jsonpath, templates
+from service.core import actions, conditions, events, hours, jsonpath, line, templates
 from service.core.actions import Action
 from service.core.events import Event
 from service.core.graph import (
@@ -69,7 +82,9 @@ from service.core.graph import (
     TransferNode,
     VoicemailNode,
 )
-from service.core.state import After, CallState, Direction, Outcome, Phase
+from service.core.line import LineChange
+from service.core.queues import Queue, queues_of
+from service.core.state import After, CallState, Direction, InLine, Outcome, Phase, Waiting
 
 MAX_STEPS = 200
 
@@ -91,15 +106,17 @@ class Note:
 
 @dataclass(frozen=True)
 class Transition:
-    """What one event did: the new state, the actions to take and notes for the log.
-    ``moved`` is False when the event meant nothing in the call's phase: the call
-    still waits on what it waited on before. A transition asks for at most one
-    action: a call waits on one thing at a time."""
+    """What one event did: the new state, the actions to take, the changes to the
+    line (committed atomically with the state) and notes for the log. ``moved`` is
+    False when the event meant nothing in the call's phase: the call still waits
+    on what it waited on before. A transition asks for at most one action: a call
+    waits on one thing at a time."""
 
     state: CallState
     actions: tuple[Action, ...] = ()
     notes: tuple[Note, ...] = ()
     moved: bool = True
+    line: tuple[LineChange, ...] = ()
 
 
 def begin(
@@ -135,7 +152,16 @@ def step(graph: Graph, current: CallState, event: Event, now: float) -> Transiti
     changes nothing (it is noted as ``event_ignored``)."""
     walk = _Walk(graph, current, now)
     if current.phase is Phase.ENDED:
+        if isinstance(event, events.AgentRinging | events.AgentConnected) and event.offer:
+            # A11: an agent's leg rings (or was answered) for a caller who has gone.
+            walk.note("agent_leg_orphaned", "warning", leg_id=event.leg_id, offer=event.offer)
+            walk.actions.append(actions.HangupLeg(event.leg_id))
+            return walk.result()
         walk.note("event_after_end", "debug", kind=type(event).__name__)
+        return replace(walk.result(), moved=False)
+    if isinstance(event, events.AGENT_NEWS) and _old_offer(current, event):
+        walk.note("agent_news_of_old_offer", "debug", kind=type(event).__name__,
+                  offer=event.offer)  # fmt: skip
         return replace(walk.result(), moved=False)
     if current.phase not in _moves_in(event):
         walk.note("event_ignored", "debug", kind=type(event).__name__, phase=current.phase)
@@ -155,6 +181,15 @@ def abandon(graph: Graph, current: CallState, reason: str, now: float) -> Transi
     return walk.result()
 
 
+def _old_offer(current: CallState, event: events.AgentNews) -> bool:
+    """Whether agent news is not about the bridge the call waits on: news of an
+    offer the call no longer holds (or of a transfer, for a call that holds an
+    offer). News that names no offer (a bridge command's own outcome) is about a
+    queue's offer only when the runtime read it back for that offer."""
+    holds = current.line.offer if current.line is not None else None
+    return event.offer != holds
+
+
 def _moves_in(event: Event) -> frozenset[Phase]:
     """The phases in which ``event`` moves a call: the engine's transition table."""
     match event:
@@ -163,9 +198,11 @@ def _moves_in(event: Event) -> frozenset[Phase]:
         case events.CallAnswered():
             return frozenset({Phase.ANSWERING})
         case events.PromptFinished():
-            return frozenset({Phase.PROMPTING})
+            return frozenset({Phase.PROMPTING, Phase.QUEUED})
         case events.DigitsCollected():
-            return frozenset({Phase.GATHERING})
+            return frozenset({Phase.GATHERING, Phase.QUEUED})
+        case events.LineStatus() | events.AgentOffered():
+            return frozenset({Phase.QUEUED})
         case events.RecordingFinished():
             return frozenset({Phase.RECORDING})
         case events.HttpResponded():
@@ -229,6 +266,7 @@ class _Walk:
         self.now = now
         self.actions: list[Action] = []
         self.notes: list[Note] = []
+        self.changes: list[LineChange] = []
 
     def note(self, event: str, level: Level = "info", **fields: Any) -> None:
         self.notes.append(Note(event, self.state.node, level, fields))
@@ -237,7 +275,9 @@ class _Walk:
         self.state = replace(self.state, **changes)
 
     def result(self) -> Transition:
-        return Transition(self.state, tuple(self.actions), tuple(self.notes))
+        return Transition(
+            self.state, tuple(self.actions), tuple(self.notes), line=tuple(self.changes)
+        )
 
     def render(self, text: str) -> str:
         return templates.render(text, self.state.template_context())
@@ -264,11 +304,21 @@ class _Walk:
             case events.PromptFinished():
                 if not event.ok:
                     self.note("prompt_failed", "warning")
-                self.prompt_finished()
+                if self.state.phase is Phase.QUEUED:
+                    self.hold_ended()
+                else:
+                    self.prompt_finished()
             case events.DigitsCollected():
                 if not event.ok:
                     self.note("gather_failed", "warning")
-                self.digits(event.digits if event.ok else "")
+                if self.state.phase is Phase.QUEUED:
+                    self.callback_answer(event.digits if event.ok else "")
+                else:
+                    self.digits(event.digits if event.ok else "")
+            case events.LineStatus():
+                self.line_status(event)
+            case events.AgentOffered():
+                self.offered(event)
             case events.RecordingFinished():
                 self.recorded(event)
             case events.HttpResponded():
@@ -278,11 +328,19 @@ class _Walk:
                 self.note("agent_ringing", leg_id=event.leg_id)
             case events.AgentConnected():
                 self.update(phase=Phase.CONNECTED, agent_leg=event.leg_id)
-                self.note("agent_connected", leg_id=event.leg_id)
+                if self.state.line is not None:
+                    self.agent_answered(self.state.line)
+                else:
+                    self.note("agent_connected", leg_id=event.leg_id)
             case events.AgentUnavailable():
-                self.transfer_failed(event.reason)
+                if self.state.line is not None:
+                    self.agent_missed(self.state.line, event.reason)
+                else:
+                    self.transfer_failed(event.reason)
             case events.AgentHungUp():
                 self.note("agent_hung_up", leg_id=event.leg_id)
+                if self.state.line is not None:
+                    self.hang_up(Outcome.AGENT_CONNECTED)
             case events.Progress():
                 pass  # moves nothing in any phase (see _moves_in)
             case _:
@@ -295,7 +353,7 @@ class _Walk:
             self.note("outbound_not_answered", "warning", status=event.status)
             self.end(_not_answered(event.status))
         elif phase is Phase.CONNECTED:
-            self.end(Outcome.TRANSFERRED)
+            self.end(Outcome.AGENT_CONNECTED if self.state.line else Outcome.TRANSFERRED)
         else:
             self.end(_ended_by(event.by))
 
@@ -310,7 +368,7 @@ class _Walk:
             voice=prompt.voice or self.graph.voice,
         )
 
-    def speak(self, prompt: Prompt, after: After) -> None:
+    def speak(self, prompt: Prompt, after: After | None) -> None:
         self.actions.append(actions.Speak(self.prompt(prompt)))
         self.update(phase=Phase.PROMPTING, after=after)
 
@@ -362,7 +420,9 @@ class _Walk:
                     self.speak(node.prompt, After.HANGUP)
                 else:
                     self.hang_up(Outcome.HANGUP_NODE)
-            case QueueNode() | CallbackNode():
+            case QueueNode():
+                self.join(node)
+            case CallbackNode():
                 # The service refuses to load a graph with these (graph.RUNNABLE_TYPES).
                 raise AssertionError(f"node type {node.type} cannot run")
             case _:
@@ -415,6 +475,17 @@ class _Walk:
         self.end(outcome)
 
     def end(self, outcome: Outcome) -> None:
+        waiting = self.state.line
+        if waiting is not None:  # whatever ends the call, its place in line goes too
+            if self.state.phase is Phase.CONNECTED and waiting.offer is not None:
+                self.changes.append(line.AgentCallEnded(waiting.queue, waiting.offer))
+                self.line_note("call_with_agent_ended", waiting)
+                self.update(line=None)
+            else:
+                ringing = self.state.phase is Phase.BRIDGING
+                self.leave_line("abandoned")
+                if ringing and not self.actions:  # A11: hang up the agent's leg ourselves
+                    self.actions.append(actions.HangupLeg(self.state.agent_leg))
         self.update(phase=Phase.ENDED, outcome=outcome, after=None, ended_at=self.now)
         self.note("call_ended", outcome=outcome, steps=self.state.steps)
 
@@ -543,3 +614,183 @@ class _Walk:
         self.note("transfer_failed", "warning", reason=reason, next=node.on_failure)
         self.update(agent_leg=None)
         self.enter(node.on_failure)
+
+    # -- waiting in a queue's line -------------------------------------------
+
+    def queue(self, name: str) -> Queue:
+        found = queues_of(self.graph).get(name)
+        if found is None:  # the loader refuses such a graph; queues.json may have changed
+            return Queue(name=name)
+        return found
+
+    def line_note(self, event: str, waiting: InLine, level: Level = "info", **fields: Any) -> None:
+        """A change of the caller's place: ``queue``, ``agent_id`` and ``event``."""
+        self.note(event, level, queue=waiting.queue, agent_id=waiting.agent_id, **fields)
+
+    def join(self, node: QueueNode) -> None:
+        waiting = InLine(queue=node.queue, priority=node.priority, joined_at=self.now)
+        self.update(phase=Phase.QUEUED, after=None, agent_leg=None, line=waiting)
+        self.actions.append(actions.AskLine(node.queue, node.priority))
+
+    def waiting_as(self, waiting: Waiting, **changes: Any) -> None:
+        assert self.state.line is not None
+        self.update(phase=Phase.QUEUED, line=replace(self.state.line, waiting=waiting, **changes))
+
+    def leave_line(self, reason: line.LeaveReason) -> None:
+        waiting = self.state.line
+        assert waiting is not None
+        self.changes.append(line.LeaveLine(waiting.queue, reason, waiting.offer))
+        self.line_note("left" if reason == "no_agents" else reason, waiting,
+                       waited_s=round(self.now - waiting.joined_at, 1))  # fmt: skip
+        self.update(line=None)
+
+    def line_status(self, event: events.LineStatus) -> None:
+        waiting, node = self.state.line, self.current()
+        assert waiting is not None
+        assert isinstance(node, QueueNode)
+        queue = self.queue(waiting.queue)
+        if not event.joined:
+            self.note("queue_no_agents", "warning", queue=waiting.queue, next=node.on_no_agents)
+            self.update(line=None)
+            self.enter(node.on_no_agents)
+            return
+        if waiting.waiting is Waiting.JOINING:
+            self.line_note("joined", waiting, position=event.position,
+                           priority=waiting.priority)  # fmt: skip
+        waited = self.now - waiting.joined_at
+        if waited >= queue.max_wait_s:
+            self.leave_line("timed_out")
+            self.enter(node.on_timeout)
+            return
+        alone_since = waiting.alone_since
+        if event.agents_available > 0:
+            alone_since = None
+        elif alone_since is None:
+            alone_since = self.now
+        if alone_since is not None and self.now - alone_since >= queue.no_agents_grace_s:
+            self.leave_line("no_agents")
+            self.enter(node.on_no_agents)
+            return
+        self.update(line=replace(waiting, alone_since=alone_since))
+        if self.announce(queue, event):
+            return
+        if self.offer_callback(queue, node, event):
+            return
+        self.hold(queue)
+
+    def announce(self, queue: Queue, event: events.LineStatus) -> bool:
+        """Say the caller's position and expected wait, if it improved since they last
+        heard it (and not more often than ``announce_every_s``)."""
+        waiting = self.state.line
+        assert waiting is not None
+        if not queue.announce_position or event.position < 1:
+            return False
+        improved = waiting.announced is None or event.position < waiting.announced
+        recently = (
+            waiting.announced_at is not None
+            and self.now - waiting.announced_at < queue.announce_every_s
+        )
+        if not improved or recently:
+            return False
+        text = announcement(event.position, event.expected_wait_s)
+        self.line_note("position_announced", waiting, position=event.position,
+                       expected_wait_s=event.expected_wait_s)  # fmt: skip
+        prompt = Prompt(say=text, locale=queue.locale, voice=queue.voice)
+        self.actions.append(actions.Speak(self.prompt(prompt)))
+        self.waiting_as(Waiting.ANNOUNCING, announced=event.position, announced_at=self.now)
+        return True
+
+    def offer_callback(self, queue: Queue, node: QueueNode, event: events.LineStatus) -> bool:
+        """Offer a callback once the expected wait exceeds ``callback_after_s`` (again
+        after ``announce_every_s`` if they did not take it)."""
+        waiting = self.state.line
+        assert waiting is not None
+        if queue.callback_after_s is None or node.on_callback is None:
+            return False
+        if event.expected_wait_s is None or event.expected_wait_s < queue.callback_after_s:
+            return False
+        offered_at = waiting.callback_offered_at
+        if offered_at is not None and self.now - offered_at < queue.announce_every_s:
+            return False
+        self.line_note("callback_offered", waiting, expected_wait_s=event.expected_wait_s)
+        self.actions.append(actions.Gather(self.prompt(queue.callback_offer), 1, 5))
+        self.waiting_as(Waiting.CALLBACK_OFFER, callback_offered_at=self.now)
+        return True
+
+    def hold(self, queue: Queue) -> None:
+        """One segment of hold audio: at most ``hold_segment_s``, and no longer than
+        the caller may still wait (so that ``max_wait_s`` is kept to the second)."""
+        waiting = self.state.line
+        assert waiting is not None
+        left = queue.max_wait_s - (self.now - waiting.joined_at)
+        segment = max(1, min(queue.hold_segment_s, math.ceil(left)))
+        prompt = self.prompt(queue.hold)
+        if isinstance(prompt, actions.Say):
+            prompt = replace(prompt, locale=prompt.locale or queue.locale)
+            once_s = max(1.0, len(prompt.text) / 10)
+        else:
+            once_s = 2.0 * len(prompt.urls)
+        loop = max(1, min(20, math.ceil(segment / once_s)))
+        self.actions.append(actions.Speak(prompt, loop=loop, max_s=segment))
+        self.waiting_as(Waiting.HOLDING)
+
+    def hold_ended(self) -> None:
+        """A segment of hold audio, or an announcement, has played."""
+        waiting = self.state.line
+        assert waiting is not None
+        if waiting.waiting is Waiting.ANNOUNCING:
+            self.hold(self.queue(waiting.queue))
+            return
+        self.actions.append(actions.AskLine(waiting.queue, waiting.priority))
+        self.waiting_as(Waiting.CHECKING)
+
+    def callback_answer(self, digits: str) -> None:
+        waiting, node = self.state.line, self.current()
+        assert waiting is not None
+        assert isinstance(node, QueueNode)
+        if digits == "1" and node.on_callback is not None:
+            self.leave_line("callback")
+            self.enter(node.on_callback)
+            return
+        self.hold(self.queue(waiting.queue))
+
+    def offered(self, event: events.AgentOffered) -> None:
+        waiting, node = self.state.line, self.current()
+        assert waiting is not None
+        assert isinstance(node, QueueNode)
+        queue = self.queue(waiting.queue)
+        if waiting.waiting is Waiting.JOINING:  # offered before the line's answer came
+            self.line_note("joined", waiting, priority=waiting.priority)
+        self.changes.append(line.TakeOffer(waiting.queue, event.offer))
+        self.actions.append(
+            actions.Bridge(event.address, None, queue.ring_timeout_s, node.record, event.offer)
+        )
+        taken = replace(waiting, offer=event.offer, agent_id=event.agent_id)
+        self.update(phase=Phase.BRIDGING, agent_leg=None, line=taken)
+        self.line_note("offered", taken, offer=event.offer, ring_timeout_s=queue.ring_timeout_s)
+
+    def agent_answered(self, waiting: InLine) -> None:
+        assert waiting.offer is not None
+        self.changes.append(line.OfferAnswered(waiting.queue, waiting.offer))
+        self.line_note("answered", waiting, offer=waiting.offer,
+                       waited_s=round(self.now - waiting.joined_at, 1))  # fmt: skip
+
+    def agent_missed(self, waiting: InLine, reason: events.Unreachable) -> None:
+        assert waiting.offer is not None
+        self.changes.append(line.OfferMissed(waiting.queue, waiting.offer, reason))
+        self.line_note("missed", waiting, "warning", offer=waiting.offer, reason=reason)
+        self.update(agent_leg=None, line=replace(waiting, offer=None, agent_id=None))
+        self.hold(self.queue(waiting.queue))
+
+
+def announcement(position: int, expected_wait_s: float | None) -> str:
+    """What a caller in line hears of their place: "You are number 3 in line. The
+    expected wait is about 4 minutes." """
+    where = "You are next in line." if position == 1 else f"You are number {position} in line."
+    if expected_wait_s is None:
+        return where
+    if expected_wait_s < 60:
+        return f"{where} The expected wait is less than a minute."
+    minutes = round(expected_wait_s / 60)
+    unit = "minute" if minutes == 1 else "minutes"
+    return f"{where} The expected wait is about {minutes} {unit}."

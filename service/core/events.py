@@ -33,14 +33,21 @@ class DigitsCollected:
     ok: bool = True
 
 
+# News of an agent's leg (a transfer target's, or a queue's agent's) carries the
+# ``offer`` its bridge was made for (A10: it comes back in the leg's notification
+# URL), so that news of an old offer changes nothing for the next one.
+
+
 @dataclass(frozen=True)
 class AgentRinging:
     leg_id: str
+    offer: str | None = None
 
 
 @dataclass(frozen=True)
 class AgentConnected:
     leg_id: str
+    offer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,13 @@ class AgentUnavailable:
 
     leg_id: str | None
     reason: Unreachable
+    offer: str | None = None
 
 
 @dataclass(frozen=True)
 class AgentHungUp:
     leg_id: str
+    offer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,28 @@ class HttpResponded:
 
 
 @dataclass(frozen=True)
+class LineStatus:
+    """The answer to ``AskLine``: where the caller is in line now. ``joined`` is
+    False when they are not in it (nobody is available for the queue, so they were
+    not added); ``position`` counts from 1 (the head), callers whose offer rings
+    included; ``expected_wait_s`` is the line's estimate for this position."""
+
+    joined: bool
+    position: int = 0
+    agents_available: int = 0
+    expected_wait_s: float | None = None
+
+
+@dataclass(frozen=True)
+class AgentOffered:
+    """The line chose an agent for the caller (``service.runtime.line``): ring them."""
+
+    offer: str
+    agent_id: str
+    address: str
+
+
+@dataclass(frozen=True)
 class Progress:
     """A delivery that moves nothing for the graph (ringing, a command accepted)."""
 
@@ -98,5 +129,10 @@ Event = (
     | CallEnded
     | RecordingFinished
     | HttpResponded
+    | LineStatus
+    | AgentOffered
     | Progress
 )
+
+AgentNews = AgentRinging | AgentConnected | AgentUnavailable | AgentHungUp
+AGENT_NEWS = (AgentRinging, AgentConnected, AgentUnavailable, AgentHungUp)

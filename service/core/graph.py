@@ -144,13 +144,17 @@ class TransferNode(NodeBase):
 
 @dataclass(frozen=True, kw_only=True)
 class QueueNode(NodeBase):
+    """Waits in line for an agent of ``queue`` (its settings: ``queues.json``,
+    :class:`service.core.queues.Queue`); ``on_callback`` is where a caller goes who
+    accepts the queue's callback offer (absent: the queue must not offer one)."""
+
     type: ClassVar[NodeType] = "queue"
     queue: str
-    hold: Prompt | None = None
-    max_wait_s: int | None = None
-    announce_position: bool = False
+    priority: int = 0
+    record: bool = False
     on_timeout: str
     on_no_agents: str
+    on_callback: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,11 +208,12 @@ Node = (
 )
 """Every node type; ``match`` on it with ``assert_never`` to handle each."""
 
-# Node types the engine runs. ``queue`` and ``callback`` wait for agent routing: the
-# service refuses to load a graph that uses them (``service.graphs.loader``).
+# Node types the engine runs. ``callback`` waits for callbacks: the service refuses
+# to load a graph that uses it (``service.graphs.loader``).
 RUNNABLE_TYPES: frozenset[NodeType] = frozenset(
-    {"say", "menu", "collect", "branch", "set", "hours", "transfer", "voicemail", "http", "hangup"}
-)
+    {"say", "menu", "collect", "branch", "set", "hours", "transfer", "queue", "voicemail",
+     "http", "hangup"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,10 @@ class Graph:
     source: str = ""
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    # The queues of queues.json (name -> service.core.queues.Queue; typed as Any because
+    # core.queues imports this module: read them typed with service.core.queues.queues_of).
+    # Attached when loaded; not the graph's content, so not part of its version.
+    queues: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -233,6 +242,8 @@ class GraphSet:
 
     graphs: Mapping[str, Graph]
     default: str | None = None
+    # name -> service.core.queues.Queue (see Graph.queues); empty without queues.json.
+    queues: Mapping[str, Any] = field(default_factory=dict)
 
     def for_number(self, called: str) -> Graph | None:
         for graph in self.graphs.values():

@@ -22,8 +22,9 @@ class Phase(StrEnum):
     GATHERING = "gathering"  # a menu or collect waits for keys
     RECORDING = "recording"  # a voicemail is being recorded
     REQUESTING = "requesting"  # an http node waits for its answer
-    BRIDGING = "bridging"  # the transfer target is being rung
-    CONNECTED = "connected"  # the caller talks to the transfer target
+    QUEUED = "queued"  # waiting in a queue's line: hold audio, position, callback offer
+    BRIDGING = "bridging"  # the transfer target (or the line's agent) is being rung
+    CONNECTED = "connected"  # the caller talks to the transfer target (or agent)
     ENDED = "ended"
 
 
@@ -42,6 +43,7 @@ class Outcome(StrEnum):
 
     HANGUP_NODE = "hangup_node"  # the graph ended it at a hangup node
     TRANSFERRED = "transferred"  # connected to a transfer target, then either side hung up
+    AGENT_CONNECTED = "agent_connected"  # connected to a queue's agent, then either side hung up
     ENDED_BY_CALLER = "ended_by_caller"  # the caller hung up before the graph finished
     ENDED_BY_CALLEE = "ended_by_callee"  # the callee of an outbound call hung up
     ENDED_BY_BIRD = "ended_by_bird"  # Bird ended the leg (a timeout, another API client)
@@ -52,6 +54,44 @@ class Outcome(StrEnum):
     NOT_ANSWERED_COMPLETED = "not_answered_completed"  # outbound: over before it connected
     STEP_LIMIT = "step_limit"  # the graph walked MAX_STEPS steps: a loop, hung up
     BIRD_REFUSED = "bird_refused"  # Bird refused a command: hung up rather than left silent
+
+
+class Waiting(StrEnum):
+    """What a caller in line (phase ``QUEUED``) waits on."""
+
+    JOINING = "joining"  # the line's answer to joining it
+    CHECKING = "checking"  # the line's answer to where they stand now
+    HOLDING = "holding"  # a segment of hold audio
+    ANNOUNCING = "announcing"  # their position and expected wait
+    CALLBACK_OFFER = "callback_offer"  # "press 1 to be called back"
+
+
+@dataclass(frozen=True)
+class InLine:
+    """A caller's place in a queue's line, as the call knows it (the line itself is
+    kept by ``service.runtime.line``). ``offer`` is the offer ringing for them, if
+    any, and ``agent_id`` its agent; ``announced`` the last position they heard."""
+
+    queue: str
+    priority: int
+    joined_at: float
+    waiting: Waiting = Waiting.JOINING
+    offer: str | None = None
+    agent_id: str | None = None
+    announced: int | None = None
+    announced_at: float | None = None
+    alone_since: float | None = None  # since when nobody was available for the queue
+    callback_offered_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InLine:
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in data.items() if k in known}
+        values["waiting"] = Waiting(values.get("waiting", Waiting.JOINING))
+        return cls(**values)
 
 
 class Direction(StrEnum):
@@ -74,6 +114,7 @@ class CallState:
     steps: int = 0
     vars: Mapping[str, str] = field(default_factory=dict)
     agent_leg: str | None = None
+    line: InLine | None = None
     recordings: tuple[str, ...] = ()
     outcome: Outcome | None = None
     started_at: float = 0.0
@@ -110,5 +151,7 @@ class CallState:
             data["outcome"] = Outcome(data["outcome"])
         if data.get("after") is not None:
             data["after"] = After(data["after"])
+        if data.get("line") is not None:
+            data["line"] = InLine.from_dict(data["line"])
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})

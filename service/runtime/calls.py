@@ -11,6 +11,12 @@ seen on that leg, changes nothing and sends no command. Two triggers for one cal
 handled at once never both advance it: the commit is a compare-and-set and the
 loser plans again from the winner's state.
 
+Queues: a transition's changes to the line (``service.core.line``) are committed
+with its state (``CallStore.commit_changes``). Whenever a commit, an agent's timer or
+an agent's status frees an agent or puts a caller back in line, :meth:`CallHandler.dispatch`
+asks the line (``service.runtime.line``) for offers and hands each to its caller's
+call (:class:`Offered`); an offer the call cannot take is taken back at once.
+
 Outbound calls: :meth:`CallHandler.place_outbound` records the call under a
 reference that travels in the call's ``notification.url`` (``?ref=...``), so a
 delivery that arrives before Bird's answer to the create request still finds it.
@@ -56,10 +62,11 @@ from service.core.events import HttpResponded
 from service.core.graph import Graph
 from service.core.state import CallState, Direction
 from service.runtime import keys, outbox
+from service.runtime.line import Line, LineResult, Offer
 from service.runtime.lookups import Fetch
 from service.runtime.outbox import Pending
 from service.runtime.registry import Registry
-from service.runtime.store import KEEP, CallStore, Keep, StoredCall
+from service.runtime.store import KEEP, CallStore, Keep, OfferGone, StoredCall
 
 log = structlog.get_logger("calls")
 
@@ -70,6 +77,8 @@ MAX_COMMIT_ATTEMPTS = 8
 # How long an outbound call's reference waits for its first delivery, beyond its
 # scheduled time.
 OUTBOUND_REF_TTL_S = 24 * 3600
+# At most this many offers are made in a row for one queue by one dispatch.
+DISPATCH_BURST = 50
 
 
 @dataclass(frozen=True)
@@ -119,14 +128,23 @@ class Delivered:
 
     delivery: Delivery
     ref: str | None = None
+    offer: str | None = None  # the queue offer an agent leg's URL names (A10)
 
 
 @dataclass(frozen=True)
 class LookupAnswered:
-    """A lookup (``http`` node), the pending command ``seq``, answered."""
+    """A lookup (``http`` node, or the line for ``AskLine``), the pending command
+    ``seq``, answered."""
 
     seq: int
-    answer: HttpResponded
+    answer: HttpResponded | events.LineStatus
+
+
+@dataclass(frozen=True)
+class Offered:
+    """The line offers the caller an agent (``service.runtime.line``)."""
+
+    offer: Offer
 
 
 @dataclass(frozen=True)
@@ -155,7 +173,7 @@ class BirdShows:
     seq: int
 
 
-Trigger = Delivered | LookupAnswered | OutboundPlaced | CommandRefused | BirdShows
+Trigger = Delivered | LookupAnswered | OutboundPlaced | CommandRefused | BirdShows | Offered
 
 
 @dataclass(frozen=True)
@@ -188,6 +206,7 @@ class CallHandler:
         clock: Callable[[], float] = time.time,
         graph_clock: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        line: Line | None = None,
     ) -> None:
         """``clock`` is the real time (ages of deliveries, when commands are due);
         ``graph_clock`` the time graphs see (``hours`` nodes): the same unless a demo
@@ -202,15 +221,19 @@ class CallHandler:
         self._clock = clock
         self._graph_clock = graph_clock or clock
         self._rng = rng or random.Random()
+        self._line = line or Line(redis, channel_id=store.channel_id, clock=clock)
 
     # -- the ways in ---------------------------------------------------------------
 
-    async def handle(self, delivery: Delivery, ref: str | None = None) -> Handled:
-        """Apply one Bird delivery. ``ref`` is the outbound reference of the URL it came to."""
+    async def handle(
+        self, delivery: Delivery, ref: str | None = None, offer: str | None = None
+    ) -> Handled:
+        """Apply one Bird delivery. ``ref`` is the outbound reference of the URL it came
+        to, ``offer`` the queue offer (an agent leg's news)."""
         bound = log.bind(call_id=delivery.call_id, delivery=delivery.describe())
         if delivery.leg_id != delivery.call_id:
             bound = bound.bind(leg_id=delivery.leg_id)
-        handled = await self.apply(delivery.call_id, Delivered(delivery, ref), bound)
+        handled = await self.apply(delivery.call_id, Delivered(delivery, ref, offer), bound)
         if handled.status in ("duplicate", "stale"):
             # Bird delivers again what we did not answer: a worker may have died
             # between committing a step and sending its command.
@@ -245,6 +268,46 @@ class CallHandler:
             raise
         await self.apply(call_id, OutboundPlaced(pending))
         return call_id
+
+    async def fire_timer(self, member: str) -> None:
+        """A durable timer is due (``service.runtime.timers``): a call's, an agent's
+        (a wrap-up or cooldown ends) or an offer's (its lease expires)."""
+        kind, _, ident = member.partition(":")
+        if kind == "agent" and ident:
+            await self.dispatch(await self._line.agent_due(ident))
+        elif kind == "offer" and ident:
+            await self.dispatch(await self._line.reap(ident))
+        else:
+            await self.fire(member)
+
+    async def dispatch(self, result: LineResult | None = None, *queues: str) -> None:
+        """Log what a line change did to agents, then make every offer the line can
+        in the queues it woke (and ``queues``): each goes to its caller's call, and
+        an offer the call cannot take is taken back at once."""
+        if result is not None:
+            for agent_id, event, queue in result.agents:
+                log.info(f"agent_{event}", agent_id=agent_id, queue=queue or None,
+                         call_id=None, graph=None, node=None)  # fmt: skip
+        woken = list(dict.fromkeys([*(result.dispatch if result else ()), *queues]))
+        for queue in woken:
+            for _ in range(DISPATCH_BURST):
+                offer = await self._line.dispatch(queue)
+                if offer is None:
+                    break
+                handled = await self.apply(offer.call_id, Offered(offer))
+                if handled.status == "applied":
+                    continue
+                stored = await self._store.load_call(offer.call_id)
+                waiting = stored.state.line if stored is not None else None
+                gone = stored is None or stored.state.ended or waiting is None
+                drop = gone or (waiting is not None and waiting.queue != queue)
+                log.warning("offer_taken_back", call_id=offer.call_id, queue=queue,
+                            agent_id=offer.agent_id, offer=offer.offer, graph=None, node=None,
+                            reason=handled.detail, caller_dropped=drop)  # fmt: skip
+                taken_back = await self._line.take_back(offer.offer, drop_caller=drop)
+                await self.dispatch(replace(taken_back, dispatch=()))
+                if not drop:
+                    break  # the caller is live but not taking offers now: try later
 
     async def fire(self, call_id: str, bound: Any = None) -> None:
         """The call's timer is due (or Bird delivered a step again): take the next
@@ -284,20 +347,30 @@ class CallHandler:
             if isinstance(plan, Handled):
                 return plan
             transition = plan.transition
-            pending = self._pending_of(transition, plan.expected_version + 1)
-            written = await self._store.commit(
-                transition.state, expected_version=plan.expected_version, pending=pending
-            )
-            if written is None:
+            pending = self._pending_of(transition, plan.expected_version + 1, stored)
+            try:
+                done = await self._store.commit_changes(
+                    transition.state, expected_version=plan.expected_version, pending=pending,
+                    changes=transition.line,
+                )  # fmt: skip
+            except OfferGone:
+                return Handled("ignored", "the offer was taken back")
+            if done is None:
                 continue  # another worker advanced this call first: plan again from its state
+            written, line_result = done
             self._log_notes(bound, transition, plan.graph)
+            self._log_agents(bound, line_result)
             if isinstance(pending, Pending):
                 await self._send(bound, written, pending)
+            if line_result.dispatch:
+                await self.dispatch(None, *line_result.dispatch)
             return Handled("applied", plan.detail)
         bound.error("delivery_contended", attempts=MAX_COMMIT_ATTEMPTS, graph=None, node=None)
         return Handled("contended", "the call changed too often; deliver again")
 
-    def _pending_of(self, transition: Transition, seq: int) -> Pending | Keep | None:
+    def _pending_of(
+        self, transition: Transition, seq: int, stored: StoredCall | None
+    ) -> Pending | Keep | None:
         """The call's pending command after ``transition``: the action it asks for,
         none, or (when the event moved nothing) the one the call already waits on."""
         if not transition.moved:
@@ -305,7 +378,14 @@ class CallHandler:
         assert len(transition.actions) <= 1, "a call waits on one command at a time"
         if not transition.actions:
             return None
-        return outbox.sending(seq, transition.actions[0], self._clock())
+        action = transition.actions[0]
+        if isinstance(action, actions.HangupLeg) and action.leg_id is None:
+            # The agent's leg of the bridge the call waited on, as Bird named it.
+            before = stored.pending if stored is not None else None
+            if before is None or not isinstance(before.action, actions.Bridge) or not before.leg:
+                return None  # never named: Bird ends it at its ring timeout
+            action = actions.HangupLeg(before.leg)
+        return outbox.sending(seq, action, self._clock())
 
     async def _plan(
         self,
@@ -328,6 +408,8 @@ class CallHandler:
                 return await self._plan_abandon(trigger, stored, now)
             case BirdShows():
                 return await self._plan_answer(stored, trigger.seq, trigger.event, now)
+            case Offered():
+                return await self._plan_offer(trigger.offer, stored, now)
             case _:  # pragma: no cover
                 assert_never(trigger)
 
@@ -340,7 +422,7 @@ class CallHandler:
         if stored is None:
             planned = await self._plan_first_delivery(trigger, now, bound)
         else:
-            planned = await self._plan_next_delivery(trigger.delivery, stored.state, now, bound)
+            planned = await self._plan_next_delivery(trigger, stored.state, now, bound)
         if isinstance(planned, Handled):
             return planned
         return planned.remembering(trigger.delivery)
@@ -356,8 +438,9 @@ class CallHandler:
         return self._begin_inbound(delivery, now, bound)
 
     async def _plan_next_delivery(
-        self, delivery: Delivery, current: CallState, now: float, bound: Any
+        self, trigger: Delivered, current: CallState, now: float, bound: Any
     ) -> _Plan | Handled:
+        delivery = trigger.delivery
         if delivery.updated_us < current.seen.get(delivery.leg_id, 0):
             self._log(bound, current, "delivery_stale", "debug")
             return Handled("stale", "older than what this call has seen")
@@ -369,7 +452,10 @@ class CallHandler:
             self._log(bound, current, "graph_version_missing", "error",
                       version=current.graph_version)  # fmt: skip
             return Handled("ignored", f"graph {current.graph} {current.graph_version} is gone")
-        return _Plan(graph, engine.step(graph, current, to_event(delivery), now), current.version)
+        event = to_event(delivery)
+        if isinstance(event, events.AGENT_NEWS):
+            event = replace(event, offer=trigger.offer)
+        return _Plan(graph, engine.step(graph, current, event, now), current.version)
 
     async def _plan_answer(
         self, stored: StoredCall | None, seq: int, event: events.Event, now: float
@@ -381,6 +467,19 @@ class CallHandler:
         current = stored.state
         graph = await self._graph_of(current)
         return _Plan(graph, engine.step(graph, current, event, now), current.version)
+
+    async def _plan_offer(
+        self, offer: Offer, stored: StoredCall | None, now: float
+    ) -> _Plan | Handled:
+        if stored is None:
+            return Handled("unknown_call", "no state for the offered call")
+        current = stored.state
+        graph = await self._graph_of(current)
+        event = events.AgentOffered(offer.offer, offer.agent_id, offer.address)
+        transition = engine.step(graph, current, event, now)
+        if not transition.moved:
+            return Handled("ignored", f"the call is {current.phase}, not waiting in line")
+        return _Plan(graph, transition, current.version)
 
     async def _plan_placed(
         self,
@@ -457,6 +556,14 @@ class CallHandler:
             answer = await self._fetch(action)
             await self.apply(call_id, LookupAnswered(pending.seq, answer), bound)
             return
+        if isinstance(action, actions.AskLine):
+            waiting = current.line
+            joined_at = waiting.joined_at if waiting is not None else self._clock()
+            status = await self._line.ask(call_id, action.queue, action.priority, joined_at)
+            if status.joined:
+                await self.dispatch(None, action.queue)  # an agent may be free for them now
+            await self.apply(call_id, LookupAnswered(pending.seq, status), bound)
+            return
         if isinstance(action, actions.Dial):
             return  # placed already: nothing to send
         name = type(action).__name__.lower()
@@ -469,7 +576,7 @@ class CallHandler:
                           attempt=pending.attempts)  # fmt: skip
                 window = outbox.outcome_window_s(action)
                 accepted = replace(pending.becomes("sent", now + window), leg=sent.leg_id)
-                done = None if isinstance(action, actions.Hangup) else accepted
+                done = None if isinstance(action, actions.Hangup | actions.HangupLeg) else accepted
                 await self._store.update_pending(call_id, pending.seq, done)
             case NotPerformed():
                 await self._retry_later(bound, current, pending, name, sent.reason)
@@ -480,6 +587,9 @@ class CallHandler:
                 await self._store.update_pending(
                     call_id, pending.seq, pending.becomes("unsure", now + window)
                 )
+            case Refused() if isinstance(action, actions.HangupLeg):
+                # The leg is over already, or Bird never knew it: nothing rings.
+                await self._store.update_pending(call_id, pending.seq, None)
             case Refused(call_ended=True) | Refused(call_status=None):
                 # The caller hung up meanwhile (or Bird could not say): its own
                 # delivery ends the state, or the timer reads the call back.
@@ -536,14 +646,14 @@ class CallHandler:
         always safe to send again: reading the call back says they did not happen)."""
         current, action = stored.state, pending.action
         name = type(action).__name__.lower()
-        if isinstance(action, actions.HttpRequest):
+        if isinstance(action, actions.HttpRequest | actions.AskLine):
             looked = replace(pending, looks=pending.looks + 1)
             await self._resend(bound, stored, looked, attempts=pending.attempts + 1)
             return
         found = await self._bird.call_status(current.call_id)
         self._log(bound, current, "call_read_back", "warning", action=name,
                   pending=pending.status, status=found.status if found else None)  # fmt: skip
-        always_safe = isinstance(action, actions.Answer | actions.Hangup)
+        always_safe = isinstance(action, actions.Answer | actions.Hangup | actions.HangupLeg)
         if found is None:  # Bird cannot be asked now: look again later (not a look)
             later = self._clock() + outbox.retry_delay_s(pending.looks + 1, self._rng)
             await self._store.update_pending(current.call_id, pending.seq,
@@ -582,18 +692,18 @@ class CallHandler:
                 event = events.DigitsCollected("", ok=False)
             case actions.Record():
                 event = events.RecordingFinished(None, ok=False)
-            case actions.Bridge():
+            case actions.Bridge(offer=offer):
                 leg = await self._bird.call_status(pending.leg) if pending.leg else None
                 if leg is not None and leg.answered:
-                    event = events.AgentConnected(leg_id=pending.leg or "")
+                    event = events.AgentConnected(pending.leg or "", offer)
                 elif leg is not None and leg.unreachable_as is not None:
-                    event = events.AgentUnavailable(pending.leg, leg.unreachable_as)
+                    event = events.AgentUnavailable(pending.leg, leg.unreachable_as, offer)
                 elif pending.looks <= outbox.MAX_LOOKS:  # ringing, or unknown: wait
                     later = pending.becomes("sent", now + outbox.outcome_window_s(action))
                     await self._store.update_pending(current.call_id, pending.seq, later)
                     return
                 else:
-                    event = events.AgentUnavailable(pending.leg, "failed")
+                    event = events.AgentUnavailable(pending.leg, "failed", offer)
             case _:
                 raise AssertionError(f"no outcome to take for {action!r}")
         name = type(action).__name__.lower()
@@ -615,6 +725,13 @@ class CallHandler:
     @staticmethod
     def _log(bound: Any, current: CallState, event: str, level: str, **fields: Any) -> None:
         getattr(bound, level)(event, graph=current.graph, node=current.node, **fields)
+
+    @staticmethod
+    def _log_agents(bound: Any, result: LineResult) -> None:
+        """What the call's changes did to agents: one line each, with ``agent_id``."""
+        for agent_id, event, queue in result.agents:
+            bound.info(f"agent_{event}", agent_id=agent_id, queue=queue or None,
+                       graph=None, node=None)  # fmt: skip
 
     @staticmethod
     def _log_notes(bound: Any, transition: Transition, graph: Graph) -> None:

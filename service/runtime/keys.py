@@ -49,3 +49,79 @@ def rate(workspace_id: str, method: str, second: int) -> str:
     """Counter: requests of ``method`` to Bird for this workspace in that second
     (``service.runtime.ratelimit``); expires after two seconds."""
     return f"{PREFIX}:rate:{workspace_id}:{method}:{second}"
+
+
+# -- the line: queues, agents, offers (service.runtime.line) --------------------------
+#
+# The line's scripts touch an agent's keys in every queue the agent belongs to, so
+# they name keys from these functions at run time (``line.key_functions`` renders
+# them as Lua): on a Redis Cluster the line's keys would need one hash tag.
+
+
+def agents() -> str:
+    """Hash: agent id -> the agent as configured (JSON, ``PUT /agents/{id}``)."""
+    return f"{PREFIX}:agents"
+
+
+def agent(agent_id: str) -> str:
+    """Hash: an agent's live fields: ``status``, ``state``, ``until`` (ms), the
+    ``offer``, ``call`` and ``queue`` they are busy with, ``address``, ``m`` (their
+    queues as JSON ``{queue: [level, position]}``), ``missed`` (offers missed in a
+    row), ``calls`` and ``talk_ms`` (on ``day``), ``last_offer`` and ``since`` (ms)."""
+    return f"{PREFIX}:agent:{agent_id}"
+
+
+def queue_waiting(queue: str) -> str:
+    """Sorted set: the callers waiting in ``queue`` (call ids), by place: priority
+    first, then when they joined (``line.place_score``)."""
+    return f"{PREFIX}:queue:{queue}:waiting"
+
+
+def queue_offered(queue: str) -> str:
+    """Sorted set: the callers of ``queue`` whose offer rings now, by place."""
+    return f"{PREFIX}:queue:{queue}:offered"
+
+
+def queue_entry(queue: str, call_id: str) -> str:
+    """Hash: one caller's place in ``queue``: ``score``, ``joined`` (ms),
+    ``priority`` and the ``offer`` ringing for them."""
+    return f"{PREFIX}:queue:{queue}:entry:{call_id}"
+
+
+def queue_idle(queue: str, level: int | str) -> str:
+    """Sorted set: agents of ``queue`` at tier ``level`` who may be offered a caller
+    now (available and idle), scored by the queue's strategy (lowest first)."""
+    return f"{PREFIX}:queue:{queue}:idle:{level}"
+
+
+def queue_available(queue: str) -> str:
+    """Hash: tier level -> how many agents of ``queue`` at that level are
+    ``available`` (whatever their state)."""
+    return f"{PREFIX}:queue:{queue}:available"
+
+
+def queue_config(queue: str) -> str:
+    """Hash: what the line's scripts need of ``queue``'s settings (``strategy``,
+    ``tier_wait_ms``, ``wrap_up_ms``, ``max_no_answer``, ``no_answer_delay_ms``,
+    ``busy_delay_ms``), written from queues.json."""
+    return f"{PREFIX}:queue:{queue}:config"
+
+
+def queue_stats(queue: str, day: str) -> str:
+    """Hash: counters of ``queue`` on ``day`` (UTC, YYYY-MM-DD): ``joined``,
+    ``answered``, ``abandoned``, ``timed_out``, ``no_agents``, ``callback``,
+    ``wait_ms`` (of the answered), ``handled`` and ``handle_ms``."""
+    return f"{PREFIX}:queue:{queue}:stats:{day}"
+
+
+def offer(offer_id: str) -> str:
+    """Hash: one offer of a caller to an agent: ``queue``, ``call``, ``agent``,
+    ``status`` (``chosen`` until the call takes it, then ``taken``, ``connected``)
+    and ``lease`` (ms: when a ``chosen`` offer is taken back)."""
+    return f"{PREFIX}:offer:{offer_id}"
+
+
+def timer_member(kind: str, ident: str) -> str:
+    """A member of ``timers`` that is not a call: ``agent:ID`` (a wrap-up or
+    cooldown ends) or ``offer:ID`` (an offer's lease expires)."""
+    return f"{kind}:{ident}"

@@ -129,10 +129,10 @@ def outcome_window_s(action: Action) -> float:
     """How long after Bird accepts ``action`` its outcome (a delivery, an answer)
     must have come: the command's own time plus :data:`MARGIN_S`."""
     match action:
-        case actions.Answer() | actions.Hangup():
+        case actions.Answer() | actions.Hangup() | actions.HangupLeg():
             own = 0.0
         case actions.Speak(prompt=prompt):
-            own = _prompt_s(prompt)
+            own = float(action.max_s) if action.max_s is not None else _prompt_s(prompt)
         case actions.Gather(prompt=prompt):
             own = _prompt_s(prompt) + action.timeout_s * (action.max_digits + 1)
         case actions.Record():
@@ -141,6 +141,8 @@ def outcome_window_s(action: Action) -> float:
             own = action.ring_timeout_s
         case actions.HttpRequest():
             own = action.timeout_ms / 1000
+        case actions.AskLine():
+            own = 2.0
         case actions.Dial():
             own = DIAL_S
         case _:
@@ -165,7 +167,7 @@ def retry_delay_s(attempts: int, rng: random.Random, *, cap_s: float = RETRY_CAP
 
 _ACTIONS = (
     actions.Answer, actions.Speak, actions.Gather, actions.Bridge, actions.Record,
-    actions.HttpRequest, actions.Hangup, actions.Dial,
+    actions.HttpRequest, actions.Hangup, actions.HangupLeg, actions.AskLine, actions.Dial,
 )  # fmt: skip
 _TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (*_ACTIONS, actions.Say, actions.Play)}
 

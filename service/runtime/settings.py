@@ -34,6 +34,9 @@ class Settings:
     ivr_default_graph: str | None = None
     # Bearer token for /admin/* and POST /calls; unset: those endpoints are off.
     ivr_admin_token: str | None = field(default=None, repr=False)
+    # Agents to create at start-up (service.runtime.agents.read_agents_file); agents
+    # that exist already keep their status and state.
+    ivr_agents_file: Path | None = None
     log_format: str = "json"
     log_level: str = "info"
     log_mask_numbers: bool = True
@@ -68,6 +71,7 @@ class Settings:
             ivr_graphs_dir=Path(reader.optional("IVR_GRAPHS_DIR") or "ivr_graphs"),
             ivr_default_graph=reader.optional("IVR_DEFAULT_GRAPH"),
             ivr_admin_token=reader.optional("IVR_ADMIN_TOKEN"),
+            ivr_agents_file=_path(reader.optional("IVR_AGENTS_FILE")),
             log_format=reader.choice("LOG_FORMAT", LOG_FORMATS, "json"),
             log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, "info"),
             log_mask_numbers=reader.boolean("LOG_MASK_NUMBERS", default=True),
@@ -86,6 +90,10 @@ class Settings:
                 "would find no state and could restart an ended call"
             )
         return settings
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 class _Reader:

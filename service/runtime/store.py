@@ -10,22 +10,27 @@ reloads and recomputes (see ``service.runtime.calls``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from service.core.line import LineChange
 from service.core.state import CallState
-from service.runtime import keys
+from service.runtime import keys, line
+from service.runtime.line import LineResult
 from service.runtime.outbox import Pending
 
 # Active calls also get a TTL, as a safety net for calls whose end was never
 # delivered: longer than Bird's longest call (a bridge may last 8 hours).
 ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 
-# Writes a call's new state, and its pending command, if nobody changed it since
-# it was loaded.
+# Writes a call's new state, its pending command and its changes to the line
+# (service.runtime.line: a queue's callers and agents), if nobody changed the call
+# since it was loaded and every offer it takes is still the line's.
 # KEYS[1]  the call's hash (keys.call): v (version), doc (CallState JSON),
 #          cs (the pending command's seq) and cmd (its JSON), both absent when none
 # KEYS[2]  the timers (keys.timers): member call id, score due time in ms
@@ -38,11 +43,23 @@ ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 # ARGV[7]  with "set": its JSON
 # ARGV[8]  with "set": when its timer is due (ms)
 # ARGV[9]  the call id (the timer's member)
-# Returns 1 when written, 0 when the stored version is not ARGV[1] (lost race).
-COMMIT_SCRIPT = """
+# ARGV[10] now (ms)   ARGV[11] today (UTC date)
+# ARGV[12] the line changes (line.ops_json)
+# Returns "0" when the stored version is not ARGV[1] (lost race), "-1" when an
+# offer to take is no longer the line's (nothing written), else the line's result
+# (line.LineResult: queues that may dispatch, what to log about agents).
+COMMIT_SCRIPT = (
+    line.LUA_PRELUDE
+    + line.LUA_OPS
+    + """
+NOW, DAY, TIMERS = tonumber(ARGV[10]), ARGV[11], KEYS[2]
 local current = redis.call('HGET', KEYS[1], 'v')
 if (current or '0') ~= ARGV[1] then
-  return 0
+  return '0'
+end
+local ops = cjson.decode(ARGV[12])
+if not fences_hold(ops, ARGV[9]) then
+  return '-1'
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'doc', ARGV[3])
 if ARGV[5] == 'set' then
@@ -53,8 +70,10 @@ elseif ARGV[5] == 'clear' then
   redis.call('ZREM', KEYS[2], ARGV[9])
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return 1
+apply_ops(ops, ARGV[9])
+return line_result()
 """
+)
 
 # Changes a call's pending command, if it is still the one with that seq (a late
 # acknowledgement, or one for a command the call has moved past, changes nothing).
@@ -100,6 +119,11 @@ class Keep:
 KEEP = Keep()
 
 
+class OfferGone(Exception):
+    """The commit takes an offer the line no longer holds for the call (its lease
+    expired and any replica took it back): nothing was written."""
+
+
 @dataclass(frozen=True)
 class StoredCall:
     state: CallState
@@ -119,9 +143,19 @@ def connect(url: str) -> Redis:
 
 
 class CallStore:
-    def __init__(self, redis: Redis, *, ended_ttl_s: int, channel_id: str = "") -> None:
-        """``channel_id`` names the timers of the calls this store commits."""
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ended_ttl_s: int,
+        channel_id: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``channel_id`` names the timers of the calls this store commits; ``clock``
+        dates the line's changes."""
         self._redis = redis
+        self._clock = clock
+        self.channel_id = channel_id
         self._ended_ttl_s = ended_ttl_s
         self._timers = keys.timers(channel_id)
         self._commit = redis.register_script(COMMIT_SCRIPT)
@@ -147,12 +181,26 @@ class CallStore:
         expected_version: int,
         pending: Pending | Keep | None = KEEP,
     ) -> CallState | None:
+        """:meth:`commit_changes` for a transition that changes nothing in the line:
+        the written state, or None when another worker changed the call first."""
+        done = await self.commit_changes(new, expected_version=expected_version, pending=pending)
+        return done[0] if done is not None else None
+
+    async def commit_changes(
+        self,
+        new: CallState,
+        *,
+        expected_version: int,
+        pending: Pending | Keep | None = KEEP,
+        changes: Sequence[LineChange] = (),
+    ) -> tuple[CallState, LineResult] | None:
         """Write ``new`` if the stored version is still ``expected_version``, with
         the call's pending command: ``pending`` (its ``seq`` must be the new
-        version), none, or the one it has (``KEEP``).
+        version), none, or the one it has (``KEEP``), and its ``changes`` to the line.
 
-        Returns the written state (with its new version), or None when another
-        worker changed the call first.
+        Returns the written state (with its new version) and what the line changes
+        did, or None when another worker changed the call first. Raises
+        :class:`OfferGone` when a change takes an offer the line took back.
         """
         written = replace(new, version=expected_version + 1)
         ttl = self._ended_ttl_s if written.ended else ACTIVE_CALL_TTL_S
@@ -169,10 +217,17 @@ class CallStore:
         else:
             assert pending.seq == written.version, "a pending command names the state it is of"
             args += ["set", str(pending.seq), pending.to_json(), _ms(pending.until)]
-        ok = await self._commit(
-            keys=[keys.call(new.call_id), self._timers], args=[*args, new.call_id]
+        now = self._clock()
+        raw = await self._commit(
+            keys=[keys.call(new.call_id), self._timers],
+            args=[*args, new.call_id, _ms(now), line.today(now), line.ops_json(changes)],
         )
-        return written if ok == 1 else None
+        answer = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if answer == "0":
+            return None
+        if answer == "-1":
+            raise OfferGone(new.call_id)
+        return written, LineResult.read(answer)
 
     async def update_pending(self, call_id: str, seq: int, new: Pending | None) -> bool:
         """Change (or with None, remove) the call's pending command, if it is still

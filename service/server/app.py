@@ -6,7 +6,9 @@ the demo build the same app the service runs.
 
 Routes: ``POST /webhooks/bird`` (Bird), ``GET /healthz``, ``GET /readyz``, and
 behind the ``IVR_ADMIN_TOKEN`` bearer token: ``GET /admin/graphs``,
-``POST /admin/graphs/reload`` and ``POST /calls``.
+``POST /admin/graphs/reload``, ``POST /calls``, ``GET /agents``,
+``GET|PUT|DELETE /agents/{id}``, ``PUT /agents/{id}/status``, ``GET /queues`` and
+``GET /queues/{name}`` (docs/agents.md).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,14 +31,20 @@ from starlette.routing import Route
 
 from service.bird.commands import BirdCalls
 from service.core.graph import GraphSet
+from service.core.queues import Agent, AgentStatus
+from service.runtime.agents import Agents
+from service.runtime.board import Board
 from service.runtime.calls import CallHandler
+from service.runtime.line import Line
 from service.runtime.lookups import fetcher
 from service.runtime.ratelimit import RateLimiter
 from service.runtime.registry import Registry
 from service.runtime.settings import Settings
 from service.runtime.store import CallStore
 from service.runtime.timers import TimerLoop
+from service.server import agents as agents_api
 from service.server import outbound, webhooks
+from service.server import queues as queues_api
 from service.server.auth import require_token
 
 log = structlog.get_logger("app")
@@ -47,6 +55,8 @@ class Resources:
     settings: Settings
     registry: Registry
     handler: CallHandler | None = None
+    agents: Agents | None = None
+    line: Line | None = None
 
 
 def create_app(
@@ -60,7 +70,10 @@ def create_app(
     clock: Callable[[], float] = time.time,
     graph_clock: Callable[[], float] | None = None,
     store_alive: Callable[[], bool] | None = None,
+    agents_seed: Sequence[tuple[Agent, AgentStatus]] = (),
 ) -> Starlette:
+    """``agents_seed``: agents to create at start-up (``IVR_AGENTS_FILE``, read by the
+    caller so that a bad file stops the service before it starts)."""
     registry = Registry(redis, graphs, directory=graphs_dir, clock=clock)
     resources = Resources(settings=settings, registry=registry)
 
@@ -68,6 +81,11 @@ def create_app(
         if resources.handler is None:
             raise RuntimeError("the application has not started (lifespan not run)")
         return resources.handler
+
+    def agents() -> Agents:
+        if resources.agents is None:
+            raise RuntimeError("the application has not started (lifespan not run)")
+        return resources.agents
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -81,6 +99,9 @@ def create_app(
             throttle=RateLimiter(redis, settings.bird_workspace_id, clock=clock),
         )
         lookups = httpx.AsyncClient(transport=lookup_transport, follow_redirects=False)
+        channel = settings.bird_channel_id
+        resources.line = line = Line(redis, channel_id=channel, clock=clock)
+        resources.agents = agents = Agents(redis, channel_id=channel, clock=clock)
         resources.handler = CallHandler(
             store=CallStore(
                 redis, ended_ttl_s=settings.call_ttl_s, channel_id=settings.bird_channel_id
@@ -93,12 +114,29 @@ def create_app(
             new_call_max_age_s=settings.new_call_max_age_s,
             clock=clock,
             graph_clock=graph_clock,
+            line=line,
         )
+        calls = resources.handler
+
+        async def prepare_line() -> None:
+            """Write the queues' settings for the line's scripts and seed the agents,
+            as soon as Redis answers (the service starts without it: /readyz says)."""
+            while True:
+                try:
+                    await line.configure(registry.queues)
+                    for agent, status in agents_seed:
+                        await calls.dispatch(await agents.put(agent, status=status))
+                    return
+                except (RedisError, OSError) as exc:
+                    log.warning("line_not_prepared", error=str(exc), retry_in_s=2)
+                    await asyncio.sleep(2)
+
+        preparing = asyncio.create_task(prepare_line())
         refresher = asyncio.create_task(registry.keep_published())
         follower = asyncio.create_task(registry.follow())
         # Any replica fires any call's due timer (service.runtime.timers).
         timers = TimerLoop(
-            redis, resources.handler.fire, channel_id=settings.bird_channel_id, clock=clock
+            redis, resources.handler.fire_timer, channel_id=settings.bird_channel_id, clock=clock
         )
         timing = asyncio.create_task(timers.run())
         log.info(
@@ -112,6 +150,7 @@ def create_app(
         try:
             yield
         finally:
+            preparing.cancel()
             refresher.cancel()
             follower.cancel()
             timing.cancel()
@@ -149,6 +188,8 @@ def create_app(
 
     async def reload_graphs(_: Request) -> Response:
         result = await registry.reload()
+        if result.ok and resources.line is not None:
+            await resources.line.configure(registry.queues)
         body = {
             "reloaded": result.ok,
             "changed": {k: {"from": a, "to": b} for k, (a, b) in result.changed.items()},
@@ -158,6 +199,8 @@ def create_app(
         return JSONResponse(body, status_code=200 if result.ok else 422)
 
     token = settings.ivr_admin_token
+    agent_api = agents_api.make_endpoints(agents, handler, registry)
+    queue_api = queues_api.make_endpoints(Board(redis, clock=clock), registry, clock)
     app = Starlette(
         routes=[
             Route(
@@ -172,6 +215,21 @@ def create_app(
                 require_token(token, outbound.make_endpoint(handler, lambda: registry, clock)),
                 methods=["POST"],
             ),
+            Route("/agents", require_token(token, agent_api.list_agents), methods=["GET"]),
+            Route("/agents/{agent_id}", require_token(token, agent_api.get_agent), methods=["GET"]),
+            Route("/agents/{agent_id}", require_token(token, agent_api.put_agent), methods=["PUT"]),
+            Route(
+                "/agents/{agent_id}",
+                require_token(token, agent_api.delete_agent),
+                methods=["DELETE"],
+            ),
+            Route(
+                "/agents/{agent_id}/status",
+                require_token(token, agent_api.set_status),
+                methods=["PUT"],
+            ),
+            Route("/queues", require_token(token, queue_api.list_queues), methods=["GET"]),
+            Route("/queues/{name}", require_token(token, queue_api.get_queue), methods=["GET"]),
         ],
         lifespan=lifespan,
     )

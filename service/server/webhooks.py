@@ -61,7 +61,10 @@ def make_endpoint(
             log.info("webhook_ignored", reason=exc.reason, request_id=request_id)
             return JSONResponse({"status": "ignored", "reason": exc.reason})
         try:
-            outcome = await handler().handle(delivery, ref=request.query_params.get("ref"))
+            query = request.query_params
+            outcome = await handler().handle(
+                delivery, ref=query.get("ref"), offer=query.get("offer")
+            )
         except RedisError as exc:
             log.error(
                 "webhook_failed", call_id=delivery.call_id, graph=None, node=None,

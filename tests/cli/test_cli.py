@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+import pytest
 
 from service.runtime.serving import bind, serve, url_of
 from service.sim import AgentScript, BirdSimulator, CallerScript
@@ -320,3 +321,90 @@ async def test_a_replica_started_after_another_was_killed_finishes_its_calls(
     assert transcript.reached == TECH
     assert sim.performed(call_id, "answer") == 1
     assert sim.performed(call_id, "bridge") == 1
+
+
+# -- IVR_AGENTS_FILE: agents created when `ivr serve` starts ---------------------------
+
+AGENTS_QUEUES = {"queues": {"support": {}, "billing": {"tier_wait_s": 30}}}
+
+
+def agents_env(graphs: Path, agents_file: Path) -> dict[str, str]:
+    (graphs / "front-desk.json").write_text(json.dumps(FRONT_DESK))
+    (graphs / "queues.json").write_text(json.dumps(AGENTS_QUEUES))
+    return clean_env(
+        BIRD_ACCESS_KEY="a", BIRD_WORKSPACE_ID="w", BIRD_CHANNEL_ID="c", BIRD_SIGNING_KEY="s",
+        PUBLIC_BASE_URL="https://ivr.example.com", IVR_GRAPHS_DIR=str(graphs),
+        IVR_AGENTS_FILE=str(agents_file), REDIS_URL="redis://127.0.0.1:1",
+    )  # fmt: skip
+
+
+def agents_document(**entry: object) -> str:
+    return json.dumps({"agents": {"ann": {"address": "+31612345678", **entry}}})
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read: No such file or directory"),
+        ("{", "not valid JSON: Expecting property name enclosed in double quotes (line 1)"),
+        (b"\xff\xfe{}", "not UTF-8 text"),
+        ('{"people": {}}', '/: must be {"agents": {"ID": {...}}}'),
+        (agents_document(address="0612345678"),
+         "/agents/ann/address: must be an E.164 number (+31612345678) or a sip: URI"),
+        (agents_document(queues={"sales": {}}),
+         "/agents/ann/queues/sales: no queue 'sales' in queues.json (known: billing, support)"),
+        (agents_document(queues={"support": {"level": 10}}),
+         "/agents/ann/queues/support/level: must be an integer 1..9"),
+        (agents_document(status="away"),
+         "/agents/ann/status: must be one of offline, available, on_break"),
+        (json.dumps({"agents": {"ann smith": {"address": "+31612345678"}}}),
+         "/agents/ann smith: an agent id is 1-64 letters, digits, '_', '.' or '-', starting "
+         "with a letter or digit"),
+    ],
+)  # fmt: skip
+def test_serve_refuses_a_bad_agents_file_with_one_line(
+    tmp_path: Path, content: str | bytes | None, problem: str
+) -> None:
+    agents_file = tmp_path / "agents.json"
+    if isinstance(content, bytes):
+        agents_file.write_bytes(content)
+    elif content is not None:
+        agents_file.write_text(content)
+    (tmp_path / "graphs").mkdir()
+    result = ivr("serve", env=agents_env(tmp_path / "graphs", agents_file))
+    assert result.returncode == 2
+    assert result.stderr == f"ivr: error: IVR_AGENTS_FILE: {agents_file}: {problem}\n"
+    assert result.stdout == ""  # refused before starting: no Redis was needed
+
+
+async def test_serve_creates_the_agents_of_the_agents_file(tmp_path: Path) -> None:
+    agents_file = tmp_path / "agents.json"
+    agents_file.write_text(json.dumps({"agents": {
+        "ann": {"name": "Ann", "address": "+31612345678", "queues": {"support": {}}},
+        "bob": {"address": "sip:bob@pbx.example.com", "status": "on_break",
+                "queues": {"billing": {"level": 2, "position": 1}}},
+    }}))  # fmt: skip
+    (tmp_path / "graphs").mkdir()
+    env = agents_env(tmp_path / "graphs", agents_file)
+    token = secrets.token_urlsafe(24)
+    # Replica passes its ``bird`` settings on as they are: the agents file and the token.
+    extra = {"IVR_AGENTS_FILE": env["IVR_AGENTS_FILE"], "IVR_ADMIN_TOKEN": token}
+    serving = await Replica.start(tmp_path / "graphs", None, bird=extra)  # its own Redis
+    try:
+        async with httpx.AsyncClient(
+            base_url=serving.url, headers={"authorization": f"Bearer {token}"}
+        ) as http:
+            for _ in range(200):  # created as soon as the service has Redis
+                agents = (await http.get("/agents")).json()["agents"]
+                if len(agents) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            board = (await http.get("/queues")).json()["queues"]
+    finally:
+        await serving.stop()
+    assert [(a["id"], a["name"], a["status"], a["state"], a["queues"]) for a in agents] == [
+        ("ann", "Ann", "available", "idle", {"support": {"level": 1, "position": 1}}),
+        ("bob", "bob", "on_break", "idle", {"billing": {"level": 2, "position": 1}}),
+    ]
+    assert board["support"]["agents"]["by_status"]["available"] == 1
+    assert board["billing"]["agents"]["by_status"]["on_break"] == 1

@@ -92,3 +92,10 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env(REQUIRED)
     with pytest.raises(AttributeError):
         settings.log_level = "debug"  # type: ignore[misc]
+
+
+def test_the_agents_file_is_optional_and_read_as_a_path() -> None:
+    assert Settings.from_env(REQUIRED).ivr_agents_file is None
+    assert Settings.from_env({**REQUIRED, "IVR_AGENTS_FILE": "  "}).ivr_agents_file is None
+    settings = Settings.from_env({**REQUIRED, "IVR_AGENTS_FILE": " /etc/ivr/agents.json "})
+    assert settings.ivr_agents_file == Path("/etc/ivr/agents.json")

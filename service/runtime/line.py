@@ -1,0 +1,676 @@
+"""The line: who waits in which queue, which agent is free, and the offers between
+them, kept in Redis and changed only by Lua scripts, each one atomic step.
+
+Callers wait in a sorted set per queue (``keys.queue_waiting``) scored by their
+place (:func:`place_score`: priority first, then when they joined), so that the head
+and a caller's position are O(log n). Agents who may be offered a caller now sit
+in one sorted set per queue and tier level (``keys.queue_idle``) scored by the
+queue's strategy when they became idle, so that choosing one is O(log n) too, and
+never a scan over the agents: dispatch costs the same with 5 agents or 500.
+
+:meth:`Line.dispatch` is :data:`DISPATCH_SCRIPT`: it takes the caller at the head
+and the agent the strategy names at the levels the caller may reach (level L once
+they have waited ``(L - 1) * tier_wait_s``, or at once when every lower level has
+nobody available), and records an *offer* between them with a *lease*: the
+caller moves to the queue's ringing set, the agent to ``offered``. The caller's
+call then takes the offer in the commit of its new state (``TakeOffer``, fenced:
+an offer taken back meanwhile fails the commit) and the outbox sends the bridge.
+A worker that dies between choosing and committing leaves the offer's lease to
+expire: its timer (``offer:ID`` in ``keys.timers``) fires on any replica and
+:meth:`Line.reap` puts the caller back at their place and the agent back to idle.
+
+Everything else that changes the line because of a call (the agent answered,
+missed, the caller left, the call with the agent ended) is a
+``service.core.line`` change applied by the call's commit script
+(``service.runtime.store``) with :data:`LUA_OPS`, in the same atomic step as the
+call's state. Agents' wrap-ups and cooldowns end by timer (``agent:ID``,
+:meth:`Line.agent_due`). Every script returns what the caller should log about
+agents (``agents``: ``[agent, event, queue]``) and which queues may now dispatch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, assert_never
+
+from redis.asyncio import Redis
+
+from service.core import line
+from service.core.events import LineStatus
+from service.core.line import LineChange
+from service.core.queues import MAX_LEVEL, MAX_PRIORITY, Queue
+from service.runtime import keys
+
+# How long an offer chosen by dispatch may wait for its call to take it before any
+# replica takes it back (the call's commit follows the choice within milliseconds).
+OFFER_LEASE_S = 10.0
+# Offers, and callers' entries, are kept at most this long (a safety net: every
+# path that ends them deletes them).
+LINE_TTL_S = 2 * 24 * 3600
+STATS_TTL_S = 3 * 24 * 3600
+# Expected wait before a queue has answered any call today: a handle time guess.
+DEFAULT_HANDLE_S = 180.0
+# A place's score: priority first (higher first), then when the caller joined (ms).
+_PRIORITY_WEIGHT = 10**13
+
+
+def place_score(priority: int, joined_at: float) -> int:
+    """The score of a caller's place: lower is nearer the head."""
+    return (MAX_PRIORITY - priority) * _PRIORITY_WEIGHT + int(joined_at * 1000)
+
+
+def _lua_key(name: str, make: Callable[..., str], arity: int) -> str:
+    """``keys.<make>`` as a Lua function, so that the scripts name keys exactly as
+    the rest of the service does."""
+    params = ["a", "b"][:arity]
+    template = make(*(f"\x00{p}\x00" for p in params))
+    parts = [part for part in template.split("\x00") if part]
+    body = " .. ".join(part if part in params else repr(part) for part in parts)
+    return f"local function {name}({', '.join(params)}) return {body} end"
+
+
+KEY_FUNCTIONS = "\n".join(
+    [
+        _lua_key("k_agent", keys.agent, 1),
+        _lua_key("k_waiting", keys.queue_waiting, 1),
+        _lua_key("k_offered", keys.queue_offered, 1),
+        _lua_key("k_entry", keys.queue_entry, 2),
+        _lua_key("k_idle", keys.queue_idle, 2),
+        _lua_key("k_available", keys.queue_available, 1),
+        _lua_key("k_config", keys.queue_config, 1),
+        _lua_key("k_stats", keys.queue_stats, 2),
+        _lua_key("k_offer", keys.offer, 1),
+    ]
+)
+
+# What every line script shares: key names, and the steps of an agent's and a
+# caller's life. A script sets NOW (ms), DAY (UTC date) and TIMERS (keys.timers)
+# first. Functions that free an agent return the queues that may now dispatch.
+LUA_PRELUDE = (
+    """
+local NOW, DAY, TIMERS = 0, '', ''
+local NOTES, DISPATCH = {}, {}
+"""
+    + KEY_FUNCTIONS
+    + f"""
+local MAX_LEVEL = {MAX_LEVEL}
+local LINE_TTL = {LINE_TTL_S}
+local STATS_TTL = {STATS_TTL_S}
+"""
+    + r"""
+local function int(x) return string.format('%d', x) end
+local function num(v, default) return tonumber(v) or default end
+
+local function note(agent, event, q)
+  table.insert(NOTES, {agent, event, q})
+end
+
+local function wake(queues)
+  for _, q in ipairs(queues) do DISPATCH[q] = true end
+end
+
+local function cfg(q, name, default)
+  local v = redis.call('HGET', k_config(q), name)
+  if v then return v end
+  return default
+end
+
+local function memberships(agent)
+  local m = redis.call('HGET', k_agent(agent), 'm')
+  if not m or m == '' then return {} end
+  return cjson.decode(m)
+end
+
+local function stat(q, name, by)
+  local key = k_stats(q, DAY)
+  redis.call('HINCRBY', key, name, by)
+  redis.call('EXPIRE', key, STATS_TTL)
+end
+
+local function fresh_day(agent)
+  local key = k_agent(agent)
+  if redis.call('HGET', key, 'day') ~= DAY then
+    redis.call('HSET', key, 'day', DAY, 'calls', 0, 'talk_ms', 0)
+  end
+end
+
+local function idle_score(q, agent, position)
+  local strategy = cfg(q, 'strategy', 'longest-idle')
+  local key = k_agent(agent)
+  if strategy == 'round-robin' then
+    return num(redis.call('HGET', key, 'last_offer'), 0)
+  elseif strategy == 'fewest-calls' then
+    return num(redis.call('HGET', key, 'calls'), 0) * 10000000000000 + NOW
+  elseif strategy == 'least-talk-time' then
+    return num(redis.call('HGET', key, 'talk_ms'), 0)
+  elseif strategy == 'top-down' then
+    return num(position, 1)
+  end
+  return NOW
+end
+
+local function leave_idle(agent)
+  for q, mem in pairs(memberships(agent)) do
+    redis.call('ZREM', k_idle(q, mem[1]), agent)
+  end
+end
+
+local function count_available(agent, delta)
+  for q, mem in pairs(memberships(agent)) do
+    redis.call('HINCRBY', k_available(q), tostring(mem[1]), delta)
+  end
+end
+
+-- The agent is free: idle, and offered callers again when available.
+local function make_idle(agent)
+  local key = k_agent(agent)
+  redis.call('HSET', key, 'state', 'idle', 'until', 0, 'offer', '', 'call', '', 'queue', '',
+             'since', int(NOW))
+  redis.call('ZREM', TIMERS, 'agent:' .. agent)
+  if redis.call('HGET', key, 'status') ~= 'available' then return end
+  fresh_day(agent)
+  for q, mem in pairs(memberships(agent)) do
+    redis.call('ZADD', k_idle(q, mem[1]), int(idle_score(q, agent, mem[2])), agent)
+    DISPATCH[q] = true
+  end
+end
+
+-- The agent rests (wrap_up, cooldown) for for_ms, then a timer makes them idle.
+local function rest(agent, state, for_ms)
+  if for_ms <= 0 then
+    make_idle(agent)
+    return
+  end
+  leave_idle(agent)
+  local till = NOW + for_ms
+  redis.call('HSET', k_agent(agent), 'state', state, 'until', int(till), 'offer', '',
+             'since', int(NOW))
+  redis.call('ZADD', TIMERS, int(till), 'agent:' .. agent)
+end
+
+local function set_status(agent, status)
+  local key = k_agent(agent)
+  local old = redis.call('HGET', key, 'status')
+  if old == status then return false end
+  if old == 'available' then
+    count_available(agent, -1)
+    leave_idle(agent)
+  end
+  redis.call('HSET', key, 'status', status)
+  if status == 'available' then
+    count_available(agent, 1)
+    redis.call('HSET', key, 'missed', 0)
+  end
+  return true
+end
+
+local function position(q, score)
+  local below = '(' .. score
+  return redis.call('ZCOUNT', k_waiting(q), '-inf', below)
+       + redis.call('ZCOUNT', k_offered(q), '-inf', below) + 1
+end
+
+local function available_in(q)
+  local total = 0
+  for _, n in ipairs(redis.call('HVALS', k_available(q))) do total = total + num(n, 0) end
+  return total
+end
+
+-- An offer ended without a connection: the caller goes back to their place.
+local function back_in_line(q, call)
+  local entry = k_entry(q, call)
+  redis.call('ZREM', k_offered(q), call)
+  local score = redis.call('HGET', entry, 'score')
+  if score then
+    redis.call('HSET', entry, 'offer', '')
+    redis.call('ZADD', k_waiting(q), score, call)
+    DISPATCH[q] = true
+  end
+end
+
+local function out_of_line(q, call)
+  redis.call('ZREM', k_waiting(q), call)
+  redis.call('ZREM', k_offered(q), call)
+  redis.call('DEL', k_entry(q, call))
+end
+
+-- The agent who still holds this offer (nil once they moved on).
+local function agent_of(offer)
+  local agent = redis.call('HGET', k_offer(offer), 'agent')
+  if agent and redis.call('HGET', k_agent(agent), 'offer') == offer then return agent end
+  return nil
+end
+
+local function drop_offer(offer)
+  redis.call('DEL', k_offer(offer))
+  redis.call('ZREM', TIMERS, 'offer:' .. offer)
+end
+
+-- Take back an offer that never reached a bridge: caller to their place (or out
+-- of line when their call is gone), agent idle with no penalty.
+local function take_back(offer, drop_caller)
+  local o = redis.call('HMGET', k_offer(offer), 'queue', 'call', 'status')
+  local q, call = o[1], o[2]
+  if not q then return false end
+  local agent = agent_of(offer)
+  if drop_caller then out_of_line(q, call) else back_in_line(q, call) end
+  drop_offer(offer)
+  if agent then
+    make_idle(agent)
+    note(agent, 'released', q)
+  end
+  return true
+end
+
+local function line_result()
+  local queues = {}
+  for q, _ in pairs(DISPATCH) do table.insert(queues, q) end
+  return cjson.encode({ok = 1, dispatch = queues, agents = NOTES})
+end
+"""
+)
+
+# The changes a call's transition makes to the line (service.core.line), applied by
+# the call's commit script after its version check. OPS is a JSON list of
+# [kind, queue, offer, reason]; CALL the call id. A "take" is a fence: the commit
+# script checks every take with ``fences_hold`` before it writes anything.
+LUA_OPS = r"""
+local function fences_hold(ops, call)
+  for _, op in ipairs(ops) do
+    if op[1] == 'take' then
+      local o = redis.call('HMGET', k_offer(op[3]), 'status', 'call')
+      if o[1] ~= 'chosen' or o[2] ~= call then return false end
+    end
+  end
+  return true
+end
+
+local function apply_ops(ops, call)
+  for _, op in ipairs(ops) do
+    local kind, q, offer, reason = op[1], op[2], op[3], op[4]
+    if kind == 'take' then
+      redis.call('HSET', k_offer(offer), 'status', 'taken')
+      redis.call('ZREM', TIMERS, 'offer:' .. offer)
+    elseif kind == 'answered' then
+      local agent = agent_of(offer)
+      local joined = redis.call('HGET', k_entry(q, call), 'joined')
+      if joined then
+        stat(q, 'answered', 1)
+        stat(q, 'wait_ms', NOW - tonumber(joined))
+      end
+      out_of_line(q, call)
+      redis.call('HSET', k_offer(offer), 'status', 'connected')
+      if agent then
+        fresh_day(agent)
+        redis.call('HSET', k_agent(agent), 'state', 'in_call', 'missed', 0, 'since', int(NOW))
+        redis.call('HINCRBY', k_agent(agent), 'calls', 1)
+        note(agent, 'in_call', q)
+      end
+    elseif kind == 'missed' then
+      local agent = agent_of(offer)
+      back_in_line(q, call)
+      drop_offer(offer)
+      if agent then
+        local missed = 0
+        if reason ~= 'busy' then
+          missed = redis.call('HINCRBY', k_agent(agent), 'missed', 1)
+        end
+        if missed >= num(cfg(q, 'max_no_answer', 3), 3) then
+          set_status(agent, 'on_break')
+          make_idle(agent)
+          note(agent, 'on_break', q)
+        else
+          local delay = 'no_answer_delay_ms'
+          if reason == 'busy' then delay = 'busy_delay_ms' end
+          rest(agent, 'cooldown', num(cfg(q, delay, 30000), 30000))
+          note(agent, 'cooldown', q)
+        end
+      end
+    elseif kind == 'leave' then
+      if redis.call('EXISTS', k_entry(q, call)) == 1 then stat(q, reason, 1) end
+      out_of_line(q, call)
+      if offer ~= '' then
+        local agent = agent_of(offer)
+        drop_offer(offer)
+        if agent then
+          make_idle(agent)
+          note(agent, 'released', q)
+        end
+      end
+    elseif kind == 'ended' then
+      local agent = agent_of(offer)
+      drop_offer(offer)
+      if agent then
+        local key = k_agent(agent)
+        local talked = NOW - num(redis.call('HGET', key, 'since'), NOW)
+        stat(q, 'handled', 1)
+        stat(q, 'handle_ms', talked)
+        fresh_day(agent)
+        redis.call('HINCRBY', key, 'talk_ms', talked)
+        rest(agent, 'wrap_up', num(cfg(q, 'wrap_up_ms', 10000), 10000))
+        note(agent, 'wrap_up', q)
+      end
+    end
+  end
+end
+"""
+
+
+def ops_json(changes: Sequence[LineChange]) -> str:
+    """A transition's line changes as the commit script's OPS."""
+    ops: list[list[str]] = []
+    for change in changes:
+        match change:
+            case line.TakeOffer():
+                ops.append(["take", change.queue, change.offer, ""])
+            case line.OfferAnswered():
+                ops.append(["answered", change.queue, change.offer, ""])
+            case line.OfferMissed():
+                ops.append(["missed", change.queue, change.offer, change.reason])
+            case line.LeaveLine():
+                ops.append(["leave", change.queue, change.offer or "", change.reason])
+            case line.AgentCallEnded():
+                ops.append(["ended", change.queue, change.offer, ""])
+            case _:  # pragma: no cover
+                assert_never(change)
+    return json.dumps(ops, separators=(",", ":"))
+
+
+# Chooses an agent for the caller at the head of a queue and records the offer.
+# KEYS[1]  the timers (keys.timers)
+# ARGV[1]  now (ms)   ARGV[2] today (UTC date)   ARGV[3] the queue
+# ARGV[4]  the new offer's id   ARGV[5] its lease (ms)
+# Returns "" when nobody waits or nobody may be offered, else JSON {offer, call,
+# agent, address}.
+DISPATCH_SCRIPT = (
+    LUA_PRELUDE
+    + r"""
+NOW, DAY, TIMERS = tonumber(ARGV[1]), ARGV[2], KEYS[1]
+local q, offer, lease = ARGV[3], ARGV[4], tonumber(ARGV[5])
+for _ = 1, 8 do
+  local head = redis.call('ZRANGE', k_waiting(q), 0, 0, 'WITHSCORES')
+  if #head == 0 then return '' end
+  local call, score = head[1], head[2]
+  local joined = redis.call('HGET', k_entry(q, call), 'joined')
+  if not joined then
+    redis.call('ZREM', k_waiting(q), call)  -- an entry lost its hash: not a caller
+  else
+    local waited = NOW - tonumber(joined)
+    local tier_wait = num(cfg(q, 'tier_wait_ms', 0), 0)
+    local random = cfg(q, 'strategy', '') == 'random'
+    local agent, lower_present, stale = nil, false, false
+    for level = 1, MAX_LEVEL do
+      if level > 1 and lower_present and waited < (level - 1) * tier_wait then break end
+      local idle = k_idle(q, level)
+      local picked
+      if random then
+        picked = redis.call('ZRANDMEMBER', idle)
+      else
+        picked = redis.call('ZRANGE', idle, 0, 0)[1]
+      end
+      if picked then
+        local a = redis.call('HMGET', k_agent(picked), 'status', 'state')
+        if a[1] == 'available' and a[2] == 'idle' then
+          agent = picked
+        else
+          redis.call('ZREM', idle, picked)  -- not free after all: never offered from here
+          stale = true
+        end
+        break
+      end
+      if num(redis.call('HGET', k_available(q), tostring(level)), 0) > 0 then
+        lower_present = true
+      end
+    end
+    if not agent and not stale then return '' end
+    if agent then
+      local akey = k_agent(agent)
+      redis.call('HSET', k_offer(offer), 'queue', q, 'call', call, 'agent', agent,
+                 'status', 'chosen', 'lease', int(NOW + lease))
+      redis.call('EXPIRE', k_offer(offer), LINE_TTL)
+      redis.call('ZREM', k_waiting(q), call)
+      redis.call('ZADD', k_offered(q), score, call)
+      redis.call('HSET', k_entry(q, call), 'offer', offer)
+      leave_idle(agent)
+      redis.call('HSET', akey, 'state', 'offered', 'offer', offer, 'call', call, 'queue', q,
+                 'since', int(NOW), 'last_offer', int(NOW))
+      redis.call('ZADD', TIMERS, int(NOW + lease), 'offer:' .. offer)
+      return cjson.encode({offer = offer, call = call, agent = agent,
+                           address = redis.call('HGET', akey, 'address')})
+    end
+  end
+end
+return ''
+"""
+)
+
+# Joins a caller to a queue (when not in it yet, and somebody is available for it),
+# and says where they stand.
+# KEYS[1]  the timers (keys.timers)
+# ARGV[1]  now (ms)   ARGV[2] today   ARGV[3] the queue   ARGV[4] the call id
+# ARGV[5]  its place's score (place_score)   ARGV[6] when it joined (ms)
+# ARGV[7]  its priority
+# Returns JSON {joined, position, available, handled, handle_ms}.
+ASK_SCRIPT = (
+    LUA_PRELUDE
+    + r"""
+NOW, DAY, TIMERS = tonumber(ARGV[1]), ARGV[2], KEYS[1]
+local q, call = ARGV[3], ARGV[4]
+local entry = k_entry(q, call)
+local available = available_in(q)
+local stats = redis.call('HMGET', k_stats(q, DAY), 'handled', 'handle_ms')
+local result = {joined = 0, position = 0, available = available,
+                handled = num(stats[1], 0), handle_ms = num(stats[2], 0)}
+if redis.call('EXISTS', entry) == 0 then
+  if available == 0 then return cjson.encode(result) end
+  redis.call('HSET', entry, 'score', ARGV[5], 'joined', ARGV[6], 'priority', ARGV[7],
+             'offer', '')
+  redis.call('EXPIRE', entry, LINE_TTL)
+  redis.call('ZADD', k_waiting(q), ARGV[5], call)
+  stat(q, 'joined', 1)
+end
+result.joined = 1
+result.position = position(q, redis.call('HGET', entry, 'score'))
+return cjson.encode(result)
+"""
+)
+
+# An offer's lease expired (its timer fired): take it back unless its call took it.
+# KEYS[1]  the timers   ARGV[1] now (ms)   ARGV[2] today   ARGV[3] the offer id
+# ARGV[4]  "drop" when the caller's call is gone (take the caller out of line), "lease"
+#          to honour the lease (a timer: only an expired chosen offer), else "back"
+# Returns the line_result JSON, or "" when there was nothing to take back.
+TAKE_BACK_SCRIPT = (
+    LUA_PRELUDE
+    + r"""
+NOW, DAY, TIMERS = tonumber(ARGV[1]), ARGV[2], KEYS[1]
+local offer, how = ARGV[3], ARGV[4]
+local o = redis.call('HMGET', k_offer(offer), 'status', 'lease')
+if o[1] ~= 'chosen' then
+  redis.call('ZREM', TIMERS, 'offer:' .. offer)  -- taken by its call, or gone: no lease
+  return ''
+end
+if how == 'lease' and tonumber(o[2]) > NOW then
+  redis.call('ZADD', TIMERS, o[2], 'offer:' .. offer)
+  return ''
+end
+take_back(offer, how == 'drop')
+return line_result()
+"""
+)
+
+# An agent's wrap-up or cooldown may be over (its timer fired).
+# KEYS[1]  the timers   ARGV[1] now (ms)   ARGV[2] today   ARGV[3] the agent id
+# Returns the line_result JSON.
+AGENT_DUE_SCRIPT = (
+    LUA_PRELUDE
+    + r"""
+NOW, DAY, TIMERS = tonumber(ARGV[1]), ARGV[2], KEYS[1]
+local agent = ARGV[3]
+local a = redis.call('HMGET', k_agent(agent), 'state', 'until')
+if a[1] == 'wrap_up' or a[1] == 'cooldown' then
+  if num(a[2], 0) <= NOW then
+    make_idle(agent)
+    note(agent, 'idle', '')
+  else
+    redis.call('ZADD', TIMERS, a[2], 'agent:' .. agent)
+  end
+else
+  redis.call('ZREM', TIMERS, 'agent:' .. agent)
+end
+return line_result()
+"""
+)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An offer the line made: ring ``agent`` (at ``address``) for ``call_id``."""
+
+    offer: str
+    call_id: str
+    agent_id: str
+    address: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class LineResult:
+    """What a line script changed that the caller acts on: the queues that may now
+    dispatch and what to log about agents (``(agent, event, queue)``)."""
+
+    dispatch: tuple[str, ...] = ()
+    agents: tuple[tuple[str, str, str], ...] = ()
+
+    @classmethod
+    def read(cls, raw: Any) -> LineResult:
+        if not raw:
+            return cls()
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        data = json.loads(text)
+        dispatch = data.get("dispatch") or []
+        notes = data.get("agents") or []
+        if isinstance(dispatch, dict):  # cjson encodes an empty table as {}
+            dispatch = []
+        if isinstance(notes, dict):
+            notes = []
+        return cls(tuple(dispatch), tuple((str(a), str(e), str(q)) for a, e, q in notes))
+
+
+@dataclass
+class Standing:
+    """Where a caller stands, with what the expected wait is estimated from."""
+
+    status: LineStatus
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+def today(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+def expected_wait_s(position: int, available: int, handled: int, handle_ms: int) -> float:
+    """An estimate of a caller's wait at ``position``: the callers ahead (and this
+    one) served by the available agents, each taking the average handle time of
+    today (:data:`DEFAULT_HANDLE_S` before any call was handled)."""
+    handle_s = handle_ms / 1000 / handled if handled > 0 else DEFAULT_HANDLE_S
+    return round(position * handle_s / max(available, 1), 1)
+
+
+def config_fields(queue: Queue) -> dict[str, str]:
+    """What the line's scripts read of a queue's settings (``keys.queue_config``)."""
+    return {
+        "strategy": queue.strategy,
+        "tier_wait_ms": str(queue.tier_wait_s * 1000),
+        "wrap_up_ms": str(queue.wrap_up_s * 1000),
+        "max_no_answer": str(queue.max_no_answer),
+        "no_answer_delay_ms": str(queue.no_answer_delay_s * 1000),
+        "busy_delay_ms": str(queue.busy_delay_s * 1000),
+    }
+
+
+class Line:
+    """The line's operations that are not a call's commit."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        channel_id: str = "",
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self._redis = redis
+        self._timers = keys.timers(channel_id)
+        self._clock = clock
+        self._new_id = new_id
+        self._dispatch = redis.register_script(DISPATCH_SCRIPT)
+        self._ask = redis.register_script(ASK_SCRIPT)
+        self._take_back = redis.register_script(TAKE_BACK_SCRIPT)
+        self._agent_due = redis.register_script(AGENT_DUE_SCRIPT)
+
+    def _now(self) -> tuple[int, str]:
+        now = self._clock()
+        return int(now * 1000), today(now)
+
+    async def configure(self, queues: Mapping[str, Queue]) -> None:
+        """Write what the scripts need of each queue's settings."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for queue in queues.values():
+                for name, value in config_fields(queue).items():
+                    pipe.hset(keys.queue_config(queue.name), name, value)
+            await pipe.execute()
+
+    async def ask(self, call_id: str, queue: str, priority: int, joined_at: float) -> LineStatus:
+        """Join ``call_id`` to ``queue`` (at the place of ``joined_at``) unless it is in
+        it already or nobody is available, and say where it stands."""
+        now_ms, day = self._now()
+        raw = await self._ask(
+            keys=[self._timers],
+            args=[now_ms, day, queue, call_id, place_score(priority, joined_at),
+                  int(joined_at * 1000), priority],
+        )  # fmt: skip
+        data = json.loads(raw)
+        if not data["joined"]:
+            return LineStatus(joined=False, agents_available=int(data["available"]))
+        position, available = int(data["position"]), int(data["available"])
+        wait = expected_wait_s(position, available, int(data["handled"]), int(data["handle_ms"]))
+        return LineStatus(True, position, available, wait)
+
+    async def dispatch(self, queue: str) -> Offer | None:
+        """Offer the caller at the head of ``queue`` to the agent its strategy names,
+        if there are both; the offer holds a lease of :data:`OFFER_LEASE_S`."""
+        now_ms, day = self._now()
+        offer_id = self._new_id()
+        raw = await self._dispatch(
+            keys=[self._timers], args=[now_ms, day, queue, offer_id, int(OFFER_LEASE_S * 1000)]
+        )
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return Offer(data["offer"], data["call"], data["agent"], data["address"] or "", queue)
+
+    async def take_back(self, offer: str, *, drop_caller: bool) -> LineResult:
+        """Take back an offer its call did not take: the caller back to their place
+        (or, ``drop_caller``, out of line: their call is gone), the agent idle."""
+        now_ms, day = self._now()
+        how = "drop" if drop_caller else "back"
+        raw = await self._take_back(keys=[self._timers], args=[now_ms, day, offer, how])
+        return LineResult.read(raw)
+
+    async def reap(self, offer: str) -> LineResult:
+        """An offer's lease timer fired: take it back if its call never took it."""
+        now_ms, day = self._now()
+        raw = await self._take_back(keys=[self._timers], args=[now_ms, day, offer, "lease"])
+        return LineResult.read(raw)
+
+    async def agent_due(self, agent_id: str) -> LineResult:
+        """An agent's timer fired: end their wrap-up or cooldown if it is over."""
+        now_ms, day = self._now()
+        raw = await self._agent_due(keys=[self._timers], args=[now_ms, day, agent_id])
+        return LineResult.read(raw)
