@@ -285,9 +285,7 @@ class CallHandler:
         in the queues it woke (and ``queues``): each goes to its caller's call, and
         an offer the call cannot take is taken back at once."""
         if result is not None:
-            for agent_id, event, queue in result.agents:
-                log.info(f"agent_{event}", agent_id=agent_id, queue=queue or None,
-                         call_id=None, graph=None, node=None)  # fmt: skip
+            self._log_agents(log.bind(call_id=None), result)
         woken = list(dict.fromkeys([*(result.dispatch if result else ()), *queues]))
         for queue in woken:
             for _ in range(DISPATCH_BURST):
