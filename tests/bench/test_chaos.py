@@ -115,7 +115,9 @@ async def test_the_detectors_see_doubled_commands_and_a_stuck_call() -> None:
             ]
             for call_id in (doubled, idle, calm):
                 await _answered(http, call_id)
-            for text in ("one", "two"):
+            # The first prompt lasts a minute of simulated time (0.6 s here), so the
+            # second is surely taken while it plays, however slow the machine.
+            for text in ("one " * 250, "two"):
                 assert (await http.post(f"/{doubled}/say", json={"text": text})).is_success
             for _ in range(2):
                 assert (await http.post(f"/{doubled}/bridge", json={"to": SALES})).is_success
