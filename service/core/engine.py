@@ -41,6 +41,15 @@ How a node runs:
   they talk until either side hangs up (the agent then wraps up); missed, busy
   or failed, the caller is back at their place on hold. Every change of their
   place is a :mod:`service.core.line` change committed with the state.
+- ``callback``: books a callback in its queue (``BookCallback``): the caller's
+  own place when they pressed 1 in that queue's line, else a place from now;
+  then plays its prompt (the confirmation) and goes to ``next``. When the
+  callback's turn comes the line reserves an agent and the runtime places the
+  follow-up call (:func:`begin_callback`): answered, the customer is asked to
+  press 1, then bridged to the reserved agent; no answer, no key or a hang-up
+  before the agent answers frees the agent at once (``CallbackFailed``: the line
+  retries later, keeping the place); an agent who does not answer puts the
+  callback back at its place, and the customer is told they will be called again.
 - ``voicemail``: plays its optional prompt, records, keeps the recording id on
   the call and goes to ``next``.
 - ``http``: asks the service to make the request; a 2xx JSON answer with every
@@ -87,6 +96,14 @@ from service.core.queues import Queue, queues_of
 from service.core.state import After, CallState, Direction, InLine, Outcome, Phase, Waiting
 
 MAX_STEPS = 200
+
+# What a callback's follow-up call says (in the queue's locale and voice).
+CALLBACK_GREETING = "Hello, this is the call back you asked for. To talk to an agent now, press 1."
+CALLBACK_NO_KEY = "We will try again later. Goodbye."
+CALLBACK_AGENT_MISSED = (
+    "Sorry, the agent could not take your call. We will call you back shortly. Goodbye."
+)
+CALLBACK_CONFIRM_S = 8
 
 Level = Literal["debug", "info", "warning", "error"]
 """The log level a note asks for."""
@@ -144,6 +161,34 @@ def begin(
     walk = _Walk(graph, initial, now)
     walk.note("call_started", direction=direction, version=graph.version)
     walk.actions.append(actions.Answer() if direction is Direction.INBOUND else actions.Dial())
+    return walk.result()
+
+
+def begin_callback(
+    graph: Graph,
+    *,
+    call_id: str,
+    number: str,
+    line_number: str,
+    now: float,
+    waiting: InLine,
+    node: str | None,
+) -> Transition:
+    """A callback's follow-up call to ``number``: Bird dials it for the agent the
+    line reserved (``waiting``: its queue, place, ``offer``, ``agent_id``,
+    ``address``, ``callback`` and ``attempt``). It takes the offer at once (fenced:
+    an offer the line took back meanwhile fails the commit) and waits at ``node``,
+    the callback node, for the customer to answer."""
+    started = begin(graph, call_id=call_id, caller=number, called=line_number, now=now,
+                    direction=Direction.OUTBOUND)  # fmt: skip
+    assert waiting.offer is not None
+    state = replace(started.state, node=node, line=replace(waiting, waiting=Waiting.CALLING))
+    walk = _Walk(graph, state, now)
+    walk.notes.extend(replace(note, node=node) for note in started.notes)
+    walk.actions.extend(started.actions)
+    walk.changes.append(line.TakeOffer(waiting.queue, waiting.offer, waiting.callback))
+    walk.line_note("callback_placed", state.line or waiting, callback=waiting.callback,
+                   offer=waiting.offer, attempt=waiting.attempt)  # fmt: skip
     return walk.result()
 
 
@@ -267,6 +312,7 @@ class _Walk:
         self.actions: list[Action] = []
         self.notes: list[Note] = []
         self.changes: list[LineChange] = []
+        self.left: InLine | None = None  # the place the caller left for a callback
 
     def note(self, event: str, level: Level = "info", **fields: Any) -> None:
         self.notes.append(Note(event, self.state.node, level, fields))
@@ -300,7 +346,10 @@ class _Walk:
                 self.leg_ended(event)
             case events.CallAnswered():
                 self.note("call_answered")
-                self.enter(self.graph.start)
+                if self.state.line is not None:  # a callback's follow-up call
+                    self.callback_call_answered(self.state.line)
+                else:
+                    self.enter(self.graph.start)
             case events.PromptFinished():
                 if not event.ok:
                     self.note("prompt_failed", "warning")
@@ -423,8 +472,7 @@ class _Walk:
             case QueueNode():
                 self.join(node)
             case CallbackNode():
-                # The service refuses to load a graph with these (graph.RUNNABLE_TYPES).
-                raise AssertionError(f"node type {node.type} cannot run")
+                self.book_callback(node)
             case _:
                 assert_never(node)
 
@@ -483,7 +531,10 @@ class _Walk:
                 self.update(line=None)
             else:
                 ringing = self.state.phase is Phase.BRIDGING
-                self.leave_line("abandoned")
+                if waiting.callback is not None:
+                    self.callback_failed(_callback_failure(outcome))
+                else:
+                    self.leave_line("abandoned")
                 if ringing and not self.actions:  # A11: hang up the agent's leg ourselves
                     self.actions.append(actions.HangupLeg(self.state.agent_leg))
         self.update(phase=Phase.ENDED, outcome=outcome, after=None, ended_at=self.now)
@@ -498,8 +549,8 @@ class _Walk:
     def prompt_finished(self) -> None:
         """What follows a prompt: ``after``, on the node that played it."""
         match (self.state.after, self.current()):
-            case (After.NEXT, SayNode() as say):
-                self.enter(say.next)
+            case (After.NEXT, SayNode() | CallbackNode() as said):
+                self.enter(said.next)
             case (After.REGATHER, MenuNode() | CollectNode() as waiting):
                 if self.count_step():
                     self.gather(waiting)
@@ -643,6 +694,8 @@ class _Walk:
         self.line_note("left" if reason == "no_agents" else reason, waiting,
                        waited_s=round(self.now - waiting.joined_at, 1))  # fmt: skip
         self.update(line=None)
+        if reason == "callback":
+            self.left = waiting
 
     def line_status(self, event: events.LineStatus) -> None:
         waiting, node = self.state.line, self.current()
@@ -745,8 +798,12 @@ class _Walk:
         self.waiting_as(Waiting.CHECKING)
 
     def callback_answer(self, digits: str) -> None:
-        waiting, node = self.state.line, self.current()
+        waiting = self.state.line
         assert waiting is not None
+        if waiting.waiting is Waiting.CALLBACK_CONFIRM:
+            self.callback_confirmed(waiting, digits)
+            return
+        node = self.current()
         assert isinstance(node, QueueNode)
         if digits == "1" and node.on_callback is not None:
             self.leave_line("callback")
@@ -771,16 +828,116 @@ class _Walk:
 
     def agent_answered(self, waiting: InLine) -> None:
         assert waiting.offer is not None
-        self.changes.append(line.OfferAnswered(waiting.queue, waiting.offer))
+        self.changes.append(line.OfferAnswered(waiting.queue, waiting.offer, waiting.callback))
         self.line_note("answered", waiting, offer=waiting.offer,
                        waited_s=round(self.now - waiting.joined_at, 1))  # fmt: skip
+        if waiting.callback is not None:
+            self.line_note("callback_connected", waiting, callback=waiting.callback,
+                           attempt=waiting.attempt)  # fmt: skip
 
     def agent_missed(self, waiting: InLine, reason: events.Unreachable) -> None:
         assert waiting.offer is not None
-        self.changes.append(line.OfferMissed(waiting.queue, waiting.offer, reason))
+        self.changes.append(line.OfferMissed(waiting.queue, waiting.offer, reason,
+                                             waiting.callback))  # fmt: skip
         self.line_note("missed", waiting, "warning", offer=waiting.offer, reason=reason)
+        if waiting.callback is not None:  # back at its place; the customer is called again
+            self.update(agent_leg=None, line=None)
+            self.speak(self.queue_prompt(waiting, CALLBACK_AGENT_MISSED), After.HANGUP)
+            return
         self.update(agent_leg=None, line=replace(waiting, offer=None, agent_id=None))
         self.hold(self.queue(waiting.queue))
+
+    # -- callbacks ------------------------------------------------------------
+
+    def queue_prompt(self, waiting: InLine, text: str) -> Prompt:
+        queue = self.queue(waiting.queue)
+        return Prompt(say=text, locale=queue.locale, voice=queue.voice)
+
+    def book_callback(self, node: CallbackNode) -> None:
+        """Book the caller's callback: at the place they left in this queue's line
+        (pressing 1 there), else at a place from now."""
+        number = self.state.caller
+        if not _dialable(number):
+            self.note("callback_impossible", "warning", queue=node.queue,
+                      reason="the caller's number is unknown", next=node.next)  # fmt: skip
+            self.enter(node.next)
+            return
+        left = self.left if self.left is not None and self.left.queue == node.queue else None
+        priority = left.priority if left is not None else 0
+        joined_at = left.joined_at if left is not None else self.now
+        self.changes.append(line.BookCallback(node.queue, number, self.state.called, priority,
+                                              joined_at, self.graph.id, node.id))  # fmt: skip
+        self.note("callback_requested", queue=node.queue, agent_id=None,
+                  callback=line.callback_id(node.queue, number), kept_place=left is not None,
+                  priority=priority)  # fmt: skip
+        if node.prompt is not None:
+            self.speak(node.prompt, After.NEXT)
+        else:
+            self.enter(node.next)
+
+    def callback_call_answered(self, waiting: InLine) -> None:
+        self.actions.append(
+            actions.Gather(
+                self.prompt(self.queue_prompt(waiting, CALLBACK_GREETING)), 1, CALLBACK_CONFIRM_S
+            )
+        )
+        self.waiting_as(Waiting.CALLBACK_CONFIRM)
+
+    def callback_confirmed(self, waiting: InLine, digits: str) -> None:
+        """The customer of a callback pressed 1 (bridge them to the reserved agent), or
+        did not."""
+        if digits != "1":
+            self.callback_failed("no_key")
+            self.speak(self.queue_prompt(waiting, CALLBACK_NO_KEY), After.HANGUP)
+            return
+        assert waiting.offer is not None
+        queue = self.queue(waiting.queue)
+        self.actions.append(
+            actions.Bridge(waiting.address or "", None, queue.ring_timeout_s, False, waiting.offer)
+        )
+        self.update(phase=Phase.BRIDGING, agent_leg=None)
+        self.line_note("offered", waiting, offer=waiting.offer, ring_timeout_s=queue.ring_timeout_s,
+                       callback=waiting.callback)  # fmt: skip
+
+    def callback_failed(self, reason: line.CallbackFailure) -> None:
+        waiting = self.state.line
+        assert waiting is not None
+        assert waiting.callback is not None
+        assert waiting.offer is not None
+        queue = self.queue(waiting.queue)
+        self.changes.append(line.CallbackFailed(waiting.queue, waiting.offer, waiting.callback,
+                                                reason))  # fmt: skip
+        final = waiting.attempt >= queue.callback_attempts
+        self.line_note("callback_failed", waiting, "warning", callback=waiting.callback,
+                       reason=reason, attempt=waiting.attempt, attempts=queue.callback_attempts,
+                       retry_in_s=None if final else queue.callback_retry_s)  # fmt: skip
+        self.update(line=None)
+
+
+def _dialable(number: str) -> bool:
+    """Whether a caller's number can be called back (E.164 or a SIP URI)."""
+    if number.startswith("sip:"):
+        return len(number) > 4
+    return bool(re.fullmatch(r"\+[1-9][0-9]{6,14}", number))
+
+
+def _callback_failure(outcome: Outcome) -> line.CallbackFailure:
+    """Why a callback's follow-up call that ends unconnected failed."""
+    match outcome:
+        case Outcome.NOT_ANSWERED_NO_ANSWER:
+            return "no-answer"
+        case Outcome.NOT_ANSWERED_BUSY:
+            return "busy"
+        case (
+            Outcome.NOT_ANSWERED_FAILED
+            | Outcome.NOT_ANSWERED_CANCELLED
+            | Outcome.NOT_ANSWERED_COMPLETED
+            | Outcome.BIRD_REFUSED
+            | Outcome.STEP_LIMIT
+        ):
+            return "failed"
+        case _:
+            return "hung_up"
 
 
 def announcement(position: int, expected_wait_s: float | None) -> str:

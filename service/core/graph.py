@@ -208,11 +208,12 @@ Node = (
 )
 """Every node type; ``match`` on it with ``assert_never`` to handle each."""
 
-# Node types the engine runs. ``callback`` waits for callbacks: the service refuses
-# to load a graph that uses it (``service.graphs.loader``).
+# Node types the engine runs: all of them today. A type the format names before the
+# engine runs it is left out here, and the service refuses to load a graph that
+# uses it (``service.graphs.loader``) rather than fail on a caller.
 RUNNABLE_TYPES: frozenset[NodeType] = frozenset(
-    {"say", "menu", "collect", "branch", "set", "hours", "transfer", "queue", "voicemail",
-     "http", "hangup"}
+    {"say", "menu", "collect", "branch", "set", "hours", "transfer", "queue", "callback",
+     "voicemail", "http", "hangup"}
 )  # fmt: skip
 
 

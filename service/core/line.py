@@ -18,10 +18,22 @@ never disagree with the call, whatever worker dies when. Pure: names and data on
   to wait for, chose a callback); an offer ringing for them is taken back and its
   agent is idle again at once.
 - :class:`AgentCallEnded`: the call with the agent is over; the agent wraps up.
+- :class:`BookCallback`: the caller asked to be called back: a callback takes a
+  place in the queue's line (the caller's own place when they come from its
+  line), at most one per (queue, number) (:func:`callback_id`).
+- :class:`CallbackFailed`: the follow-up call of a callback was not answered,
+  nobody pressed 1, or the customer hung up before an agent answered: the agent
+  reserved for it is free at once, and the callback is tried again after the
+  queue's ``callback_retry_s`` (keeping its place) or, past ``callback_attempts``,
+  dropped.
+
+A callback's follow-up call takes, answers or misses its offer like a caller
+(``callback`` names the callback whose place in line the offer is for).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,16 +42,27 @@ from service.core.events import Unreachable
 LeaveReason = Literal["abandoned", "timed_out", "no_agents", "callback"]
 
 
+CallbackFailure = Literal["no-answer", "busy", "failed", "no_key", "hung_up"]
+
+
+def callback_id(queue: str, number: str) -> str:
+    """The id of the callback of ``number`` in ``queue``: one per (queue, number), and
+    no phone number in Redis key names or logs."""
+    return hashlib.sha256(f"{queue}\x00{number}".encode()).hexdigest()[:24]
+
+
 @dataclass(frozen=True)
 class TakeOffer:
     queue: str
     offer: str
+    callback: str | None = None
 
 
 @dataclass(frozen=True)
 class OfferAnswered:
     queue: str
     offer: str
+    callback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,7 @@ class OfferMissed:
     queue: str
     offer: str
     reason: Unreachable
+    callback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,4 +86,35 @@ class AgentCallEnded:
     offer: str
 
 
-LineChange = TakeOffer | OfferAnswered | OfferMissed | LeaveLine | AgentCallEnded
+@dataclass(frozen=True)
+class BookCallback:
+    """Call ``number`` back from ``line_number`` at the place of (``priority``,
+    ``joined_at``); the follow-up call runs on ``graph``, at ``node`` (the callback
+    node, for its queue and the logs)."""
+
+    queue: str
+    number: str
+    line_number: str
+    priority: int
+    joined_at: float
+    graph: str
+    node: str
+
+
+@dataclass(frozen=True)
+class CallbackFailed:
+    queue: str
+    offer: str
+    callback: str
+    reason: CallbackFailure
+
+
+LineChange = (
+    TakeOffer
+    | OfferAnswered
+    | OfferMissed
+    | LeaveLine
+    | AgentCallEnded
+    | BookCallback
+    | CallbackFailed
+)

@@ -64,13 +64,17 @@ class Waiting(StrEnum):
     HOLDING = "holding"  # a segment of hold audio
     ANNOUNCING = "announcing"  # their position and expected wait
     CALLBACK_OFFER = "callback_offer"  # "press 1 to be called back"
+    # A callback's follow-up call (the line reserved an agent for it):
+    CALLING = "calling"  # the customer's phone rings
+    CALLBACK_CONFIRM = "callback_confirm"  # "press 1 to talk to an agent now"
 
 
 @dataclass(frozen=True)
 class InLine:
     """A caller's place in a queue's line, as the call knows it (the line itself is
     kept by ``service.runtime.line``). ``offer`` is the offer ringing for them, if
-    any, and ``agent_id`` its agent; ``announced`` the last position they heard."""
+    any, and ``agent_id`` its agent; ``announced`` the last position they heard.
+    A callback's follow-up call holds its callback's place (``callback``)."""
 
     queue: str
     priority: int
@@ -82,6 +86,11 @@ class InLine:
     announced_at: float | None = None
     alone_since: float | None = None  # since when nobody was available for the queue
     callback_offered_at: float | None = None
+    # A callback's follow-up call: the callback, the reserved agent's address and
+    # which attempt this is.
+    callback: str | None = None
+    address: str | None = None
+    attempt: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

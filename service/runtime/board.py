@@ -26,12 +26,25 @@ from service.runtime import keys
 from service.runtime.line import today
 
 # The day's counters of a queue (keys.queue_stats) that GET /queues shows as they are.
-COUNTERS = ("joined", "answered", "abandoned", "timed_out", "no_agents", "callback", "handled")
+COUNTERS = (
+    "joined",
+    "answered",
+    "abandoned",
+    "timed_out",
+    "no_agents",
+    "callback",
+    "handled",
+    "callbacks_requested",
+    "callbacks_connected",
+    "callbacks_failed",
+)
 
 
 @dataclass(frozen=True)
 class Caller:
-    """A caller in line: ``ringing`` while an agent (``agent_id``) is offered to them."""
+    """A caller in line: ``ringing`` while an agent (``agent_id``) is offered to them.
+    A ``callback`` holds its place (``call_id`` is then ``cb:ID``; ringing: being
+    called back for that agent)."""
 
     call_id: str
     position: int
@@ -48,6 +61,7 @@ class Caller:
             "priority": self.priority,
             "ringing": self.ringing,
             "agent_id": self.agent_id,
+            "callback": self.call_id.startswith("cb:"),
         }
 
 
@@ -118,14 +132,16 @@ class Board:
                 pipe.zrange(keys.queue_waiting(name), 0, -1, withscores=True)
                 pipe.zrange(keys.queue_offered(name), 0, -1, withscores=True)
                 pipe.hgetall(keys.queue_stats(name, day))
+                pipe.zcard(keys.queue_callbacks(name))
             first = await pipe.execute()
         configured: dict[Any, Any] = first[0]
         # Who is in line where (waiting and ringing together, by place), and the
         # agents of each current queue, from their configuration.
         lines: dict[str, list[tuple[float, str, bool]]] = {}
         stats: dict[str, dict[str, str]] = {}
+        callbacks: dict[str, int] = {}
         for index, name in enumerate(names):
-            waiting, offered, raw_stats = first[1 + 3 * index : 4 + 3 * index]
+            waiting, offered, raw_stats, callbacks[name] = first[1 + 4 * index : 5 + 4 * index]
             places = [(float(score), _s(m), False) for m, score in waiting]
             places += [(float(score), _s(m), True) for m, score in offered]
             lines[name] = sorted(places)
@@ -153,7 +169,7 @@ class Board:
         boards: dict[str, QueueBoard] = {}
         for name in names:
             boards[name] = self._board(queues[name], lines[name], entries, members[name], live,
-                                       stats[name], now, day)  # fmt: skip
+                                       stats[name], now, day, callbacks[name])  # fmt: skip
         return boards
 
     @staticmethod
@@ -166,6 +182,7 @@ class Board:
         stats: Mapping[str, str],
         now: float,
         day: str,
+        callbacks_pending: int = 0,
     ) -> QueueBoard:
         name = queue.name
         # The agent each ringing caller is offered to: the agent still holding the
@@ -208,5 +225,6 @@ class Board:
             counters={c: _int(stats.get(c)) for c in COUNTERS},
             wait_ms=_int(stats.get("wait_ms")),
             handle_ms=_int(stats.get("handle_ms")),
+            callbacks_pending=callbacks_pending,
             strategy=queue.strategy,
         )

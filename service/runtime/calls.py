@@ -20,6 +20,9 @@ call (:class:`Offered`); an offer the call cannot take is taken back at once.
 Outbound calls: :meth:`CallHandler.place_outbound` records the call under a
 reference that travels in the call's ``notification.url`` (``?ref=...``), so a
 delivery that arrives before Bird's answer to the create request still finds it.
+A callback's offer becomes such a call (:meth:`CallHandler.place_callback`), whose
+first commit takes the offer; Bird refusing to place it fails the attempt, and a
+call placed for an offer the line took back meanwhile is hung up at once.
 
 The command a transition decides is the call's pending command
 (``service.runtime.outbox``), committed with the state that decided it and then
@@ -60,9 +63,9 @@ from service.core import actions, engine, events
 from service.core.engine import Transition
 from service.core.events import HttpResponded
 from service.core.graph import Graph
-from service.core.state import CallState, Direction
+from service.core.state import CallState, Direction, InLine
 from service.runtime import keys, outbox
-from service.runtime.line import Line, LineResult, Offer
+from service.runtime.line import CallbackCall, Line, LineResult, Offer
 from service.runtime.lookups import Fetch
 from service.runtime.outbox import Pending
 from service.runtime.registry import Registry
@@ -100,6 +103,8 @@ class PendingOutbound:
     to: str
     from_: str
     variables: Mapping[str, str]
+    callback: InLine | None = None  # a callback's follow-up call: its place and offer
+    node: str | None = None  # the callback node
 
     def to_json(self) -> str:
         return json.dumps(
@@ -109,13 +114,17 @@ class PendingOutbound:
                 "to": self.to,
                 "from": self.from_,
                 "vars": dict(self.variables),
+                "callback": self.callback.to_dict() if self.callback is not None else None,
+                "node": self.node,
             }
         )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> PendingOutbound:
         data = json.loads(raw)
-        return cls(data["graph"], data["version"], data["to"], data["from"], data["vars"])
+        callback = data.get("callback")
+        return cls(data["graph"], data["version"], data["to"], data["from"], data["vars"],
+                   InLine.from_dict(callback) if callback else None, data.get("node"))  # fmt: skip
 
 
 # -- triggers: why a call advances ----------------------------------------------
@@ -252,31 +261,74 @@ class CallHandler:
     ) -> str:
         """Ask Bird to call ``to``; the graph runs from ``start`` when they answer.
         Returns Bird's call id. Raises ``BirdError`` when Bird refuses."""
-        ref = uuid.uuid4().hex
         pending = PendingOutbound(graph.id, graph.version, to, from_ or "", dict(variables))
+        call_id = await self._start_outbound(pending, scheduled_for, delay_s)
+        await self.apply(call_id, OutboundPlaced(pending))
+        return call_id
+
+    async def _start_outbound(
+        self, pending: PendingOutbound, scheduled_for: str | None, delay_s: float
+    ) -> str:
+        """Record ``pending`` under a new reference and ask Bird to place it."""
+        ref = uuid.uuid4().hex
         ttl = int(OUTBOUND_REF_TTL_S + max(delay_s, 0))
         await self._redis.set(keys.outbound(ref), pending.to_json(), ex=ttl)
         try:
-            call_id = await self._bird.create_call(
-                to=to,
-                from_=from_,
+            return await self._bird.create_call(
+                to=pending.to,
+                from_=pending.from_ or None,
                 notification_url=f"{self._notification_url}?ref={ref}",
                 scheduled_for=scheduled_for,
             )
         except BirdError:
             await self._redis.delete(keys.outbound(ref))
             raise
-        await self.apply(call_id, OutboundPlaced(pending))
-        return call_id
+
+    async def place_callback(self, offer: Offer) -> None:
+        """Call a callback's customer back for the agent ``offer`` reserved: the
+        follow-up call runs at the callback node of the graph that booked it (its
+        current version)."""
+        callback = offer.callback
+        assert callback is not None
+        bound = log.bind(call_id=None, queue=offer.queue, agent_id=offer.agent_id,
+                         callback=callback.callback, offer=offer.offer)  # fmt: skip
+        graph = self._registry.get(callback.graph)
+        if graph is None:
+            bound.error("callback_failed", graph=callback.graph, node=callback.node,
+                        reason="its graph is not loaded", attempt=callback.attempt)  # fmt: skip
+            await self.dispatch(await self._line.callback_unplaced(offer.offer))
+            return
+        waiting = _callback_place(offer, callback)
+        node = callback.node if callback.node in graph.nodes else None
+        pending = PendingOutbound(graph.id, graph.version, callback.number, callback.line_number,
+                                  {}, waiting, node)  # fmt: skip
+        try:
+            call_id = await self._start_outbound(pending, scheduled_for=None, delay_s=0.0)
+        except BirdError as exc:
+            bound.warning("callback_failed", graph=graph.id, node=node, reason=str(exc),
+                          attempt=callback.attempt)  # fmt: skip
+            await self.dispatch(await self._line.callback_unplaced(offer.offer))
+            return
+        handled = await self.apply(call_id, OutboundPlaced(pending))
+        if handled.status == "ignored" and not await self._store.load_call(call_id):
+            # The line took the offer back meanwhile (its lease passed): nobody may
+            # talk to the customer on this call, and the callback has its place again.
+            bound.warning("callback_call_orphaned", call_id=call_id, graph=graph.id, node=node)
+            await self._bird.perform(call_id, actions.Hangup(),
+                                     notification_url=self._notification_url)  # fmt: skip
 
     async def fire_timer(self, member: str) -> None:
         """A durable timer is due (``service.runtime.timers``): a call's, an agent's
-        (a wrap-up or cooldown ends) or an offer's (its lease expires)."""
+        (a wrap-up or cooldown ends), an offer's (its lease expires) or a callback's
+        (it is tried again)."""
         kind, _, ident = member.partition(":")
         if kind == "agent" and ident:
             await self.dispatch(await self._line.agent_due(ident))
         elif kind == "offer" and ident:
             await self.dispatch(await self._line.reap(ident))
+        elif kind == "callback" and ":" in ident:
+            queue, _, callback = ident.partition(":")
+            await self.dispatch(await self._line.callback_due(queue, callback))
         else:
             await self.fire(member)
 
@@ -292,6 +344,9 @@ class CallHandler:
                 offer = await self._line.dispatch(queue)
                 if offer is None:
                     break
+                if offer.callback is not None:
+                    await self.place_callback(offer)
+                    continue
                 handled = await self.apply(offer.call_id, Offered(offer))
                 if handled.status == "applied":
                     continue
@@ -528,6 +583,12 @@ class CallHandler:
         if found is None:
             bound.error("graph_version_missing", graph=pending.graph, node=None)
             return Handled("ignored", "the outbound call's graph is gone")
+        if pending.callback is not None:
+            transition = engine.begin_callback(
+                found, call_id=call_id, number=pending.to, line_number=pending.from_, now=now,
+                waiting=pending.callback, node=pending.node,
+            )  # fmt: skip
+            return _Plan(found, transition, 0)
         transition = engine.begin(
             found, call_id=call_id, caller=pending.to, called=pending.from_, now=now,
             direction=Direction.OUTBOUND, variables=pending.variables,
@@ -735,6 +796,20 @@ class CallHandler:
     def _log_notes(bound: Any, transition: Transition, graph: Graph) -> None:
         for note in transition.notes:
             getattr(bound, note.level)(note.event, graph=graph.id, node=note.node, **note.fields)
+
+
+def _callback_place(offer: Offer, callback: CallbackCall) -> InLine:
+    """A callback's place in line and offer, as its follow-up call holds them."""
+    return InLine(
+        queue=offer.queue,
+        priority=callback.priority,
+        joined_at=callback.joined_at,
+        offer=offer.offer,
+        agent_id=offer.agent_id,
+        callback=callback.callback,
+        address=offer.address,
+        attempt=callback.attempt,
+    )
 
 
 def _remember(new: CallState, delivery: Delivery) -> CallState:

@@ -88,6 +88,15 @@ def queue_entry(queue: str, call_id: str) -> str:
     return f"{PREFIX}:queue:{queue}:entry:{call_id}"
 
 
+def queue_callbacks(queue: str) -> str:
+    """Sorted set: the callbacks pending in ``queue`` (``cb:ID``), by place, whether
+    waiting their turn, being called, or waiting for a retry; their entries
+    (``queue_entry(queue, "cb:ID")``) also hold ``kind`` (``callback``), ``number``,
+    ``from``, ``graph``, ``node``, ``attempts``, ``retry_at`` (ms) and ``call`` (the
+    follow-up call)."""
+    return f"{PREFIX}:queue:{queue}:callbacks"
+
+
 def queue_idle(queue: str, level: int | str) -> str:
     """Sorted set: agents of ``queue`` at tier ``level`` who may be offered a caller
     now (available and idle), scored by the queue's strategy (lowest first)."""
@@ -103,14 +112,16 @@ def queue_available(queue: str) -> str:
 def queue_config(queue: str) -> str:
     """Hash: what the line's scripts need of ``queue``'s settings (``strategy``,
     ``tier_wait_ms``, ``wrap_up_ms``, ``max_no_answer``, ``no_answer_delay_ms``,
-    ``busy_delay_ms``), written from queues.json."""
+    ``busy_delay_ms``, ``callback_retry_ms``, ``callback_attempts``), written from
+    queues.json."""
     return f"{PREFIX}:queue:{queue}:config"
 
 
 def queue_stats(queue: str, day: str) -> str:
     """Hash: counters of ``queue`` on ``day`` (UTC, YYYY-MM-DD): ``joined``,
     ``answered``, ``abandoned``, ``timed_out``, ``no_agents``, ``callback``,
-    ``wait_ms`` (of the answered), ``handled`` and ``handle_ms``."""
+    ``wait_ms`` (of the answered), ``handled``, ``handle_ms``,
+    ``callbacks_requested``, ``callbacks_connected`` and ``callbacks_failed``."""
     return f"{PREFIX}:queue:{queue}:stats:{day}"
 
 
@@ -123,5 +134,6 @@ def offer(offer_id: str) -> str:
 
 def timer_member(kind: str, ident: str) -> str:
     """A member of ``timers`` that is not a call: ``agent:ID`` (a wrap-up or
-    cooldown ends) or ``offer:ID`` (an offer's lease expires)."""
+    cooldown ends), ``offer:ID`` (an offer's lease expires) or ``callback:QUEUE:ID``
+    (a callback is tried again)."""
     return f"{kind}:{ident}"

@@ -24,8 +24,20 @@ missed, the caller left, the call with the agent ended) is a
 ``service.core.line`` change applied by the call's commit script
 (``service.runtime.store``) with :data:`LUA_OPS`, in the same atomic step as the
 call's state. Agents' wrap-ups and cooldowns end by timer (``agent:ID``,
-:meth:`Line.agent_due`). Every script returns what the caller should log about
-agents (``agents``: ``[agent, event, queue]``) and which queues may now dispatch.
+:meth:`Line.agent_due`).
+
+Callbacks hold a place in line like callers, as ``cb:ID`` members (ids from
+``service.core.line.callback_id``: one per queue and number) whose entries keep
+who to call. When one reaches the head and an agent is free, dispatch reserves
+the agent (``offered``) with a longer lease (:data:`CALLBACK_LEASE_S`, covering
+Bird's answer to the create request) and the runtime places the follow-up call,
+whose first commit takes the offer. A follow-up call that fails
+(``CallbackFailed``) frees the agent at once and parks the callback off the line
+until its ``callback:QUEUE:ID`` timer (:meth:`Line.callback_due`) puts it back at
+its place; past ``callback_attempts`` it is dropped.
+
+Every script returns what the caller should log about agents (``agents``:
+``[agent, event, queue]``) and which queues may now dispatch.
 """
 
 from __future__ import annotations
@@ -49,6 +61,9 @@ from service.runtime import keys
 # How long an offer chosen by dispatch may wait for its call to take it before any
 # replica takes it back (the call's commit follows the choice within milliseconds).
 OFFER_LEASE_S = 10.0
+# A callback's offer is taken once Bird accepted the follow-up call (a create
+# request may take a Bird timeout or two).
+CALLBACK_LEASE_S = 60.0
 # Offers, and callers' entries, are kept at most this long (a safety net: every
 # path that ends them deletes them).
 LINE_TTL_S = 2 * 24 * 3600
@@ -85,6 +100,7 @@ KEY_FUNCTIONS = "\n".join(
         _lua_key("k_config", keys.queue_config, 1),
         _lua_key("k_stats", keys.queue_stats, 2),
         _lua_key("k_offer", keys.offer, 1),
+        _lua_key("k_callbacks", keys.queue_callbacks, 1),
     ]
 )
 
@@ -277,33 +293,90 @@ end
 
 # The changes a call's transition makes to the line (service.core.line), applied by
 # the call's commit script after its version check. OPS is a JSON list of
-# [kind, queue, offer, reason]; CALL the call id. A "take" is a fence: the commit
-# script checks every take with ``fences_hold`` before it writes anything.
+# [kind, queue, offer, reason, member, data]: ``member`` is the place in line the
+# change is about ("" for the call itself, ``cb:ID`` for a callback), ``data`` a
+# JSON object (a booked callback's fields). CALL is the call id. A "take" is a
+# fence: the commit script checks every take with ``fences_hold`` before it writes
+# anything.
 LUA_OPS = r"""
+local function member_of(op, call)
+  if op[5] and op[5] ~= '' then return op[5] end
+  return call
+end
+
 local function fences_hold(ops, call)
   for _, op in ipairs(ops) do
     if op[1] == 'take' then
       local o = redis.call('HMGET', k_offer(op[3]), 'status', 'call')
-      if o[1] ~= 'chosen' or o[2] ~= call then return false end
+      if o[1] ~= 'chosen' or o[2] ~= member_of(op, call) then return false end
     end
   end
   return true
 end
 
+local function book(q, member, data)
+  local entry = k_entry(q, member)
+  if redis.call('EXISTS', entry) == 1 then return end  -- one per queue and number
+  redis.call('HSET', entry, 'score', data.score, 'joined', data.joined, 'priority',
+             data.priority, 'offer', '', 'kind', 'callback', 'number', data.number,
+             'from', data.from, 'graph', data.graph, 'node', data.node, 'attempts', 0)
+  redis.call('EXPIRE', entry, LINE_TTL)
+  redis.call('ZADD', k_waiting(q), data.score, member)
+  redis.call('ZADD', k_callbacks(q), data.score, member)
+  stat(q, 'callbacks_requested', 1)
+  DISPATCH[q] = true
+end
+
+-- A callback's follow-up call failed: its agent is free at once; the callback
+-- waits off the line for its retry, or is dropped after its last attempt.
+local function callback_failed(q, offer, member)
+  local agent = agent_of(offer)
+  drop_offer(offer)
+  redis.call('ZREM', k_offered(q), member)
+  redis.call('ZREM', k_waiting(q), member)
+  if agent then
+    make_idle(agent)
+    note(agent, 'released', q)
+  end
+  local entry = k_entry(q, member)
+  local attempts = tonumber(redis.call('HGET', entry, 'attempts'))
+  if not attempts then return end
+  if attempts >= num(cfg(q, 'callback_attempts', 3), 3) then
+    out_of_line(q, member)
+    redis.call('ZREM', k_callbacks(q), member)
+    stat(q, 'callbacks_failed', 1)
+    return
+  end
+  local retry_at = NOW + num(cfg(q, 'callback_retry_ms', 300000), 300000)
+  redis.call('HSET', entry, 'offer', '', 'retry_at', int(retry_at))
+  redis.call('EXPIRE', entry, LINE_TTL)
+  redis.call('ZADD', TIMERS, int(retry_at), 'callback:' .. q .. ':' .. string.sub(member, 4))
+end
+
 local function apply_ops(ops, call)
   for _, op in ipairs(ops) do
     local kind, q, offer, reason = op[1], op[2], op[3], op[4]
+    local member = member_of(op, call)
     if kind == 'take' then
       redis.call('HSET', k_offer(offer), 'status', 'taken')
       redis.call('ZREM', TIMERS, 'offer:' .. offer)
+      if member ~= call then redis.call('HSET', k_entry(q, member), 'call', call) end
+    elseif kind == 'book' then
+      book(q, member, cjson.decode(op[6]))
+    elseif kind == 'callback_failed' then
+      callback_failed(q, offer, member)
     elseif kind == 'answered' then
       local agent = agent_of(offer)
-      local joined = redis.call('HGET', k_entry(q, call), 'joined')
+      local joined = redis.call('HGET', k_entry(q, member), 'joined')
       if joined then
         stat(q, 'answered', 1)
         stat(q, 'wait_ms', NOW - tonumber(joined))
       end
-      out_of_line(q, call)
+      out_of_line(q, member)
+      if member ~= call then
+        redis.call('ZREM', k_callbacks(q), member)
+        stat(q, 'callbacks_connected', 1)
+      end
       redis.call('HSET', k_offer(offer), 'status', 'connected')
       if agent then
         fresh_day(agent)
@@ -313,7 +386,10 @@ local function apply_ops(ops, call)
       end
     elseif kind == 'missed' then
       local agent = agent_of(offer)
-      back_in_line(q, call)
+      if member ~= call then  -- the agent's miss is not the customer's attempt
+        redis.call('HINCRBY', k_entry(q, member), 'attempts', -1)
+      end
+      back_in_line(q, member)
       drop_offer(offer)
       if agent then
         local missed = 0
@@ -361,21 +437,44 @@ end
 """
 
 
+def callback_member(callback: str | None) -> str:
+    """The member of a callback's place in line ("" for a caller's own place)."""
+    return f"cb:{callback}" if callback else ""
+
+
 def ops_json(changes: Sequence[LineChange]) -> str:
     """A transition's line changes as the commit script's OPS."""
     ops: list[list[str]] = []
     for change in changes:
         match change:
             case line.TakeOffer():
-                ops.append(["take", change.queue, change.offer, ""])
+                ops.append(["take", change.queue, change.offer, "",
+                            callback_member(change.callback)])  # fmt: skip
             case line.OfferAnswered():
-                ops.append(["answered", change.queue, change.offer, ""])
+                ops.append(["answered", change.queue, change.offer, "",
+                            callback_member(change.callback)])  # fmt: skip
             case line.OfferMissed():
-                ops.append(["missed", change.queue, change.offer, change.reason])
+                ops.append(["missed", change.queue, change.offer, change.reason,
+                            callback_member(change.callback)])  # fmt: skip
             case line.LeaveLine():
                 ops.append(["leave", change.queue, change.offer or "", change.reason])
             case line.AgentCallEnded():
                 ops.append(["ended", change.queue, change.offer, ""])
+            case line.BookCallback():
+                member = callback_member(line.callback_id(change.queue, change.number))
+                data = {
+                    "score": str(place_score(change.priority, change.joined_at)),
+                    "joined": str(int(change.joined_at * 1000)),
+                    "priority": str(change.priority),
+                    "number": change.number,
+                    "from": change.line_number,
+                    "graph": change.graph,
+                    "node": change.node,
+                }
+                ops.append(["book", change.queue, "", "", member, json.dumps(data)])
+            case line.CallbackFailed():
+                ops.append(["callback_failed", change.queue, change.offer, change.reason,
+                            callback_member(change.callback)])  # fmt: skip
             case _:  # pragma: no cover
                 assert_never(change)
     return json.dumps(ops, separators=(",", ":"))
@@ -384,9 +483,10 @@ def ops_json(changes: Sequence[LineChange]) -> str:
 # Chooses an agent for the caller at the head of a queue and records the offer.
 # KEYS[1]  the timers (keys.timers)
 # ARGV[1]  now (ms)   ARGV[2] today (UTC date)   ARGV[3] the queue
-# ARGV[4]  the new offer's id   ARGV[5] its lease (ms)
+# ARGV[4]  the new offer's id   ARGV[5] its lease (ms)   ARGV[6] a callback's lease (ms)
 # Returns "" when nobody waits or nobody may be offered, else JSON {offer, call,
-# agent, address}.
+# agent, address}, with ``callback`` (who to call, from where, on which graph and
+# node, the place, the attempt) when the head is a callback.
 DISPATCH_SCRIPT = (
     LUA_PRELUDE
     + r"""
@@ -430,6 +530,16 @@ for _ = 1, 8 do
     if not agent and not stale then return '' end
     if agent then
       local akey = k_agent(agent)
+      local callback = nil
+      if string.sub(call, 1, 3) == 'cb:' then
+        local entry = k_entry(q, call)
+        lease = tonumber(ARGV[6])
+        local attempt = redis.call('HINCRBY', entry, 'attempts', 1)
+        local e = redis.call('HMGET', entry, 'number', 'from', 'graph', 'node', 'priority')
+        callback = {id = string.sub(call, 4), number = e[1], from = e[2], graph = e[3],
+                    node = e[4], priority = tonumber(e[5]), joined = tonumber(joined),
+                    attempt = attempt}
+      end
       redis.call('HSET', k_offer(offer), 'queue', q, 'call', call, 'agent', agent,
                  'status', 'chosen', 'lease', int(NOW + lease))
       redis.call('EXPIRE', k_offer(offer), LINE_TTL)
@@ -441,7 +551,7 @@ for _ = 1, 8 do
                  'since', int(NOW), 'last_offer', int(NOW))
       redis.call('ZADD', TIMERS, int(NOW + lease), 'offer:' .. offer)
       return cjson.encode({offer = offer, call = call, agent = agent,
-                           address = redis.call('HGET', akey, 'address')})
+                           address = redis.call('HGET', akey, 'address'), callback = callback})
     end
   end
 end
@@ -528,15 +638,76 @@ return line_result()
 )
 
 
+# A callback is due again (its timer fired): back at its place in line.
+# KEYS[1]  the timers   ARGV[1] now (ms)   ARGV[2] today   ARGV[3] the queue
+# ARGV[4]  the callback id
+# Returns the line_result JSON.
+CALLBACK_DUE_SCRIPT = (
+    LUA_PRELUDE
+    + r"""
+NOW, DAY, TIMERS = tonumber(ARGV[1]), ARGV[2], KEYS[1]
+local q, member = ARGV[3], 'cb:' .. ARGV[4]
+local timer = 'callback:' .. q .. ':' .. ARGV[4]
+local e = redis.call('HMGET', k_entry(q, member), 'score', 'offer', 'retry_at')
+if not e[1] or (e[2] and e[2] ~= '') then
+  redis.call('ZREM', TIMERS, timer)  -- gone, or being called
+  return line_result()
+end
+if num(e[3], 0) > NOW then
+  redis.call('ZADD', TIMERS, e[3], timer)
+  return line_result()
+end
+redis.call('ZREM', TIMERS, timer)
+redis.call('HDEL', k_entry(q, member), 'retry_at')
+redis.call('ZADD', k_waiting(q), e[1], member)
+DISPATCH[q] = true
+return line_result()
+"""
+)
+
+# A callback's offer could not become a follow-up call (Bird refused to place it):
+# the callback fails this attempt, unless the offer was taken back meanwhile.
+# KEYS[1]  the timers   ARGV[1] now (ms)   ARGV[2] today   ARGV[3] the offer id
+# Returns the line_result JSON, or "" when the offer is no longer chosen.
+CALLBACK_UNPLACED_SCRIPT = (
+    LUA_PRELUDE
+    + LUA_OPS
+    + r"""
+NOW, DAY, TIMERS = tonumber(ARGV[1]), ARGV[2], KEYS[1]
+local offer = ARGV[3]
+local o = redis.call('HMGET', k_offer(offer), 'status', 'queue', 'call')
+if o[1] ~= 'chosen' then return '' end
+callback_failed(o[2], offer, o[3])
+return line_result()
+"""
+)
+
+
+@dataclass(frozen=True)
+class CallbackCall:
+    """Who a callback's offer calls, and what the follow-up call needs to know."""
+
+    callback: str
+    number: str
+    line_number: str
+    graph: str
+    node: str
+    priority: int
+    joined_at: float
+    attempt: int
+
+
 @dataclass(frozen=True)
 class Offer:
-    """An offer the line made: ring ``agent`` (at ``address``) for ``call_id``."""
+    """An offer the line made: ring ``agent`` (at ``address``) for ``call_id``; or,
+    for a callback (``callback``), call the customer back for that agent."""
 
     offer: str
     call_id: str
     agent_id: str
     address: str
     queue: str
+    callback: CallbackCall | None = None
 
 
 @dataclass(frozen=True)
@@ -591,6 +762,8 @@ def config_fields(queue: Queue) -> dict[str, str]:
         "max_no_answer": str(queue.max_no_answer),
         "no_answer_delay_ms": str(queue.no_answer_delay_s * 1000),
         "busy_delay_ms": str(queue.busy_delay_s * 1000),
+        "callback_retry_ms": str(queue.callback_retry_s * 1000),
+        "callback_attempts": str(queue.callback_attempts),
     }
 
 
@@ -613,6 +786,8 @@ class Line:
         self._ask = redis.register_script(ASK_SCRIPT)
         self._take_back = redis.register_script(TAKE_BACK_SCRIPT)
         self._agent_due = redis.register_script(AGENT_DUE_SCRIPT)
+        self._callback_due = redis.register_script(CALLBACK_DUE_SCRIPT)
+        self._callback_unplaced = redis.register_script(CALLBACK_UNPLACED_SCRIPT)
 
     def _now(self) -> tuple[int, str]:
         now = self._clock()
@@ -648,12 +823,28 @@ class Line:
         now_ms, day = self._now()
         offer_id = self._new_id()
         raw = await self._dispatch(
-            keys=[self._timers], args=[now_ms, day, queue, offer_id, int(OFFER_LEASE_S * 1000)]
-        )
+            keys=[self._timers],
+            args=[now_ms, day, queue, offer_id, int(OFFER_LEASE_S * 1000),
+                  int(CALLBACK_LEASE_S * 1000)],
+        )  # fmt: skip
         if not raw:
             return None
         data = json.loads(raw)
-        return Offer(data["offer"], data["call"], data["agent"], data["address"] or "", queue)
+        found = data.get("callback")
+        callback = None
+        if isinstance(found, dict):
+            callback = CallbackCall(
+                callback=str(found["id"]),
+                number=str(found["number"]),
+                line_number=str(found.get("from") or ""),
+                graph=str(found["graph"]),
+                node=str(found["node"]),
+                priority=int(found["priority"]),
+                joined_at=int(found["joined"]) / 1000,
+                attempt=int(found["attempt"]),
+            )
+        address = data["address"] or ""
+        return Offer(data["offer"], data["call"], data["agent"], address, queue, callback)
 
     async def take_back(self, offer: str, *, drop_caller: bool) -> LineResult:
         """Take back an offer its call did not take: the caller back to their place
@@ -667,6 +858,19 @@ class Line:
         """An offer's lease timer fired: take it back if its call never took it."""
         now_ms, day = self._now()
         raw = await self._take_back(keys=[self._timers], args=[now_ms, day, offer, "lease"])
+        return LineResult.read(raw)
+
+    async def callback_due(self, queue: str, callback: str) -> LineResult:
+        """A callback's retry timer fired: back at its place in line, if it still waits."""
+        now_ms, day = self._now()
+        raw = await self._callback_due(keys=[self._timers], args=[now_ms, day, queue, callback])
+        return LineResult.read(raw)
+
+    async def callback_unplaced(self, offer: str) -> LineResult:
+        """The follow-up call of a callback's offer could not be placed: this attempt
+        failed (the agent is free at once)."""
+        now_ms, day = self._now()
+        raw = await self._callback_unplaced(keys=[self._timers], args=[now_ms, day, offer])
         return LineResult.read(raw)
 
     async def agent_due(self, agent_id: str) -> LineResult:

@@ -51,12 +51,14 @@ def write_center(directory: Path) -> None:
     (directory / "queues.json").write_text(json.dumps(queues))
 
 
-async def add_agents(redis: Redis, channel: str, *numbers: str) -> list[str]:
+async def add_agents(
+    redis: Redis, channel: str, *numbers: str, queue: str = "support"
+) -> list[str]:
     agents = Agents(redis, channel_id=channel)
     ids = []
     for index, number in enumerate(numbers, start=1):
         agent_id = f"agent-{index}-{uuid.uuid4().hex[:6]}"
-        member = {"support": Membership(1, index)}
+        member = {queue: Membership(1, index)}
         await agents.put(Agent(id=agent_id, name=agent_id, address=number, queues=member),
                          status="available")  # fmt: skip
         ids.append(agent_id)

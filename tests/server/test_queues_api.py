@@ -34,7 +34,8 @@ def empty_board(day: str, strategy: str) -> dict[str, object]:
         },
         "today": {
             "day": day, "joined": 0, "answered": 0, "abandoned": 0, "timed_out": 0,
-            "no_agents": 0, "callback": 0, "handled": 0,
+            "no_agents": 0, "callback": 0, "handled": 0, "callbacks_requested": 0,
+            "callbacks_connected": 0, "callbacks_failed": 0,
             "average_wait_s": None, "average_handle_s": None,
         },
     }  # fmt: skip
