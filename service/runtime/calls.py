@@ -309,13 +309,11 @@ class CallHandler:
                           attempt=callback.attempt)  # fmt: skip
             await self.dispatch(await self._line.callback_unplaced(offer.offer))
             return
-        handled = await self.apply(call_id, OutboundPlaced(pending))
-        if handled.status == "ignored" and not await self._store.load_call(call_id):
-            # The line took the offer back meanwhile (its lease passed): nobody may
-            # talk to the customer on this call, and the callback has its place again.
-            bound.warning("callback_call_orphaned", call_id=call_id, graph=graph.id, node=node)
-            await self._bird.perform(call_id, actions.Hangup(),
-                                     notification_url=self._notification_url)  # fmt: skip
+        await self.apply(call_id, OutboundPlaced(pending))
+
+    async def _hang_up_orphan(self, call_id: str, bound: Any) -> None:
+        bound.warning("callback_call_orphaned", call_id=call_id, graph=None, node=None)
+        await self._bird.perform(call_id, actions.Hangup(), notification_url=self._notification_url)
 
     async def fire_timer(self, member: str) -> None:
         """A durable timer is due (``service.runtime.timers``): a call's, an agent's
@@ -407,6 +405,11 @@ class CallHandler:
                     changes=transition.line,
                 )  # fmt: skip
             except OfferGone:
+                if stored is None:
+                    # A callback's follow-up call, placed for an offer the line took
+                    # back meanwhile (its lease passed): nobody may talk to the
+                    # customer on it, and the callback has its place again.
+                    await self._hang_up_orphan(call_id, bound)
                 return Handled("ignored", "the offer was taken back")
             if done is None:
                 continue  # another worker advanced this call first: plan again from its state

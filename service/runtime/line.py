@@ -255,6 +255,12 @@ local function out_of_line(q, call)
   redis.call('DEL', k_entry(q, call))
 end
 
+-- A callback's attempt that was not the customer's to fail (dispatch counted it).
+local function uncount_attempt(q, member)
+  local entry = k_entry(q, member)
+  if redis.call('EXISTS', entry) == 1 then redis.call('HINCRBY', entry, 'attempts', -1) end
+end
+
 -- The agent who still holds this offer (nil once they moved on).
 local function agent_of(offer)
   local agent = redis.call('HGET', k_offer(offer), 'agent')
@@ -273,6 +279,7 @@ local function take_back(offer, drop_caller)
   local o = redis.call('HMGET', k_offer(offer), 'queue', 'call', 'status')
   local q, call = o[1], o[2]
   if not q then return false end
+  if string.sub(call, 1, 3) == 'cb:' then uncount_attempt(q, call) end  -- nobody was called
   local agent = agent_of(offer)
   if drop_caller then out_of_line(q, call) else back_in_line(q, call) end
   drop_offer(offer)
@@ -386,9 +393,7 @@ local function apply_ops(ops, call)
       end
     elseif kind == 'missed' then
       local agent = agent_of(offer)
-      if member ~= call then  -- the agent's miss is not the customer's attempt
-        redis.call('HINCRBY', k_entry(q, member), 'attempts', -1)
-      end
+      if member ~= call then uncount_attempt(q, member) end  -- the agent's miss, not theirs
       back_in_line(q, member)
       drop_offer(offer)
       if agent then

@@ -178,3 +178,21 @@ async def test_a_follow_up_bird_refused_to_place_fails_the_attempt(redis: Redis)
     assert await redis.zscore(keys.timers(center.channel), timer) is not None
     # Once taken (or taken back), an offer is not failed this way.
     assert not (await center.line.callback_unplaced(offer.offer)).agents
+
+
+async def test_a_reservation_no_follow_up_call_took_is_reaped_without_an_attempt(
+    redis: Redis,
+) -> None:
+    center = await center_with(redis)
+    await center.add_agents("ann")
+    callback = await book(center, "c1", center.clock.now - 1)
+    await center.join("c2")
+    offer = await offered(center)
+    center.clock.now += 61  # the callback's lease (the worker died before calling)
+    reaped = await center.line.reap(offer.offer)
+    assert center.name in reaped.dispatch
+    assert await center.state_of("ann") == "idle"
+    assert await center.waiting() == [f"cb:{callback}", "c2"]
+    again = await offered(center)
+    assert again.callback is not None
+    assert again.callback.attempt == 1
