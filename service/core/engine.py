@@ -845,7 +845,12 @@ class _Walk:
             self.speak(self.queue_prompt(waiting, CALLBACK_AGENT_MISSED), After.HANGUP)
             return
         self.update(agent_leg=None, line=replace(waiting, offer=None, agent_id=None))
-        self.hold(self.queue(waiting.queue))
+        queue, node = self.queue(waiting.queue), self.current()
+        if self.now - waiting.joined_at >= queue.max_wait_s and isinstance(node, QueueNode):
+            self.leave_line("timed_out")  # offered agent after agent, and past max_wait_s
+            self.enter(node.on_timeout)
+            return
+        self.hold(queue)
 
     # -- callbacks ------------------------------------------------------------
 

@@ -247,3 +247,16 @@ def test_an_offer_during_the_callback_question_is_taken() -> None:
 def test_announcements_read_naturally() -> None:
     assert announcement(1, None) == "You are next in line."
     assert announcement(5, 61) == "You are number 5 in line. The expected wait is about 1 minute."
+
+
+def test_a_miss_past_max_wait_takes_on_timeout_instead_of_holding_again() -> None:
+    call = Call(queue_graph(announce_position=False, max_wait_s=60))
+    in_line(call)
+    call.feed(events.AgentOffered("o1", "ann", "+31610000001"), after_s=50)
+    call.feed(events.AgentUnavailable("leg-a", "no-answer", "o1"), after_s=20)
+    assert call.last.line == (
+        changes.OfferMissed("support", "o1", "no-answer"),
+        changes.LeaveLine("support", "timed_out", None),
+    )
+    assert call.state.node == "sorry"
+    assert "timed_out" in call.notes()
