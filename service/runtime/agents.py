@@ -27,7 +27,8 @@ from service.core.queues import (
 from service.runtime import keys
 from service.runtime.line import LUA_PRELUDE, LineResult, today
 
-# Creates or replaces an agent's configuration; their status and state stay.
+# Creates or replaces an agent's configuration; their status and state stay (an idle
+# agent keeps the time they became idle: a new name does not cost them their turn).
 # KEYS[1]  the timers   ARGV[1] now (ms)   ARGV[2] today   ARGV[3] the agent id
 # ARGV[4]  the agent's JSON   ARGV[5] its address   ARGV[6] its queues ({q: [level, pos]})
 # ARGV[7]  the status of a new agent
@@ -51,7 +52,8 @@ if not status then
 end
 if status == 'available' then
   count_available(agent, 1)
-  if redis.call('HGET', key, 'state') == 'idle' then make_idle(agent) end
+  local a = redis.call('HMGET', key, 'state', 'since')
+  if a[1] == 'idle' then make_idle(agent, tonumber(a[2])) end
 end
 return line_result()
 """
@@ -91,12 +93,15 @@ STATUS_SCRIPT = (
 NOW, DAY, TIMERS = tonumber(ARGV[1]), ARGV[2], KEYS[1]
 local agent, status = ARGV[3], ARGV[4]
 if redis.call('HEXISTS', KEYS[2], agent) == 0 then return 'missing' end
-set_status(agent, status)
-local state = redis.call('HGET', k_agent(agent), 'state')
-if status == 'available' and (state == 'idle' or state == 'wrap_up') then
-  make_idle(agent)
+local changed = set_status(agent, status)
+local a = redis.call('HMGET', k_agent(agent), 'state')
+if status == 'available' and a[1] == 'wrap_up' then
+  make_idle(agent)  -- wrap-up ended early
+  note(agent, 'idle', '')
+elseif changed and status == 'available' and a[1] == 'idle' then
+  make_idle(agent)  -- idle from now, as the person became available now
 end
-note(agent, status, '')
+if changed then note(agent, status, '') end
 return line_result()
 """
 )

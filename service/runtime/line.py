@@ -155,19 +155,19 @@ local function fresh_day(agent)
   end
 end
 
-local function idle_score(q, agent, position)
+local function idle_score(q, agent, position, since)
   local strategy = cfg(q, 'strategy', 'longest-idle')
   local key = k_agent(agent)
   if strategy == 'round-robin' then
     return num(redis.call('HGET', key, 'last_offer'), 0)
   elseif strategy == 'fewest-calls' then
-    return num(redis.call('HGET', key, 'calls'), 0) * 10000000000000 + NOW
+    return num(redis.call('HGET', key, 'calls'), 0) * 10000000000000 + since
   elseif strategy == 'least-talk-time' then
     return num(redis.call('HGET', key, 'talk_ms'), 0)
   elseif strategy == 'top-down' then
     return num(position, 1)
   end
-  return NOW
+  return since
 end
 
 local function leave_idle(agent)
@@ -182,16 +182,18 @@ local function count_available(agent, delta)
   end
 end
 
--- The agent is free: idle, and offered callers again when available.
-local function make_idle(agent)
+-- The agent is free: idle (since ``since``, by default now), and offered callers
+-- again when available.
+local function make_idle(agent, since)
+  since = since or NOW
   local key = k_agent(agent)
   redis.call('HSET', key, 'state', 'idle', 'until', 0, 'offer', '', 'call', '', 'queue', '',
-             'since', int(NOW))
+             'since', int(since))
   redis.call('ZREM', TIMERS, 'agent:' .. agent)
   if redis.call('HGET', key, 'status') ~= 'available' then return end
   fresh_day(agent)
   for q, mem in pairs(memberships(agent)) do
-    redis.call('ZADD', k_idle(q, mem[1]), int(idle_score(q, agent, mem[2])), agent)
+    redis.call('ZADD', k_idle(q, mem[1]), int(idle_score(q, agent, mem[2], since)), agent)
     DISPATCH[q] = true
   end
 end

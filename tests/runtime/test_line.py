@@ -320,3 +320,18 @@ async def test_an_empty_tier_escalates_at_once(redis: Redis) -> None:
 def test_place_score_orders_priority_before_time() -> None:
     assert place_score(5, 2_000_000_000.0) < place_score(0, 1_000_000_000.0)
     assert place_score(0, 1.0) < place_score(0, 2.0)
+
+
+async def test_replacing_an_idle_agent_or_repeating_their_status_keeps_their_turn(
+    center: Center,
+) -> None:
+    await center.add_agents("ann", "bob")  # ann idle the longest
+    ann = Agent(id=center.agent_id("ann"), name="Ann B.", address="+31610000001",
+                queues={center.name: Membership(level=1, position=1)})  # fmt: skip
+    center.clock.now += 5
+    await center.agents.put(ann)  # a new name
+    await center.agents.set_status(center.agent_id("ann"), "available")  # already was
+    await center.join("c1")
+    offer = await center.line.dispatch(center.name)
+    assert offer is not None
+    assert offer.agent_id == center.agent_id("ann")
