@@ -26,11 +26,22 @@ CALLERS = 1_000
 ROUNDS = 2_000
 
 
+class Clock:
+    """The line's clock, moved by hand while the callers join."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 async def measure(redis: Redis, agents_count: int, strategy: str) -> tuple[float, float]:
     """(ms per offer, Redis commands run per offer) for one line of that size."""
     channel = uuid.uuid4().hex
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    line = Line(redis, channel_id=channel)
+    clock = Clock(time.time() - CALLERS)
+    line = Line(redis, channel_id=channel, clock=clock)
     agents = Agents(redis, channel_id=channel)
     await line.configure({name: Queue(name=name, strategy=strategy)})  # type: ignore[arg-type]
     for index in range(agents_count):
@@ -39,9 +50,9 @@ async def measure(redis: Redis, agents_count: int, strategy: str) -> tuple[float
         agent = Agent(id=f"{name}-a{index}", name=f"a{index}", address=f"+3161{index:07d}",
                       queues=member)  # fmt: skip
         await agents.put(agent, status="available")
-    now = time.time()
-    for index in range(CALLERS):
-        await line.ask(f"{name}-c{index}", name, index % 3, now - CALLERS + index)
+    for index in range(CALLERS):  # a second apart, in three priorities
+        await line.ask(f"{name}-c{index}", name, index % 3)
+        clock.now += 1
     await redis.config_resetstat()
     started = time.perf_counter()
     for _ in range(ROUNDS):

@@ -869,9 +869,8 @@ class _Walk:
             return
         left = self.left if self.left is not None and self.left.queue == node.queue else None
         priority = left.priority if left is not None else 0
-        joined_at = left.joined_at if left is not None else self.now
         self.changes.append(line.BookCallback(node.queue, number, self.state.called, priority,
-                                              joined_at, self.graph.id, node.id))  # fmt: skip
+                                              self.graph.id, node.id))  # fmt: skip
         self.note("callback_requested", queue=node.queue, agent_id=None,
                   callback=line.callback_id(node.queue, number), kept_place=left is not None,
                   priority=priority)  # fmt: skip

@@ -88,15 +88,16 @@ class AgentCallEnded:
 
 @dataclass(frozen=True)
 class BookCallback:
-    """Call ``number`` back from ``line_number`` at the place of (``priority``,
-    ``joined_at``); the follow-up call runs on ``graph``, at ``node`` (the callback
-    node, for its queue and the logs)."""
+    """Call ``number`` back from ``line_number``: at the place the caller leaves in
+    the same step (``LeaveLine`` with reason ``callback``), else at a place from now
+    with ``priority``. The line keeps places on its own clock (the graphs' clock may
+    be pinned). The follow-up call runs on ``graph``, at ``node`` (the callback node,
+    for its queue and the logs)."""
 
     queue: str
     number: str
     line_number: str
     priority: int
-    joined_at: float
     graph: str
     node: str
 

@@ -298,7 +298,8 @@ class CallHandler:
                         reason="its graph is not loaded", attempt=callback.attempt)  # fmt: skip
             await self.dispatch(await self._line.callback_unplaced(offer.offer))
             return
-        waiting = _callback_place(offer, callback)
+        # The line's times are the real clock's; the call's are the graphs' clock's.
+        waiting = _callback_place(offer, callback, self._graph_clock() - self._clock())
         node = callback.node if callback.node in graph.nodes else None
         pending = PendingOutbound(graph.id, graph.version, callback.number, callback.line_number,
                                   {}, waiting, node)  # fmt: skip
@@ -619,9 +620,7 @@ class CallHandler:
             await self.apply(call_id, LookupAnswered(pending.seq, answer), bound)
             return
         if isinstance(action, actions.AskLine):
-            waiting = current.line
-            joined_at = waiting.joined_at if waiting is not None else self._clock()
-            status = await self._line.ask(call_id, action.queue, action.priority, joined_at)
+            status = await self._line.ask(call_id, action.queue, action.priority)
             if status.joined:
                 await self.dispatch(None, action.queue)  # an agent may be free for them now
             await self.apply(call_id, LookupAnswered(pending.seq, status), bound)
@@ -801,12 +800,13 @@ class CallHandler:
             getattr(bound, note.level)(note.event, graph=graph.id, node=note.node, **note.fields)
 
 
-def _callback_place(offer: Offer, callback: CallbackCall) -> InLine:
-    """A callback's place in line and offer, as its follow-up call holds them."""
+def _callback_place(offer: Offer, callback: CallbackCall, graph_offset_s: float) -> InLine:
+    """A callback's place in line and offer, as its follow-up call holds them (times
+    on the graphs' clock: ``graph_offset_s`` ahead of the line's)."""
     return InLine(
         queue=offer.queue,
         priority=callback.priority,
-        joined_at=callback.joined_at,
+        joined_at=callback.joined_at + graph_offset_s,
         offer=offer.offer,
         agent_id=offer.agent_id,
         callback=callback.callback,

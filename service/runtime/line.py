@@ -110,17 +110,24 @@ KEY_FUNCTIONS = "\n".join(
 LUA_PRELUDE = (
     """
 local NOW, DAY, TIMERS = 0, '', ''
-local NOTES, DISPATCH = {}, {}
+local NOTES, DISPATCH, LEFT = {}, {}, {}
 """
     + KEY_FUNCTIONS
     + f"""
 local MAX_LEVEL = {MAX_LEVEL}
+local MAX_PRIORITY = {MAX_PRIORITY}
+local PRIORITY_WEIGHT = {_PRIORITY_WEIGHT}
 local LINE_TTL = {LINE_TTL_S}
 local STATS_TTL = {STATS_TTL_S}
 """
     + r"""
 local function int(x) return string.format('%d', x) end
 local function num(v, default) return tonumber(v) or default end
+
+-- A place joined now (service.runtime.line.place_score).
+local function score_now(priority)
+  return int((MAX_PRIORITY - priority) * PRIORITY_WEIGHT + NOW)
+end
 
 local function note(agent, event, q)
   table.insert(NOTES, {agent, event, q})
@@ -323,15 +330,21 @@ local function fences_hold(ops, call)
   return true
 end
 
+-- A callback takes the place its caller left in the same step (LEFT), else one from now.
 local function book(q, member, data)
   local entry = k_entry(q, member)
   if redis.call('EXISTS', entry) == 1 then return end  -- one per queue and number
-  redis.call('HSET', entry, 'score', data.score, 'joined', data.joined, 'priority',
-             data.priority, 'offer', '', 'kind', 'callback', 'number', data.number,
+  local place = LEFT[q]
+  if not place then
+    local priority = tonumber(data.priority)
+    place = {score_now(priority), int(NOW), priority}
+  end
+  redis.call('HSET', entry, 'score', place[1], 'joined', place[2], 'priority', place[3],
+             'offer', '', 'kind', 'callback', 'number', data.number,
              'from', data.from, 'graph', data.graph, 'node', data.node, 'attempts', 0)
   redis.call('EXPIRE', entry, LINE_TTL)
-  redis.call('ZADD', k_waiting(q), data.score, member)
-  redis.call('ZADD', k_callbacks(q), data.score, member)
+  redis.call('ZADD', k_waiting(q), place[1], member)
+  redis.call('ZADD', k_callbacks(q), place[1], member)
   stat(q, 'callbacks_requested', 1)
   DISPATCH[q] = true
 end
@@ -415,7 +428,11 @@ local function apply_ops(ops, call)
         end
       end
     elseif kind == 'leave' then
-      if redis.call('EXISTS', k_entry(q, call)) == 1 then stat(q, reason, 1) end
+      local left = redis.call('HMGET', k_entry(q, call), 'score', 'joined', 'priority')
+      if left[1] then
+        stat(q, reason, 1)
+        if reason == 'callback' then LEFT[q] = left end
+      end
       out_of_line(q, call)
       if offer ~= '' then
         local agent = agent_of(offer)
@@ -470,8 +487,6 @@ def ops_json(changes: Sequence[LineChange]) -> str:
             case line.BookCallback():
                 member = callback_member(line.callback_id(change.queue, change.number))
                 data = {
-                    "score": str(place_score(change.priority, change.joined_at)),
-                    "joined": str(int(change.joined_at * 1000)),
                     "priority": str(change.priority),
                     "number": change.number,
                     "from": change.line_number,
@@ -566,12 +581,11 @@ return ''
 """
 )
 
-# Joins a caller to a queue (when not in it yet, and somebody is available for it),
-# and says where they stand.
+# Joins a caller to a queue (when not in it yet, and somebody is available for it:
+# at a place from now), and says where they stand.
 # KEYS[1]  the timers (keys.timers)
 # ARGV[1]  now (ms)   ARGV[2] today   ARGV[3] the queue   ARGV[4] the call id
-# ARGV[5]  its place's score (place_score)   ARGV[6] when it joined (ms)
-# ARGV[7]  its priority
+# ARGV[5]  its priority
 # Returns JSON {joined, position, available, handled, handle_ms}.
 ASK_SCRIPT = (
     LUA_PRELUDE
@@ -585,10 +599,11 @@ local result = {joined = 0, position = 0, available = available,
                 handled = num(stats[1], 0), handle_ms = num(stats[2], 0)}
 if redis.call('EXISTS', entry) == 0 then
   if available == 0 then return cjson.encode(result) end
-  redis.call('HSET', entry, 'score', ARGV[5], 'joined', ARGV[6], 'priority', ARGV[7],
+  local score = score_now(tonumber(ARGV[5]))
+  redis.call('HSET', entry, 'score', score, 'joined', int(NOW), 'priority', ARGV[5],
              'offer', '')
   redis.call('EXPIRE', entry, LINE_TTL)
-  redis.call('ZADD', k_waiting(q), ARGV[5], call)
+  redis.call('ZADD', k_waiting(q), score, call)
   stat(q, 'joined', 1)
 end
 result.joined = 1
@@ -808,15 +823,11 @@ class Line:
                     pipe.hset(keys.queue_config(queue.name), name, value)
             await pipe.execute()
 
-    async def ask(self, call_id: str, queue: str, priority: int, joined_at: float) -> LineStatus:
-        """Join ``call_id`` to ``queue`` (at the place of ``joined_at``) unless it is in
-        it already or nobody is available, and say where it stands."""
+    async def ask(self, call_id: str, queue: str, priority: int) -> LineStatus:
+        """Join ``call_id`` to ``queue`` (at a place from now, on the line's clock)
+        unless it is in it already or nobody is available, and say where it stands."""
         now_ms, day = self._now()
-        raw = await self._ask(
-            keys=[self._timers],
-            args=[now_ms, day, queue, call_id, place_score(priority, joined_at),
-                  int(joined_at * 1000), priority],
-        )  # fmt: skip
+        raw = await self._ask(keys=[self._timers], args=[now_ms, day, queue, call_id, priority])
         data = json.loads(raw)
         if not data["joined"]:
             return LineStatus(joined=False, agents_available=int(data["available"]))

@@ -66,12 +66,10 @@ def waiting_in_line(graph: Graph) -> Call:
 
 def test_pressing_1_books_a_callback_at_the_callers_own_place() -> None:
     call = waiting_in_line(callback_graph())
-    joined_at = T0 + 4
     call.feed(events.DigitsCollected("1"), after_s=30)
     assert call.last.line == (
         changes.LeaveLine("support", "callback", None),
-        changes.BookCallback("support", CALLER, OURS, 4, joined_at, "callback-test",
-                             "call-back"),
+        changes.BookCallback("support", CALLER, OURS, 4, "callback-test", "call-back"),
     )  # fmt: skip
     assert {"callback", "callback_requested"} <= set(call.notes())
     requested = next(n for n in call.last.notes if n.event == "callback_requested")
@@ -89,7 +87,7 @@ def test_a_callback_asked_for_outside_the_line_takes_a_place_from_now() -> None:
     call = Call(callback_graph())
     call.feed(events.DigitsCollected("2"), after_s=6)
     assert call.last.line == (
-        changes.BookCallback("support", CALLER, OURS, 0, T0 + 6, "callback-test", "call-back"),
+        changes.BookCallback("support", CALLER, OURS, 0, "callback-test", "call-back"),
     )
 
 

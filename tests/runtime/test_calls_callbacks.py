@@ -11,12 +11,14 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
+from service.cli.demo import OPEN
 from service.core import line as changes
 from service.core.queues import Agent, Membership
 from service.core.state import CallState, Direction, Phase, Waiting
 from service.graphs.loader import load_directory
 from service.runtime import keys
 from service.runtime.agents import Agents
+from service.runtime.clock import PinnedClock
 from service.runtime.line import Line
 from service.runtime.store import CallStore
 from tests.runtime.test_line import text
@@ -60,8 +62,9 @@ class Setup:
         self.store = CallStore(redis, ended_ttl_s=600, channel_id=self.channel, clock=self.clock)
         self.bird = bird
         self.bird_calls = recording_bird_calls(bird)
+        self.graph_clock = PinnedClock(OPEN)
         self.handler = handler_for(redis, self.bird_calls, self.graphs, store=self.store,
-                                   clock=self.clock)  # fmt: skip
+                                   clock=self.clock, graph_clock=self.graph_clock)  # fmt: skip
         self.line = Line(redis, channel_id=self.channel, clock=self.clock)
         self.agent_id = f"ann-{uuid.uuid4().hex[:6]}"
 
@@ -72,8 +75,7 @@ class Setup:
                     queues={self.queue: Membership(1, 1)})  # fmt: skip
         await agents.put(ann, status="available")
         booked = CallState(f"caller-{uuid.uuid4().hex}", "cb-line", "v", CUSTOMER, OURS)
-        book = changes.BookCallback(self.queue, CUSTOMER, OURS, 0, self.clock.now - 30,
-                                    "cb-line", "call-back")  # fmt: skip
+        book = changes.BookCallback(self.queue, CUSTOMER, OURS, 0, "cb-line", "call-back")
         done = await self.store.commit_changes(booked, expected_version=0, changes=(book,))
         assert done is not None
 
@@ -106,6 +108,10 @@ async def test_a_callbacks_turn_places_one_follow_up_call_that_takes_the_offer(
     assert follow_up.line is not None
     assert follow_up.line.waiting is Waiting.CALLING
     assert (follow_up.line.offer, follow_up.line.attempt) == (offer, 1)
+    # The line keeps its times on the real clock; the call on the clock graphs see
+    # (pinned to a Tuesday morning here, weeks before the real one).
+    assert int(entry[b"joined"]) == int(setup.clock.now * 1000)
+    assert abs(follow_up.line.joined_at - setup.graph_clock()) < 5
 
 
 class ReapingBird(RecordingBird):

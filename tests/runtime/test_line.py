@@ -64,7 +64,7 @@ class Center:
             self.clock.now += 1  # idle since different moments
 
     async def join(self, call: str, priority: int = 0) -> int:
-        status = await self.line.ask(call, self.name, priority, self.clock.now)
+        status = await self.line.ask(call, self.name, priority)
         assert status.joined
         self.clock.now += 1
         return status.position
@@ -106,11 +106,11 @@ def ids(center: Center, names: Iterable[str]) -> list[str]:
 
 
 async def test_nobody_available_means_the_caller_is_not_added(center: Center) -> None:
-    status = await center.line.ask("c1", center.name, 0, center.clock.now)
+    status = await center.line.ask("c1", center.name, 0)
     assert not status.joined
     assert await center.waiting() == []
     await center.add_agents("ann", status="on_break")
-    assert not (await center.line.ask("c1", center.name, 0, center.clock.now)).joined
+    assert not (await center.line.ask("c1", center.name, 0)).joined
 
 
 async def test_positions_follow_priority_then_joining_time(center: Center) -> None:
@@ -119,7 +119,7 @@ async def test_positions_follow_priority_then_joining_time(center: Center) -> No
     assert await center.join("c2") == 2
     assert await center.join("vip", priority=5) == 1
     assert await center.waiting() == ["vip", "c1", "c2"]
-    again = await center.line.ask("c2", center.name, 0, center.clock.now)
+    again = await center.line.ask("c2", center.name, 0)
     assert again.position == 3  # asking again keeps the place
 
 
@@ -137,7 +137,7 @@ async def test_dispatch_offers_the_head_to_the_longest_idle_agent(center: Center
     assert (second.call_id, second.agent_id) == ("c2", ids(center, ["bob"])[0])
     assert await center.line.dispatch(center.name) is None  # nobody left to offer
     # Both callers still count in line while their offers ring.
-    status = await center.line.ask("c2", center.name, 0, center.clock.now)
+    status = await center.line.ask("c2", center.name, 0)
     assert status.position == 2
 
 

@@ -16,13 +16,15 @@ NUMBER = "+31611111111"
 OURS = "+31970000000"
 
 
-async def book(center: Center, call: str, joined_at: float, priority: int = 0) -> str:
-    """``call`` presses 1 in line: it leaves and books a callback in one commit."""
+async def book(center: Center, call: str, priority: int = 0) -> str:
+    """``call`` presses 1 (in line, or not: then its place is from now): it leaves
+    and books a callback in one commit."""
     await center.commit(
         call,
         changes.LeaveLine(center.name, "callback"),
-        changes.BookCallback(center.name, NUMBER, OURS, priority, joined_at, "g", "call-back"),
+        changes.BookCallback(center.name, NUMBER, OURS, priority, "g", "call-back"),
     )
+    center.clock.now += 1
     return changes.callback_id(center.name, NUMBER)
 
 
@@ -43,10 +45,10 @@ async def test_a_callback_keeps_the_place_the_caller_had_in_line(redis: Redis) -
     joined = center.clock.now
     await center.join("c1")
     await center.join("c2")
-    callback = await book(center, "c1", joined)
+    callback = await book(center, "c1")
     await center.join("c3")
     assert await center.waiting() == [f"cb:{callback}", "c2", "c3"]
-    status = await center.line.ask("c2", center.name, 0, center.clock.now)
+    status = await center.line.ask("c2", center.name, 0)
     assert status.position == 2  # the callback still counts ahead of c2
     offer = await offered(center)
     assert offer.call_id == f"cb:{callback}"
@@ -67,9 +69,9 @@ async def test_booking_again_keeps_the_first_place(redis: Redis) -> None:
     center = await center_with(redis)
     await center.add_agents("ann", status="on_break")
     first = center.clock.now
-    await center.commit("c1", changes.BookCallback(center.name, NUMBER, OURS, 0, first, "g", "n"))
+    await center.commit("c1", changes.BookCallback(center.name, NUMBER, OURS, 0, "g", "n"))
     center.clock.now += 100
-    callback = await book(center, "c2", center.clock.now)
+    callback = await book(center, "c2")
     score = await redis.zscore(keys.queue_waiting(center.name), f"cb:{callback}")
     entry = await redis.hget(keys.queue_entry(center.name, f"cb:{callback}"), "joined")
     assert text(entry) == str(int(first * 1000))
@@ -82,9 +84,8 @@ async def test_a_failed_follow_up_frees_the_agent_at_once_and_retries_at_its_pla
 ) -> None:
     center = await center_with(redis, callback_retry_s=120, callback_attempts=3)
     await center.add_agents("ann")
-    joined = center.clock.now
     await center.join("c1")
-    callback = await book(center, "c1", joined)
+    callback = await book(center, "c1")
     offer = await offered(center)
     await center.commit("f1", changes.TakeOffer(center.name, offer.offer, callback))
     entry = keys.queue_entry(center.name, f"cb:{callback}")
@@ -113,7 +114,7 @@ async def test_a_failed_follow_up_frees_the_agent_at_once_and_retries_at_its_pla
 async def test_a_callback_is_dropped_after_its_last_attempt(redis: Redis) -> None:
     center = await center_with(redis, callback_retry_s=30, callback_attempts=2)
     await center.add_agents("ann")
-    callback = await book(center, "c1", center.clock.now)
+    callback = await book(center, "c1")
     for attempt in (1, 2):
         offer = await offered(center)
         assert offer.callback is not None
@@ -133,7 +134,7 @@ async def test_a_callback_is_dropped_after_its_last_attempt(redis: Redis) -> Non
 async def test_a_connected_callback_leaves_the_line(redis: Redis) -> None:
     center = await center_with(redis)
     await center.add_agents("ann")
-    callback = await book(center, "c1", center.clock.now)
+    callback = await book(center, "c1")
     offer = await offered(center)
     await center.commit("f1", changes.TakeOffer(center.name, offer.offer, callback))
     await center.commit("f1", changes.OfferAnswered(center.name, offer.offer, callback))
@@ -151,7 +152,7 @@ async def test_an_agent_who_misses_a_callback_does_not_cost_the_customer_an_atte
 ) -> None:
     center = await center_with(redis, no_answer_delay_s=30)
     await center.add_agents("ann", "bob")
-    callback = await book(center, "c1", center.clock.now - 1)
+    callback = await book(center, "c1")
     await center.join("c2")
     offer = await offered(center)
     await center.commit("f1", changes.TakeOffer(center.name, offer.offer, callback))
@@ -168,7 +169,7 @@ async def test_an_agent_who_misses_a_callback_does_not_cost_the_customer_an_atte
 async def test_a_follow_up_bird_refused_to_place_fails_the_attempt(redis: Redis) -> None:
     center = await center_with(redis, callback_retry_s=60)
     await center.add_agents("ann")
-    callback = await book(center, "c1", center.clock.now)
+    callback = await book(center, "c1")
     offer = await offered(center)
     result = await center.line.callback_unplaced(offer.offer)
     assert result.agents == ((center.agent_id("ann"), "released", center.name),)
@@ -185,7 +186,7 @@ async def test_a_reservation_no_follow_up_call_took_is_reaped_without_an_attempt
 ) -> None:
     center = await center_with(redis)
     await center.add_agents("ann")
-    callback = await book(center, "c1", center.clock.now - 1)
+    callback = await book(center, "c1")
     await center.join("c2")
     offer = await offered(center)
     center.clock.now += 61  # the callback's lease (the worker died before calling)
