@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service import __version__
-from service.graphs.simulate import AGENT_OUTCOMES
+from service.graphs.simulate import AGENT_SYNTAX, DEFAULT_AGENT
 
 if TYPE_CHECKING:
     from service.core.graph import GraphSet
@@ -49,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("file", type=Path, metavar="FILE")
     simulate.add_argument(
-        "--keys", default="", help="inputs in order, comma-separated; _ is silence (1,4321#,_,2)"
+        "--keys",
+        default="",
+        help="inputs in order, comma-separated; _ is silence (1,4321#,_,2); a queue's "
+        "callback offer takes one too (1 takes the callback)",
     )
     simulate.add_argument(
         "--at", help="the moment of the call, ISO-8601 with offset (default: now)"
@@ -67,9 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--agent",
-        choices=AGENT_OUTCOMES,
-        default="answer",
-        help="what transfer targets do (%(default)s)",
+        default=DEFAULT_AGENT,
+        metavar="SCRIPT",
+        help=f"what agents do, offer by offer: {AGENT_SYNTAX}, the last repeating. In a queue: "
+        "answer[:WAIT_S] (an agent is free after WAIT_S s in line, 30 if not given, and "
+        "answers), no-answer|busy|failed[:WAIT_S] (offered after WAIT_S s, does not take "
+        "the call: the caller is back on hold), none (nobody logged in). A transfer is "
+        "connected by answer and fails otherwise. E.g. no-answer,answer:60 (default: "
+        "%(default)s)",
     )
     simulate.add_argument(
         "--outbound",
@@ -91,7 +99,15 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="embedded Redis + simulator + service: five scripted calls, transcripts and logs",
+        help="embedded Redis + simulator + service: a call center of 3 agents and 8 calls "
+        "(7 callers, 1 outbound reminder), transcripts, logs and a summary",
+        description="Seat 3 agents (PUT /agents/{id}) and place 8 calls, in about a minute: "
+        "7 callers of the support line a few seconds apart (billing callers queue for Ann and "
+        "hear their place; Cyd misses the technician's callers and is put on break, Dan takes "
+        "them; a Christmas Day voicemail; a caller who never presses a key) and 1 outbound "
+        "appointment reminder (POST /calls). Prints each call's transcript and log lines, then "
+        "who waited how long, who took them, and GET /agents and GET /queues. Exits 1 if a "
+        "call ends anywhere else. Uses REDIS_URL when set, else an embedded Redis.",
     )
     return parser
 
@@ -208,8 +224,8 @@ def _simulate(args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
-    from service.graphs.loader import GraphError, load_file
-    from service.graphs.simulate import simulate
+    from service.graphs.loader import GraphError
+    from service.graphs.simulate import load, parse_agents, simulate
 
     if args.at is None:
         at = datetime.now(UTC)
@@ -226,6 +242,10 @@ def _simulate(args: argparse.Namespace) -> int:
         if not sep or not name:
             return _fail(f"--var {item!r} is not NAME=VALUE")
         variables[name] = value
+    try:
+        turns = parse_agents(args.agent)
+    except ValueError as exc:
+        return _fail(f"--agent {args.agent!r}: {exc}")
     fixtures: dict[str, object] = {}
     if args.http_fixture is not None:
         try:
@@ -237,7 +257,7 @@ def _simulate(args: argparse.Namespace) -> int:
         if not isinstance(fixtures, dict):
             return _fail(f"--http-fixture {args.http_fixture}: must be a JSON object")
     try:
-        graph = load_file(args.file)
+        graph = load(args.file)  # with the queues.json beside it, as the service loads it
     except GraphError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -245,7 +265,7 @@ def _simulate(args: argparse.Namespace) -> int:
     keys = [k.strip() for k in args.keys.split(",")] if args.keys.strip() else []
     result = simulate(
         graph, keys, at=at, caller=args.caller, called=args.called, variables=variables,
-        fixtures=fixtures, agent=args.agent, outbound=args.outbound,
+        fixtures=fixtures, agent=turns, outbound=args.outbound,
     )  # fmt: skip
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
