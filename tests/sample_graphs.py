@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from service.core.graph import Graph
+from service.core.graph import Graph, GraphSet
 from service.graphs.loader import parse
+from tests.paths import SHIPPED_GRAPHS
 
 
 def menu_graph(**menu: Any) -> Graph:
@@ -59,3 +61,22 @@ def looping_graph() -> Graph:
         },
         "loop.json",
     )
+
+
+TECHNICIAN = "sip:tech@pbx.example.com"
+
+
+def support_line_with_transfers() -> GraphSet:
+    """The shipped support line with a plain transfer where it has queues: the
+    technician (2) is ``transfer`` to :data:`TECHNICIAN`, falling back to
+    ``no-agents`` (voicemail); billing the same to +31201234567. For tests of a
+    bridge's delivery, retries and outbox, not of the line (``tests/e2e`` has those)."""
+    document = json.loads((SHIPPED_GRAPHS / "support-line.json").read_text())
+    nodes = document["nodes"]
+    for node_id, to in (("tech", TECHNICIAN), ("billing", "+31201234567"),
+                        ("business-billing", "+31201234567")):  # fmt: skip
+        nodes[node_id] = {"type": "transfer", "to": to, "ring_timeout_s": 20,
+                          "on_failure": "no-agents"}  # fmt: skip
+    del nodes["long-wait"]
+    graph = parse(document, "support-line.json")
+    return GraphSet({graph.id: graph}, graph.id)

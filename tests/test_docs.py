@@ -6,11 +6,15 @@ import importlib
 import re
 from pathlib import Path
 
+from service.cli import demo
+from service.core.queues import queues_of
 from service.graphs import render
-from service.graphs.loader import load_file
-from tests.paths import ROOT, SHIPPED_GRAPHS
+from service.graphs.loader import load_directory, load_file
+from service.runtime.agents import read_agents_file
+from tests.paths import ROOT, SHIPPED_GRAPHS, ivr
 
 README = (ROOT / "README.md").read_text()
+SHIPPED_SET = load_directory(SHIPPED_GRAPHS, "support-line")
 
 
 def test_the_readme_diagram_is_what_ivr_render_prints() -> None:
@@ -99,3 +103,26 @@ def test_a_dotted_name_resolves_to_a_module_or_what_it_holds() -> None:
     assert resolves("service.core.engine.step")
     assert not resolves("service.engine")
     assert not resolves("service.core.engine.no_such_thing")
+
+
+def test_the_readme_the_help_and_the_demo_agree_on_what_the_demo_does() -> None:
+    calls, agents = demo.CALLS, len(demo.CENTER)
+    (make_demo,) = [line for line in README.splitlines() if line.startswith("make demo")]
+    assert f"a call center of {agents} agents and {calls} calls" in make_demo
+    help_text = " ".join(ivr("--help").stdout.split())
+    assert f"a call center of {agents} agents and {calls} calls" in help_text
+    demo_help = " ".join(ivr("demo", "--help").stdout.split())
+    assert f"Seat {agents} agents (PUT /agents/{{id}}) and place {calls} calls" in demo_help
+    assert f"{calls - 1} callers of the support line" in demo_help
+    words = {3: "three", 7: "seven", 8: "eight"}
+    assert f"seats {words[agents]} agents" in README
+    assert f"places {words[calls]} calls: {words[calls - 1]} callers" in README
+
+
+def test_the_readme_s_agents_file_is_one_the_service_takes() -> None:
+    agents = read_agents_file(ROOT / "deploy" / "agents.example.json", queues_of(SHIPPED_SET))
+    assert [(agent.id, status) for agent, status in agents] == [
+        ("ann", "available"),
+        ("dan", "available"),
+    ]
+    assert "IVR_AGENTS_FILE=deploy/agents.example.json" in README

@@ -1,22 +1,36 @@
-"""``ivr demo``: the whole product on one machine, with nothing to configure.
+"""``ivr demo``: a small call center on one machine, with nothing to configure.
 
 Starts a real embedded Redis (or uses ``REDIS_URL``), the Bird simulator and the
-service on free loopback ports, places four scripted calls through the support
-line and one outbound appointment reminder through ``POST /calls``, and prints
-each call's transcript with the service's log lines for it. Exits 0 when every
-call ended where its graph says it should.
+service on free loopback ports, seats three agents through the agents API
+(``PUT /agents/{id}``), then places seven calls to the support line a few seconds
+apart and one outbound appointment reminder through ``POST /calls``. Billing callers
+queue for Ann and hear their place in line; the technician's callers are offered to
+Cyd first, who misses them and is put on break, then to Dan. At the end it prints
+each call's transcript with the service's log lines for it, and what the call center
+did: who waited how long, which agent took whom, the agents and the queues as
+``GET /agents`` and ``GET /queues`` show them. Exits 0 when every call ended where
+its graph says and the call center did what is described above.
+
+Time: the service's queue clocks (wrap-up, the pause after a missed offer, how often
+a position is announced) run on the real clock, so the simulator does too
+(``time_scale`` 1: its seconds are the service's), and the queues of
+``queues.json`` run with the shorter times of :data:`DEMO_PACE` so that it all fits
+in about a minute. Graphs see a pinned clock (:class:`PinnedClock`: a Tuesday
+morning, Christmas Day for the caller who gets voicemail) that runs on from there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import secrets
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import MutableMapping
-from dataclasses import dataclass
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +40,7 @@ import httpx
 import structlog
 
 from service.core.graph import GraphSet
+from service.core.queues import queues_of
 from service.graphs.loader import GraphError, load_directory
 from service.runtime import logs
 from service.runtime.clock import PinnedClock
@@ -35,27 +50,79 @@ from service.runtime.settings import Settings
 from service.runtime.store import connect
 from service.server.app import create_app
 from service.sim import AgentScript, BirdSimulator, CalleeScript, CallerScript, Transcript
+from service.sim.transcript import OFFER_ANSWERED, OFFER_MISSED
 
 GRAPH = "support-line"
-BILLING = "+31201234567"
-BUSINESS_BILLING = "+31201234599"
-TECH = "sip:tech@pbx.example.com"
-AGENTS = {
-    BILLING: AgentScript("answer", answer_after_s=4.0, talk_s=30.0),
-    BUSINESS_BILLING: AgentScript("answer", answer_after_s=3.0, talk_s=20.0),
-    TECH: AgentScript("answer", answer_after_s=6.0, talk_s=45.0),
-}
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 OPEN = datetime(2026, 12, 1, 10, 0, tzinfo=AMSTERDAM)  # a Tuesday morning
 HOLIDAY = datetime(2026, 12, 25, 11, 0, tzinfo=AMSTERDAM)  # Christmas Day
 
+# The simulator's seconds are real seconds: the service's queue clocks are (see above).
+TIME_SCALE = 1.0
+# The queues of queues.json, with these times instead, so that the demo takes a minute:
+# an unanswered phone rings 6 s, an agent wraps up for 2 s after a call and rests 3 s
+# after a missed offer, hold audio comes in 5 s segments, a place is told at most
+# every 10 s.
+DEMO_PACE: Mapping[str, Any] = {
+    "ring_timeout_s": 6,
+    "wrap_up_s": 2,
+    "no_answer_delay_s": 3,
+    "hold_segment_s": 5,
+    "announce_every_s": 10,
+}
+# How long (real seconds) the calls may take, all together.
+CALLS_TIMEOUT_S = 150.0
+
+
+@dataclass(frozen=True)
+class DemoAgent:
+    """An agent of the demo: as ``PUT /agents/{id}`` creates them, and how their
+    phone (a number of the simulator) answers each offer."""
+
+    id: str
+    name: str
+    address: str
+    queues: tuple[str, ...]
+    script: AgentScript
+
+    def body(self) -> dict[str, Any]:
+        """The body of ``PUT /agents/{id}``."""
+        return {
+            "name": self.name,
+            "address": self.address,
+            "queues": {queue: {"level": 1} for queue in self.queues},
+            "status": "available",
+        }
+
+
+ANN = DemoAgent("ann", "Ann", "+31201234567", ("billing",),
+                AgentScript("answer", answer_after_s=2.0, talk_s=5.0))  # fmt: skip
+CYD = DemoAgent("cyd", "Cyd", "+31201234568", ("support",), AgentScript("no-answer"))
+DAN = DemoAgent("dan", "Dan", "sip:dan@pbx.example.com", ("support",),
+                AgentScript("answer", answer_after_s=2.0, talk_s=5.0))  # fmt: skip
+# Seated in this order: Cyd is idle longer than Dan, so the support queue (fewest calls
+# first, then the longest idle) offers her its first caller.
+CENTER: tuple[DemoAgent, ...] = (ANN, CYD, DAN)
+# The simulator's scripts of the agents' phones, by address.
+AGENTS: Mapping[str, AgentScript] = {agent.address: agent.script for agent in CENTER}
+
 
 @dataclass(frozen=True)
 class DemoCall:
+    """A scripted caller of the support line, placed ``after_s`` seconds into the
+    demo (graphs seeing ``at``), and where their call must end."""
+
     script: CallerScript
     expect_reached: str | None
     expect_last_heard: str | None = None
     at: datetime = OPEN
+    after_s: float = 0.0
+    queue: str | None = None
+    """The queue they wait in, if any."""
+    expect_heard: tuple[str, ...] = ()
+    """Prompts they must have heard, each the start of one (in any order)."""
+    expect_offers: tuple[tuple[str, str], ...] | None = None
+    """``(agent address, outcome)`` of every offer made to them, in order."""
 
     def problems(self, transcript: Transcript) -> list[str]:
         found = []
@@ -66,31 +133,77 @@ class DemoCall:
         heard = transcript.texts("heard")
         if self.expect_last_heard and (not heard or self.expect_last_heard not in heard[-1]):
             found.append(f"last heard {heard[-1:]!r}, expected {self.expect_last_heard!r}")
+        found += [
+            f"did not hear {text!r}"
+            for text in self.expect_heard
+            if not any(prompt.startswith(text) for prompt in heard)
+        ]
+        offers = tuple(transcript.offer_outcomes())
+        if self.expect_offers is not None and offers != self.expect_offers:
+            found.append(f"offers {offers!r}, expected {self.expect_offers!r}")
         return found
 
 
 def demo_calls(number: str) -> list[DemoCall]:
+    """The demo's callers, in the order they are placed."""
     return [
-        DemoCall(CallerScript("straight to a person", "+31612345678", number, ("2",)), TECH),
-        DemoCall(
-            CallerScript(
-                "a wrong key, then billing with an account number",
-                "+31687654321",
-                number,
-                ("9", "1", "12345678#"),
-            ),
-            BILLING,
-        ),
-        DemoCall(
-            CallerScript("silence until on_failure", "+31611122233", number, ()),
-            None,
-            expect_last_heard="Goodbye.",
-        ),
         DemoCall(
             CallerScript("Christmas Day: voicemail", "+31655544433", number, (), voicemail_s=6),
             None,
             expect_last_heard="Thank you. Goodbye.",
             at=HOLIDAY,
+        ),
+        DemoCall(
+            CallerScript("billing: Ann is free", "+31687654321", number, ("1", "12345678#")),
+            ANN.address,
+            queue="billing",
+            expect_offers=((ANN.address, OFFER_ANSWERED),),
+        ),
+        DemoCall(
+            CallerScript(
+                "straight to a technician: Cyd misses it, Dan takes it",
+                "+31612345678",
+                number,
+                ("2",),
+            ),
+            DAN.address,
+            after_s=1,
+            queue="support",
+            expect_offers=((CYD.address, OFFER_MISSED), (DAN.address, OFFER_ANSWERED)),
+        ),
+        DemoCall(
+            CallerScript("silence until the menu gives up", "+31611122233", number, ()),
+            None,
+            expect_last_heard="Goodbye.",
+            after_s=2,
+        ),
+        DemoCall(
+            CallerScript("billing: next in line", "+31622233344", number, ("1", "23456789#")),
+            ANN.address,
+            after_s=5,
+            queue="billing",
+            expect_heard=("You are next in line.",),
+            expect_offers=((ANN.address, OFFER_ANSWERED),),
+        ),
+        DemoCall(
+            CallerScript("billing: number 2 in line", "+31633344455", number, ("1", "34567890#")),
+            ANN.address,
+            after_s=6,
+            queue="billing",
+            expect_heard=("You are number 2 in line.",),
+            expect_offers=((ANN.address, OFFER_ANSWERED),),
+        ),
+        DemoCall(
+            CallerScript(
+                "a wrong key, then a technician: Cyd misses again and goes on break",
+                "+31644455566",
+                number,
+                ("9", "2"),
+            ),
+            DAN.address,
+            after_s=8,
+            queue="support",
+            expect_offers=((CYD.address, OFFER_MISSED), (DAN.address, OFFER_ANSWERED)),
         ),
     ]
 
@@ -98,48 +211,35 @@ def demo_calls(number: str) -> list[DemoCall]:
 REMINDED = "+31611111111"
 CALLEES = {REMINDED: CalleeScript("confirms", AgentScript("answer", answer_after_s=3), ("1",))}
 REMINDER_VARS = {"name": "Ann", "date": "1 December", "time": "10:00"}
-
-
-async def _outbound_call(
-    settings: Settings, sim: BirdSimulator, book: _LogBook, index: int
-) -> list[str]:
-    """An appointment reminder placed through the operator API, as a back office would."""
-    request = {"to": REMINDED, "graph": "appointment-reminder", "vars": REMINDER_VARS}
-    print(
-        f"=== Call {index}: outbound appointment reminder (POST /calls {json.dumps(request)}) ==="
-    )
-    async with httpx.AsyncClient(base_url=settings.public_base_url) as http:
-        answer = await http.post(
-            "/calls", json=request,
-            headers={"Authorization": f"Bearer {settings.ivr_admin_token}"},
-        )  # fmt: skip
-    if answer.status_code != 202:
-        return [f"call {index}: POST /calls answered {answer.status_code}: {answer.text}"]
-    call_id = answer.json()["call_id"]
-    transcript = await sim.wait_ended(call_id, timeout_s=60)
-    print(transcript.render())
-    print("--- service log ---")
-    for line in book.lines.pop(call_id, []):
-        print(f"  {line}")
-    print()
-    heard = transcript.texts("heard")
-    if not heard or "is confirmed" not in heard[-1]:
-        return [f"call {index}: the reminder was not confirmed: heard {heard!r}"]
-    return []
+REMINDER_AFTER_S = 3.0
+CALLS = len(demo_calls("+31970102030")) + 1  # and the outbound reminder
 
 
 class _LogBook:
-    """Keeps every log line, rendered for the console, under its call id."""
+    """Keeps every log line, rendered for the console and as its event, under its call id."""
 
     def __init__(self) -> None:
         self.lines: dict[str, list[str]] = defaultdict(list)
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._render = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
+        self._news = asyncio.Event()
 
     def __call__(self, event_dict: MutableMapping[str, Any]) -> None:
         line = dict(event_dict)
         key = str(line.pop("call_id", None) or "")
         line.pop("timestamp", None)
+        self.events[key].append(dict(line))
         self.lines[key].append(str(self._render(None, "", line)))
+        self._news.set()
+        self._news = asyncio.Event()
+
+    def of(self, call_id: str, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.events.get(call_id, []) if e.get("event") == event]
+
+    async def wait_for(self, call_id: str, event: str, timeout_s: float = 30.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not self.of(call_id, event):
+                await self._news.wait()
 
 
 def loopback_settings(service_url: str, bird_url: str, **overrides: Any) -> Settings:
@@ -171,6 +271,16 @@ def simulator_for(settings: Settings, **options: Any) -> BirdSimulator:
     )
 
 
+def paced(graphs: GraphSet, pace: Mapping[str, Any] = DEMO_PACE) -> GraphSet:
+    """The graphs with their queues running at ``pace`` (settings of queues.json)."""
+    queues = {name: replace(queue, **pace) for name, queue in queues_of(graphs).items()}
+    return replace(
+        graphs,
+        graphs={gid: replace(graph, queues=queues) for gid, graph in graphs.graphs.items()},
+        queues=queues,
+    )
+
+
 def _load_graphs() -> GraphSet:
     directory = Path(os.environ.get("IVR_GRAPHS_DIR") or "ivr_graphs")
     try:
@@ -180,7 +290,240 @@ def _load_graphs() -> GraphSet:
             f"ivr demo: cannot load the graphs in {directory} (run it from the project root "
             f"or set IVR_GRAPHS_DIR):\n{exc}"
         ) from None
+    missing = sorted({q for agent in CENTER for q in agent.queues} - set(queues_of(graphs)))
+    if missing:
+        raise SystemExit(f"ivr demo: {directory}/queues.json has no queue {', '.join(missing)}")
     return graphs
+
+
+# -- running it --------------------------------------------------------------------
+
+
+@dataclass
+class _Placed:
+    index: int
+    title: str
+    call_id: str
+    demo: DemoCall | None = None  # None: the outbound reminder
+    transcript: Transcript | None = None
+
+
+@dataclass
+class _Run:
+    placed: list[_Placed] = field(default_factory=list)
+    busiest: dict[str, Any] | None = None
+    busiest_waiting: int = 0
+    busiest_at: float = 0.0
+    agents: list[dict[str, Any]] = field(default_factory=list)
+    queues: dict[str, Any] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+
+class _Admin:
+    """The service's operator API, with the admin token."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=settings.public_base_url,
+            headers={"Authorization": f"Bearer {settings.ivr_admin_token}"},
+            timeout=10.0,
+        )
+
+    async def __call__(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        return await self._http.request(method, path, json=body)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+async def _seat(admin: _Admin, run: _Run) -> None:
+    ours = {agent.id for agent in CENTER}
+    others = [
+        a["id"] for a in (await admin("GET", "/agents")).json()["agents"] if a["id"] not in ours
+    ]
+    if others:  # a REDIS_URL in use: they may take the demo's callers
+        print(f"Note: this Redis holds other agents too ({', '.join(others)}).")
+    print("Agents, seated through the agents API:")
+    for agent in CENTER:
+        answer = await admin("PUT", f"/agents/{agent.id}", agent.body())
+        print(f"  PUT /agents/{agent.id} {json.dumps(agent.body())} -> {answer.status_code}")
+        if answer.status_code not in (200, 201):
+            run.failures.append(f"PUT /agents/{agent.id} answered {answer.status_code}: "
+                                f"{answer.text}")  # fmt: skip
+    print()
+
+
+async def _watch(admin: _Admin, run: _Run, stop: asyncio.Event) -> None:
+    """Read ``GET /queues`` now and then; keep the board with the most callers in line."""
+    started = asyncio.get_running_loop().time()
+    while not stop.is_set():
+        try:
+            answer = await admin("GET", "/queues")
+        except httpx.HTTPError:
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            board = answer.json()
+            waiting = sum(len(q.get("waiting", [])) for q in board["queues"].values())
+            if waiting > run.busiest_waiting:
+                run.busiest, run.busiest_waiting = board, waiting
+                run.busiest_at = asyncio.get_running_loop().time() - started
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+
+async def _place_later(sim: BirdSimulator, call: DemoCall, delay_s: float) -> str:
+    await asyncio.sleep(delay_s)
+    return await sim.place_inbound_call(call.script)
+
+
+async def _remind_later(admin: _Admin, delay_s: float) -> str:
+    """An appointment reminder placed through the operator API, as a back office would."""
+    await asyncio.sleep(delay_s)
+    request = {"to": REMINDED, "graph": "appointment-reminder", "vars": REMINDER_VARS}
+    answer = await admin("POST", "/calls", request)
+    if answer.status_code != 202:
+        raise RuntimeError(f"POST /calls answered {answer.status_code}: {answer.text}")
+    return str(answer.json()["call_id"])
+
+
+async def _play(sim: BirdSimulator, admin: _Admin, book: _LogBook, clock: PinnedClock,
+                calls: Sequence[DemoCall]) -> _Run:  # fmt: skip
+    run = _Run()
+    await _seat(admin, run)
+    index = 0
+    # Callers at another moment first: each is placed once the graph has read the
+    # clock for the previous one; then it is a Tuesday morning for everyone else.
+    for call in [c for c in calls if c.at != OPEN]:
+        index += 1
+        clock.pin(call.at)
+        call_id = await sim.place_inbound_call(call.script)
+        run.placed.append(_Placed(index, call.script.name, call_id, call))
+        await book.wait_for(call_id, "hours_checked")
+    clock.pin(OPEN)
+    stop = asyncio.Event()
+    watching = asyncio.create_task(_watch(admin, run, stop))
+    now = [c for c in calls if c.at == OPEN]
+    placing = [asyncio.create_task(_place_later(sim, c, c.after_s)) for c in now]
+    reminding = asyncio.create_task(_remind_later(admin, REMINDER_AFTER_S))
+    try:
+        for call, call_id in zip(now, await asyncio.gather(*placing), strict=True):
+            index += 1
+            run.placed.append(_Placed(index, call.script.name, call_id, call))
+        index += 1
+        reminder = f"outbound appointment reminder (POST /calls to {REMINDED})"
+        run.placed.append(_Placed(index, reminder, await reminding))
+        ends = [sim.wait_ended(p.call_id, CALLS_TIMEOUT_S) for p in run.placed]
+        for placed, transcript in zip(run.placed, await asyncio.gather(*ends), strict=True):
+            placed.transcript = transcript
+    finally:
+        stop.set()
+        await watching
+    run.agents = (await admin("GET", "/agents")).json()["agents"]
+    run.queues = (await admin("GET", "/queues")).json()["queues"]
+    run.failures += _problems(run, book)
+    return run
+
+
+def _problems(run: _Run, book: _LogBook) -> list[str]:
+    found: list[str] = []
+    for placed in run.placed:
+        transcript = placed.transcript
+        assert transcript is not None
+        if placed.demo is not None:
+            found += [f"call {placed.index}: {p}" for p in placed.demo.problems(transcript)]
+            continue
+        heard = transcript.texts("heard")
+        if not heard or "is confirmed" not in heard[-1]:
+            found.append(f"call {placed.index}: the reminder was not confirmed: heard {heard!r}")
+    status = {agent["id"]: agent["status"] for agent in run.agents}
+    expected = {ANN.id: "available", CYD.id: "on_break", DAN.id: "available"}
+    if {k: status.get(k) for k in expected} != expected:
+        found.append(f"agents' status {status}, expected {expected}")
+    if not any(book.of(p.call_id, "agent_on_break") for p in run.placed):
+        found.append("no agent_on_break in the service's log")
+    return found
+
+
+# -- printing it ---------------------------------------------------------------------
+
+
+def _print_call(placed: _Placed, book: _LogBook) -> None:
+    demo, transcript = placed.demo, placed.transcript
+    assert transcript is not None
+    when = f"{demo.at:%a %d %b %H:%M %Z}" if demo is not None else f"{OPEN:%a %d %b %H:%M %Z}"
+    if demo is not None and demo.at == OPEN:
+        when += f", placed at +{demo.after_s:g} s"
+    elif demo is None:
+        when += f", placed at +{REMINDER_AFTER_S:g} s"
+    print(f"=== Call {placed.index}: {placed.title} ({when}) ===")
+    print(transcript.render())
+    print("--- service log ---")
+    for line in book.lines.pop(placed.call_id, []):
+        print(f"  {line}")
+    print()
+
+
+def _board_line(run: _Run, board: Mapping[str, Any]) -> str:
+    """``billing: call 6 ringing ann, call 7 number 2; support: nobody``."""
+    index = {p.call_id: p.index for p in run.placed}
+    parts = []
+    for name, queue in board["queues"].items():
+        people = []
+        for caller in queue.get("waiting", []):
+            who = f"call {index.get(caller['call_id'], '?')}"
+            if caller.get("ringing"):
+                people.append(f"{who} ringing {caller.get('agent_id')}")
+            else:
+                people.append(f"{who} number {caller['position']}")
+        parts.append(f"{name}: {', '.join(people) or 'nobody waiting'}")
+    return "; ".join(parts)
+
+
+def _print_summary(run: _Run, book: _LogBook) -> None:
+    print("=== The service's other log lines (no one call's: agents, start and stop) ===")
+    for line in book.lines.pop("", []):
+        print(f"  {line}")
+    print()
+    print("=== The call center ===")
+    print("Callers in line (the service's log; a wait runs from joining the line until an "
+          "agent answered):")  # fmt: skip
+    for placed in run.placed:
+        demo, transcript = placed.demo, placed.transcript
+        if demo is None or demo.queue is None or transcript is None:
+            continue
+        answered = book.of(placed.call_id, "answered")
+        if answered:
+            done = f"waited {answered[-1]['waited_s']:4.1f} s, taken by {answered[-1]['agent_id']}"
+        else:
+            done = "never taken"
+        for missed in book.of(placed.call_id, "missed"):
+            agent = missed["agent_id"]
+            done += f"; {agent} missed it"
+            if any(e["agent_id"] == agent for e in book.of(placed.call_id, "agent_on_break")):
+                done += " and was put on break"
+        places = [t.split(". ")[0] + "." for t in transcript.texts("heard") if " in line." in t]
+        if places:
+            done += "; heard " + ", ".join(f'"{text}"' for text in places)
+        print(f"  call {placed.index} ({demo.queue}){' ' * (8 - len(demo.queue))}{done}")
+    if run.busiest is not None:
+        print(f"The longest line (GET /queues, {run.busiest_at:.0f} s in): "
+              f"{_board_line(run, run.busiest)}")  # fmt: skip
+    print("Agents at the end (GET /agents):")
+    for agent in run.agents:
+        queues = ",".join(agent.get("queues", {}))
+        print(f"  {agent['id']:<4} {queues:<8} {agent['status']:<10} {agent['state']:<8} "
+              f"calls {agent.get('calls_today', 0)}, talked {agent.get('talk_s_today', 0):.0f} s, "
+              f"missed in a row {agent.get('missed_in_a_row', 0)}")  # fmt: skip
+    print("Queues today (GET /queues):")
+    for name, queue in run.queues.items():
+        today = queue.get("today", {})
+        counts = ", ".join(
+            f"{key} {today.get(key, 0)}" for key in ("joined", "answered", "handled", "abandoned")
+        )
+        handle = today.get("average_handle_s")
+        average = f", average call {handle:.0f} s" if isinstance(handle, int | float) else ""
+        print(f"  {name:<8} {counts}{average}")
+    print()
 
 
 async def run() -> int:
@@ -192,37 +535,36 @@ async def run() -> int:
     settings = loopback_settings(
         url_of(service_sock), url_of(bird_sock), ivr_admin_token=secrets.token_urlsafe(24)
     )
-    sim = simulator_for(settings, agents=AGENTS, callees=CALLEES, time_scale=0.02)
+    sim = simulator_for(settings, agents=AGENTS, callees=CALLEES, time_scale=TIME_SCALE)
     clock = PinnedClock(OPEN)
     calls = demo_calls(number)
-    failures: list[str] = []
-    print(f"ivr demo: {len(calls)} scripted calls to {number} ({GRAPH})\n")
+    pace = ", ".join(f"{key} {value}" for key, value in DEMO_PACE.items())
+    print(f"ivr demo: {CALLS} calls: {len(calls)} to {number} ({GRAPH}) and an outbound "
+          f"reminder; {len(CENTER)} agents. About a minute.")  # fmt: skip
+    print(f"Queues: those of queues.json, with the demo's pace: {pace}.\n")
     with redis_url_or_embedded(os.environ.get("REDIS_URL")) as redis_url:
         redis = connect(redis_url)
-        app = create_app(settings, redis=redis, graphs=graphs, graph_clock=clock)
+        app = create_app(settings, redis=redis, graphs=paced(graphs), graph_clock=clock)
+        admin = _Admin(settings)
         try:
             async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock):
-                for index, call in enumerate(calls, 1):
-                    clock.pin(call.at)
-                    call_id = await sim.place_inbound_call(call.script)
-                    transcript = await sim.wait_ended(call_id, timeout_s=60)
-                    print(f"=== Call {index}: {call.script.name} ({call.at:%a %d %b %H:%M %Z}) ===")
-                    print(transcript.render())
-                    print("--- service log ---")
-                    for line in book.lines.pop(call_id, []):
-                        print(f"  {line}")
-                    print()
-                    failures += [f"call {index}: {p}" for p in call.problems(transcript)]
-                clock.pin(OPEN)
-                failures += await _outbound_call(settings, sim, book, len(calls) + 1)
+                played = await _play(sim, admin, book, clock, calls)
+        except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+            print(f"ivr demo: FAILED\n  {exc or type(exc).__name__}", file=sys.stderr)
+            return 1
         finally:
+            await admin.aclose()
             await sim.aclose()
             await redis.aclose()
+    for placed in played.placed:
+        _print_call(placed, book)
+    _print_summary(played, book)
+    failures = played.failures
     rejected = [r for r in sim.requests if not r.accepted]
     failures += [f"Bird simulator rejected {r.method} {r.path}: {r.problems}" for r in rejected]
     if failures:
         print("ivr demo: FAILED", *failures, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"ivr demo: all {len(calls) + 1} calls ended where their graph says; "
+    print(f"ivr demo: all {len(played.placed)} calls ended where their graph says; "
           f"{len(sim.requests)} requests to Bird, all valid.")  # fmt: skip
     return 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
+import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.cli import demo
 from service.runtime.serving import bind, serve, url_of
 from service.sim import AgentScript, BirdSimulator, CallerScript
-from tests.paths import IVR, ivr
+from tests.paths import IVR, ROOT, ivr
 
 TECH = "sip:tech@pbx.example.com"
 
@@ -408,3 +411,29 @@ async def test_serve_creates_the_agents_of_the_agents_file(tmp_path: Path) -> No
     ]
     assert board["support"]["agents"]["by_status"]["available"] == 1
     assert board["billing"]["agents"]["by_status"]["on_break"] == 1
+
+
+# -- ivr demo: the call center, as `make demo` runs it ---------------------------------
+
+
+def test_the_demo_shows_a_call_center() -> None:
+    """`ivr demo` end to end (its own embedded Redis, the simulator in real time: about
+    a minute). It checks every call itself (exit 1 otherwise); here: what it shows."""
+    result = subprocess.run(  # noqa: S603 - our own CLI
+        [*IVR, "demo"], capture_output=True, text=True, env=clean_env(), cwd=ROOT,
+        timeout=240, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout[-3000:]
+    out = result.stdout
+    assert out.startswith(f"ivr demo: {demo.CALLS} calls: 7 to +31970102030 (support-line)")
+    assert f"ivr demo: all {demo.CALLS} calls ended where their graph says" in out
+    # Callers queued and heard their place; the missing agent went on break.
+    assert "heard     You are next in line." in out
+    assert "heard     You are number 2 in line." in out
+    summary = out[out.index("=== The call center ===") :]
+    assert summary.count(", taken by ann") == 3
+    assert summary.count(", taken by dan; cyd missed it") == 2
+    assert "cyd missed it and was put on break" in summary
+    assert re.search(r"^  cyd  support  on_break ", summary, flags=re.M)
+    assert re.search(r"^  billing  joined 3, answered 3, handled 3", summary, flags=re.M)
+    assert re.search(r"^  support  joined 2, answered 2, handled 2", summary, flags=re.M)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from service.cli.demo import TECH
+from service.cli.demo import DAN
 from service.sim import CallerScript
 from service.sim.faults import DROPPED_NOT_PERFORMED, ERROR_503, RATE_LIMITED, SLOW
 from service.sim.transcript import CALLER_HUNG_UP
@@ -22,10 +22,10 @@ async def test_a_prompt_bird_fails_to_take_is_sent_again_and_the_caller_is_not_h
     redis: Redis,
 ) -> None:
     """Root cause 1: one failed command used to hang up the caller."""
-    async with stack(redis) as s:
+    async with stack(redis, seated=(DAN,)) as s:
         s.sim.inject("gather", ERROR_503, RATE_LIMITED, ERROR_503, ERROR_503)
         call_id, transcript = await s.call(CallerScript("retry", "+31612345678", NUMBER, ("2",)))
-    assert transcript.reached == TECH
+    assert transcript.reached == DAN.address
     gathers = [r for r in s.sim.requests_for(call_id) if r.operation == "gather"]
     assert [r.fault for r in gathers] == [ERROR_503, RATE_LIMITED, ERROR_503, ERROR_503, None]
     assert s.sim.performed(call_id, "gather") == 1
@@ -35,10 +35,10 @@ async def test_an_answer_bird_performed_but_answered_too_late_is_not_sent_twice(
     redis: Redis,
 ) -> None:
     """Root cause 1: a timed-out answer used to reject the call."""
-    async with stack(redis, service_options=FAST) as s:
+    async with stack(redis, service_options=FAST, seated=(DAN,)) as s:
         s.sim.inject("answer", SLOW)
         call_id, transcript = await s.call(CallerScript("slow", "+31612345678", NUMBER, ("2",)))
-    assert transcript.reached == TECH
+    assert transcript.reached == DAN.address
     assert s.sim.performed(call_id, "answer") == 1
     assert "hangup" not in s.commands_to(call_id)
 
@@ -46,10 +46,12 @@ async def test_an_answer_bird_performed_but_answered_too_late_is_not_sent_twice(
 async def test_an_answer_that_never_reached_bird_is_sent_again(redis: Redis) -> None:
     """A command lost on the way (no answer, not performed) is read back and resent."""
     # The caller lets it ring longer than the answer's timeout and retry take.
-    async with stack(redis, service_options=FAST, answer_timeout_min_real_s=10.0) as s:
+    async with stack(
+        redis, service_options=FAST, answer_timeout_min_real_s=10.0, seated=(DAN,)
+    ) as s:
         s.sim.inject("answer", DROPPED_NOT_PERFORMED)
         call_id, transcript = await s.call(CallerScript("lost", "+31612345678", NUMBER, ("2",)))
-    assert transcript.reached == TECH
+    assert transcript.reached == DAN.address
     assert s.sim.performed(call_id, "answer") == 1
     assert [r.fault for r in s.sim.requests_for(call_id) if r.operation == "answerCall"] == [
         DROPPED_NOT_PERFORMED, None,

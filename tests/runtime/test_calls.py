@@ -20,16 +20,25 @@ from service.bird.deliveries import Delivery, parse_delivery
 from service.bird.errors import BirdRequestError
 from service.core.graph import GraphSet
 from service.core.state import Direction, Outcome, Phase
-from service.graphs.loader import load_directory, parse
+from service.graphs.loader import parse
 from service.runtime import keys
 from service.runtime.calls import Handled
 from service.runtime.store import CallStore, connect
 from tests.paths import SHIPPED_GRAPHS
+from tests.sample_graphs import support_line_with_transfers
 from tests.support import RecordingBird, call_delivery, handler_for, recording_bird_calls
 
-GRAPHS = load_directory(SHIPPED_GRAPHS, "support-line")
+GRAPHS = support_line_with_transfers()  # the handler's tests: a transfer, not a queue
 T0 = time.time()
 SUPPORT_LINE = (SHIPPED_GRAPHS / "support-line.json").read_text()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_t0() -> None:
+    """Deliveries are stamped from T0, and a new call's must be recent
+    (``new_call_max_age_s``), however long the session ran before these tests."""
+    global T0
+    T0 = time.time()
 
 
 def completed(command: str, *, updated: float, call_id: str, **result: Any) -> Delivery:

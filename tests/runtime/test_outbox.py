@@ -20,17 +20,16 @@ from redis.asyncio import Redis
 from service.bird.deliveries import Delivery
 from service.core import actions
 from service.core.state import Outcome, Phase
-from service.graphs.loader import load_directory
 from service.runtime import keys, outbox
 from service.runtime.calls import CallHandler
 from service.runtime.outbox import Pending
 from service.runtime.store import CallStore
 from service.runtime.timers import CLAIM_LEASE_S, TimerLoop
-from tests.paths import SHIPPED_GRAPHS
 from tests.runtime.test_calls import completed, status
+from tests.sample_graphs import support_line_with_transfers
 from tests.support import handler_for, recording_bird_calls
 
-GRAPHS = load_directory(SHIPPED_GRAPHS, "support-line")
+GRAPHS = support_line_with_transfers()  # the outbox's tests: a transfer, not a queue
 Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]
 
 
@@ -468,7 +467,7 @@ async def test_a_bridge_bird_took_is_never_sent_again_while_its_leg_rings(
     assert bird.sent.count("bridge") == 1
     state = await call.store.load(call.id)
     assert state is not None
-    assert state.node == "agents-busy"  # the transfer's on_failure: voicemail next
+    assert state.node == "no-agents"  # the transfer's on_failure: voicemail next
 
 
 async def test_a_bridge_bird_took_whose_agent_answered_connects_the_call(
