@@ -114,7 +114,7 @@ def test_the_readme_the_help_and_the_demo_agree_on_what_the_demo_does() -> None:
     demo_help = " ".join(ivr("demo", "--help").stdout.split())
     assert f"Seat {agents} agents (PUT /agents/{{id}}) and place {calls} calls" in demo_help
     assert f"{calls - 1} callers of the support line" in demo_help
-    words = {3: "three", 7: "seven", 8: "eight"}
+    words = {3: "three", 8: "eight", 9: "nine"}
     assert f"seats {words[agents]} agents" in README
     assert f"places {words[calls]} calls: {words[calls - 1]} callers" in README
 

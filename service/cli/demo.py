@@ -2,10 +2,11 @@
 
 Starts a real embedded Redis (or uses ``REDIS_URL``), the Bird simulator and the
 service on free loopback ports, seats three agents through the agents API
-(``PUT /agents/{id}``), then places seven calls to the support line a few seconds
+(``PUT /agents/{id}``), then places eight calls to the support line a few seconds
 apart and one outbound appointment reminder through ``POST /calls``. Billing callers
 queue for Ann and hear their place in line; the technician's callers are offered to
-Cyd first, who misses them and is put on break, then to Dan. At the end it prints
+Cyd first, who misses them and is put on break, then to Dan; a technician's caller
+who finds Dan busy asks to be called back, and is, by Dan, in their turn. At the end it prints
 each call's transcript with the service's log lines for it, and what the call center
 did: who waited how long, which agent took whom, the agents and the queues as
 ``GET /agents`` and ``GET /queues`` show them. Exits 0 when every call ended where
@@ -40,6 +41,7 @@ import httpx
 import structlog
 
 from service.core.graph import GraphSet
+from service.core.line import callback_id
 from service.core.queues import queues_of
 from service.graphs.loader import GraphError, load_directory
 from service.runtime import logs
@@ -70,6 +72,9 @@ DEMO_PACE: Mapping[str, Any] = {
     "hold_segment_s": 5,
     "announce_every_s": 10,
 }
+# And per queue: the support queue offers its callback to whoever has to wait at all
+# (queues.json: once the expected wait is over two minutes).
+DEMO_QUEUE_PACE: Mapping[str, Mapping[str, Any]] = {"support": {"callback_after_s": 0}}
 # How long (real seconds) the calls may take, all together.
 CALLS_TIMEOUT_S = 150.0
 
@@ -98,8 +103,12 @@ class DemoAgent:
 ANN = DemoAgent("ann", "Ann", "+31201234567", ("billing",),
                 AgentScript("answer", answer_after_s=2.0, talk_s=5.0))  # fmt: skip
 CYD = DemoAgent("cyd", "Cyd", "+31201234568", ("support",), AgentScript("no-answer"))
-DAN = DemoAgent("dan", "Dan", "sip:dan@pbx.example.com", ("support",),
-                AgentScript("answer", answer_after_s=2.0, talk_s=5.0))  # fmt: skip
+# Dan's second call is a long one: the technician's caller who comes next finds him
+# busy and asks to be called back.
+DAN_TALKS = (5.0, 15.0, 5.0)
+DAN = DemoAgent("dan", "Dan", "sip:dan@pbx.example.com", ("support",), AgentScript.sequence(
+    *(AgentScript("answer", answer_after_s=2.0, talk_s=talk) for talk in DAN_TALKS)
+))  # fmt: skip
 # Seated in this order: Cyd is idle longer than Dan, so the support queue (fewest calls
 # first, then the longest idle) offers her its first caller.
 CENTER: tuple[DemoAgent, ...] = (ANN, CYD, DAN)
@@ -123,6 +132,11 @@ class DemoCall:
     """Prompts they must have heard, each the start of one (in any order)."""
     expect_offers: tuple[tuple[str, str], ...] | None = None
     """``(agent address, outcome)`` of every offer made to them, in order."""
+    placed_after: tuple[str, str] | None = None
+    """Placed once the service logged this event (the second) for the earlier demo call
+    of this name (the first), instead of at ``after_s``."""
+    called_back_by: str | None = None
+    """The agent the follow-up call of their callback must reach."""
 
     def problems(self, transcript: Transcript) -> list[str]:
         found = []
@@ -164,7 +178,7 @@ def demo_calls(number: str) -> list[DemoCall]:
                 "straight to a technician: Cyd misses it, Dan takes it",
                 "+31612345678",
                 number,
-                ("2",),
+                ("2", "_"),  # silence, should a callback be offered
             ),
             DAN.address,
             after_s=1,
@@ -195,21 +209,41 @@ def demo_calls(number: str) -> list[DemoCall]:
         ),
         DemoCall(
             CallerScript(
-                "a wrong key, then a technician: Cyd misses again and goes on break",
+                MISSED_AGAIN,
                 "+31644455566",
                 number,
-                ("9", "2"),
+                ("9", "2", "_"),
             ),
             DAN.address,
             after_s=8,
             queue="support",
             expect_offers=((CYD.address, OFFER_MISSED), (DAN.address, OFFER_ANSWERED)),
         ),
+        DemoCall(
+            CallerScript(
+                "a technician, but Dan is busy: asks to be called back",
+                CALLED_BACK,
+                number,
+                ("2", "1"),
+            ),
+            None,
+            expect_last_heard="Goodbye.",
+            queue="support",
+            expect_heard=("You are next in line.", "Thank you. We will call you back"),
+            expect_offers=(),
+            placed_after=(MISSED_AGAIN, "answered"),
+            called_back_by=DAN.address,
+        ),
     ]
 
 
+MISSED_AGAIN = "a wrong key, then a technician: Cyd misses again and goes on break"
 REMINDED = "+31611111111"
-CALLEES = {REMINDED: CalleeScript("confirms", AgentScript("answer", answer_after_s=3), ("1",))}
+CALLED_BACK = "+31655566677"
+CALLEES = {
+    REMINDED: CalleeScript("confirms", AgentScript("answer", answer_after_s=3), ("1",)),
+    CALLED_BACK: CalleeScript("called back", AgentScript("answer", answer_after_s=2), ("1",)),
+}
 REMINDER_VARS = {"name": "Ann", "date": "1 December", "time": "10:00"}
 REMINDER_AFTER_S = 3.0
 CALLS = len(demo_calls("+31970102030")) + 1  # and the outbound reminder
@@ -241,6 +275,20 @@ class _LogBook:
             while not self.of(call_id, event):
                 await self._news.wait()
 
+    def call_with(self, event: str, **fields: Any) -> str | None:
+        """The call whose log has ``event`` with these ``fields``, if any."""
+        for call_id, lines in self.events.items():
+            for line in lines:
+                if line.get("event") == event and all(line.get(k) == v for k, v in fields.items()):
+                    return call_id
+        return None
+
+    async def wait_for_call_with(self, event: str, timeout_s: float, **fields: Any) -> str:
+        async with asyncio.timeout(timeout_s):
+            while (found := self.call_with(event, **fields)) is None:
+                await self._news.wait()
+        return found
+
 
 def loopback_settings(service_url: str, bird_url: str, **overrides: Any) -> Settings:
     """Service settings for a service and a simulator side by side on loopback,
@@ -271,9 +319,17 @@ def simulator_for(settings: Settings, **options: Any) -> BirdSimulator:
     )
 
 
-def paced(graphs: GraphSet, pace: Mapping[str, Any] = DEMO_PACE) -> GraphSet:
-    """The graphs with their queues running at ``pace`` (settings of queues.json)."""
-    queues = {name: replace(queue, **pace) for name, queue in queues_of(graphs).items()}
+def paced(
+    graphs: GraphSet,
+    pace: Mapping[str, Any] = DEMO_PACE,
+    per_queue: Mapping[str, Mapping[str, Any]] = DEMO_QUEUE_PACE,
+) -> GraphSet:
+    """The graphs with their queues running at ``pace`` and ``per_queue`` (settings
+    of queues.json)."""
+    queues = {
+        name: replace(queue, **{**pace, **per_queue.get(name, {})})
+        for name, queue in queues_of(graphs).items()
+    }
     return replace(
         graphs,
         graphs={gid: replace(graph, queues=queues) for gid, graph in graphs.graphs.items()},
@@ -306,6 +362,8 @@ class _Placed:
     call_id: str
     demo: DemoCall | None = None  # None: the outbound reminder
     transcript: Transcript | None = None
+    follow_up: str | None = None  # the call that called them back
+    follow_up_transcript: Transcript | None = None
 
 
 @dataclass
@@ -371,9 +429,26 @@ async def _watch(admin: _Admin, run: _Run, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
-async def _place_later(sim: BirdSimulator, call: DemoCall, delay_s: float) -> str:
-    await asyncio.sleep(delay_s)
-    return await sim.place_inbound_call(call.script)
+async def _place_later(
+    sim: BirdSimulator, book: _LogBook, call: DemoCall, ids: Mapping[str, asyncio.Future[str]]
+) -> str:
+    """Place ``call`` at its time, or once the earlier call it waits for got that far."""
+    if call.placed_after is not None:
+        name, event = call.placed_after
+        await book.wait_for(await ids[name], event, CALLS_TIMEOUT_S)
+    else:
+        await asyncio.sleep(call.after_s)
+    call_id = await sim.place_inbound_call(call.script)
+    ids[call.script.name].set_result(call_id)
+    return call_id
+
+
+async def _called_back(sim: BirdSimulator, book: _LogBook, queue: str, number: str) -> str:
+    """The follow-up call of ``number``'s callback in ``queue``, once it has ended."""
+    callback = callback_id(queue, number)
+    call_id = await book.wait_for_call_with("callback_placed", CALLS_TIMEOUT_S, callback=callback)
+    await sim.wait_ended(call_id, CALLS_TIMEOUT_S)
+    return call_id
 
 
 async def _remind_later(admin: _Admin, delay_s: float) -> str:
@@ -403,7 +478,9 @@ async def _play(sim: BirdSimulator, admin: _Admin, book: _LogBook, clock: Pinned
     stop = asyncio.Event()
     watching = asyncio.create_task(_watch(admin, run, stop))
     now = [c for c in calls if c.at == OPEN]
-    placing = [asyncio.create_task(_place_later(sim, c, c.after_s)) for c in now]
+    loop = asyncio.get_running_loop()
+    ids: dict[str, asyncio.Future[str]] = {c.script.name: loop.create_future() for c in now}
+    placing = [asyncio.create_task(_place_later(sim, book, c, ids)) for c in now]
     reminding = asyncio.create_task(_remind_later(admin, REMINDER_AFTER_S))
     try:
         for call, call_id in zip(now, await asyncio.gather(*placing), strict=True):
@@ -415,6 +492,11 @@ async def _play(sim: BirdSimulator, admin: _Admin, book: _LogBook, clock: Pinned
         ends = [sim.wait_ended(p.call_id, CALLS_TIMEOUT_S) for p in run.placed]
         for placed, transcript in zip(run.placed, await asyncio.gather(*ends), strict=True):
             placed.transcript = transcript
+        for placed in run.placed:
+            if placed.demo is not None and placed.demo.called_back_by is not None:
+                queue, number = placed.demo.queue or "", placed.demo.script.from_number
+                placed.follow_up = await _called_back(sim, book, queue, number)
+                placed.follow_up_transcript = sim.transcript(placed.follow_up)
     finally:
         stop.set()
         await watching
@@ -431,6 +513,12 @@ def _problems(run: _Run, book: _LogBook) -> list[str]:
         assert transcript is not None
         if placed.demo is not None:
             found += [f"call {placed.index}: {p}" for p in placed.demo.problems(transcript)]
+            agent = placed.demo.called_back_by
+            back = placed.follow_up_transcript
+            if agent is not None and (back is None or back.reached != agent):
+                reached = back.reached if back is not None else None
+                found.append(f"call {placed.index}: called back to {reached!r}, "
+                             f"expected {agent!r}")  # fmt: skip
             continue
         heard = transcript.texts("heard")
         if not heard or "is confirmed" not in heard[-1]:
@@ -451,7 +539,10 @@ def _print_call(placed: _Placed, book: _LogBook) -> None:
     demo, transcript = placed.demo, placed.transcript
     assert transcript is not None
     when = f"{demo.at:%a %d %b %H:%M %Z}" if demo is not None else f"{OPEN:%a %d %b %H:%M %Z}"
-    if demo is not None and demo.at == OPEN:
+    if demo is not None and demo.placed_after is not None:
+        earlier, event = demo.placed_after
+        when += f", placed once {earlier!r} was {event}"
+    elif demo is not None and demo.at == OPEN:
         when += f", placed at +{demo.after_s:g} s"
     elif demo is None:
         when += f", placed at +{REMINDER_AFTER_S:g} s"
@@ -460,6 +551,12 @@ def _print_call(placed: _Placed, book: _LogBook) -> None:
     print("--- service log ---")
     for line in book.lines.pop(placed.call_id, []):
         print(f"  {line}")
+    if placed.follow_up is not None and placed.follow_up_transcript is not None:
+        print(f"--- called back in their turn: the follow-up call {placed.follow_up} ---")
+        print(placed.follow_up_transcript.render())
+        print("--- service log ---")
+        for line in book.lines.pop(placed.follow_up, []):
+            print(f"  {line}")
     print()
 
 
@@ -491,8 +588,11 @@ def _print_summary(run: _Run, book: _LogBook) -> None:
         demo, transcript = placed.demo, placed.transcript
         if demo is None or demo.queue is None or transcript is None:
             continue
-        answered = book.of(placed.call_id, "answered")
-        if answered:
+        answered = book.of(placed.follow_up or placed.call_id, "answered")
+        if placed.follow_up is not None and answered:
+            done = (f"asked to be called back, called back {answered[-1]['waited_s']:4.1f} s "
+                    f"after joining, taken by {answered[-1]['agent_id']}")  # fmt: skip
+        elif answered:
             done = f"waited {answered[-1]['waited_s']:4.1f} s, taken by {answered[-1]['agent_id']}"
         else:
             done = "never taken"

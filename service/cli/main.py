@@ -99,12 +99,13 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="embedded Redis + simulator + service: a call center of 3 agents and 8 calls "
-        "(7 callers, 1 outbound reminder), transcripts, logs and a summary",
-        description="Seat 3 agents (PUT /agents/{id}) and place 8 calls, in about a minute: "
-        "7 callers of the support line a few seconds apart (billing callers queue for Ann and "
+        help="embedded Redis + simulator + service: a call center of 3 agents and 9 calls "
+        "(8 callers, 1 outbound reminder), transcripts, logs and a summary",
+        description="Seat 3 agents (PUT /agents/{id}) and place 9 calls, in about a minute: "
+        "8 callers of the support line a few seconds apart (billing callers queue for Ann and "
         "hear their place; Cyd misses the technician's callers and is put on break, Dan takes "
-        "them; a Christmas Day voicemail; a caller who never presses a key) and 1 outbound "
+        "them; one who finds Dan busy asks to be called back and is, in their turn; a "
+        "Christmas Day voicemail; a caller who never presses a key) and 1 outbound "
         "appointment reminder (POST /calls). Prints each call's transcript and log lines, then "
         "who waited how long, who took them, and GET /agents and GET /queues. Exits 1 if a "
         "call ends anywhere else. Uses REDIS_URL when set, else an embedded Redis.",

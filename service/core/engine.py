@@ -725,37 +725,51 @@ class _Walk:
             self.enter(node.on_no_agents)
             return
         self.update(line=replace(waiting, alone_since=alone_since))
-        if self.announce(queue, event):
+        position = self.position_due(queue, event)
+        if self.offer_callback(queue, node, event, position):
             return
-        if self.offer_callback(queue, node, event):
+        if position is not None:
+            self.announce(queue, event, position)
             return
         self.hold(queue)
 
-    def announce(self, queue: Queue, event: events.LineStatus) -> bool:
-        """Say the caller's position and expected wait, if it improved since they last
-        heard it (and not more often than ``announce_every_s``)."""
+    def position_due(self, queue: Queue, event: events.LineStatus) -> str | None:
+        """What to tell the caller of their position and expected wait, if it improved
+        since they last heard it (and not more often than ``announce_every_s``)."""
         waiting = self.state.line
         assert waiting is not None
         if not queue.announce_position or event.position < 1:
-            return False
+            return None
         improved = waiting.announced is None or event.position < waiting.announced
         recently = (
             waiting.announced_at is not None
             and self.now - waiting.announced_at < queue.announce_every_s
         )
         if not improved or recently:
-            return False
-        text = announcement(event.position, event.expected_wait_s)
+            return None
+        return announcement(event.position, event.expected_wait_s)
+
+    def announced(self, event: events.LineStatus) -> dict[str, Any]:
+        """Note the position told; the changes to the caller's place that remember it."""
+        waiting = self.state.line
+        assert waiting is not None
         self.line_note("position_announced", waiting, position=event.position,
                        expected_wait_s=event.expected_wait_s)  # fmt: skip
+        return {"announced": event.position, "announced_at": self.now}
+
+    def announce(self, queue: Queue, event: events.LineStatus, text: str) -> None:
+        told = self.announced(event)
         prompt = Prompt(say=text, locale=queue.locale, voice=queue.voice)
         self.actions.append(actions.Speak(self.prompt(prompt)))
-        self.waiting_as(Waiting.ANNOUNCING, announced=event.position, announced_at=self.now)
-        return True
+        self.waiting_as(Waiting.ANNOUNCING, **told)
 
-    def offer_callback(self, queue: Queue, node: QueueNode, event: events.LineStatus) -> bool:
+    def offer_callback(
+        self, queue: Queue, node: QueueNode, event: events.LineStatus, position: str | None
+    ) -> bool:
         """Offer a callback once the expected wait exceeds ``callback_after_s`` (again
-        after ``announce_every_s`` if they did not take it)."""
+        after ``announce_every_s`` if they did not take it), after the ``position`` to
+        tell in the same prompt when the offer is a ``say`` (a ``play`` offer waits
+        for the next check, after the position is told)."""
         waiting = self.state.line
         assert waiting is not None
         if queue.callback_after_s is None or node.on_callback is None:
@@ -765,9 +779,16 @@ class _Walk:
         offered_at = waiting.callback_offered_at
         if offered_at is not None and self.now - offered_at < queue.announce_every_s:
             return False
+        offer = self.prompt(queue.callback_offer)
+        told: dict[str, Any] = {}
+        if position is not None:
+            if not isinstance(offer, actions.Say):
+                return False
+            told = self.announced(event)
+            offer = replace(offer, text=f"{position} {offer.text}")
         self.line_note("callback_offered", waiting, expected_wait_s=event.expected_wait_s)
-        self.actions.append(actions.Gather(self.prompt(queue.callback_offer), 1, 5))
-        self.waiting_as(Waiting.CALLBACK_OFFER, callback_offered_at=self.now)
+        self.actions.append(actions.Gather(offer, 1, 5))
+        self.waiting_as(Waiting.CALLBACK_OFFER, callback_offered_at=self.now, **told)
         return True
 
     def hold(self, queue: Queue) -> None:

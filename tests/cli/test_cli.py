@@ -425,7 +425,7 @@ def test_the_demo_shows_a_call_center() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout[-3000:]
     out = result.stdout
-    assert out.startswith(f"ivr demo: {demo.CALLS} calls: 7 to +31970102030 (support-line)")
+    assert out.startswith(f"ivr demo: {demo.CALLS} calls: 8 to +31970102030 (support-line)")
     assert f"ivr demo: all {demo.CALLS} calls ended where their graph says" in out
     # Callers queued and heard their place; the missing agent went on break.
     assert "heard     You are next in line." in out
@@ -436,4 +436,9 @@ def test_the_demo_shows_a_call_center() -> None:
     assert "cyd missed it and was put on break" in summary
     assert re.search(r"^  cyd  support  on_break ", summary, flags=re.M)
     assert re.search(r"^  billing  joined 3, answered 3, handled 3", summary, flags=re.M)
-    assert re.search(r"^  support  joined 2, answered 2, handled 2", summary, flags=re.M)
+    # The technician's caller who found Dan busy was called back by him, in their turn.
+    assert "asked to be called back, called back" in summary
+    assert "taken by dan" in summary[summary.index("asked to be called back") :].splitlines()[0]
+    assert "--- called back in their turn: the follow-up call" in out
+    assert "heard     Hello, this is the call back you asked for." in out
+    assert re.search(r"^  support  joined 3, answered 3, handled 3", summary, flags=re.M)

@@ -222,3 +222,22 @@ def test_news_of_another_offer_changes_nothing_on_a_follow_up_call() -> None:
     late = follow.feed(events.AgentConnected("leg-old", "o0"))
     assert not late.moved
     assert follow.state.phase is Phase.BRIDGING
+
+
+def test_the_place_and_the_callback_offer_are_one_prompt_when_both_are_due() -> None:
+    graph = callback_graph()
+    queue = replace(graph.queues["support"], announce_position=True)
+    call = Call(replace(graph, queues={"support": queue}))
+    call.feed(events.DigitsCollected("1"), after_s=4)
+    in_line(call, position=2, wait=600)
+    offer = call.action
+    assert isinstance(offer, actions.Gather)
+    assert isinstance(offer.prompt, actions.Say)
+    assert offer.prompt.text.startswith("You are number 2 in line. The expected wait is")
+    assert offer.prompt.text.endswith("press 1.")
+    assert {"position_announced", "callback_offered"} <= set(call.notes())
+    call.feed(events.DigitsCollected(""), after_s=5)  # not taken: hold, and no repeat
+    call.feed(events.PromptFinished(), after_s=20)
+    in_line(call, position=2, wait=580)
+    assert isinstance(call.action, actions.Speak)
+    assert "position_announced" not in call.notes()

@@ -58,7 +58,7 @@ def test_the_shipped_queues_load_without_warnings() -> None:
     loaded, found = read_queues(SHIPPED)
     assert found == []
     assert sorted(loaded) == ["billing", "support"]
-    assert not loaded["support"].offers_callback  # until the support line has a callback node
+    assert loaded["support"].callback_after_s == 120
     assert loaded["billing"].tier_wait_s == 30
     assert not loaded["billing"].offers_callback
     assert json.loads(SHIPPED.read_text())["$schema"] == "./queues.schema.json"

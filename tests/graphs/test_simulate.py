@@ -249,7 +249,8 @@ def test_a_long_wait_announces_better_places_and_offers_a_callback() -> None:
     result = walk("answer:150", ("_",))
     assert heard(result) == [
         "Welcome.",
-        "You are number 3 in line. The expected wait is about 2 minutes.",
+        # The place and the callback offer, in one prompt when both are due.
+        "You are number 3 in line. The expected wait is about 2 minutes. "
         "To be called back when it is your turn, without losing your place, press 1.",
         "You are number 2 in line. The expected wait is about 1 minute.",
         "You are next in line. The expected wait is less than a minute.",
