@@ -55,3 +55,18 @@ chaos: $(STAMP)
 	done; \
 	$(BIN)/python -m bench.chaos --summarize $(foreach s,$(CHAOS_SEEDS),$(CHAOS_OUT)/seed-$(s)/report.json); \
 	exit $$status
+
+# Agent routing's acceptance run (bench/callcenter.py; verdicts and figures in
+# bench/README.md): 50 callers and 5 scripted agents, one Redis, two `ivr serve` workers
+# behind a proxy (one SIGKILLed mid-run), the simulator in its hard mode (A7, A11). About
+# 70 s a seed; exits 1 if any verdict counts a violation (evidence in the seed's directory).
+CALLCENTER_SEEDS ?= 1 2 3
+CALLCENTER_OUT ?= $${TMPDIR:-/tmp}/ivr-callcenter
+
+.PHONY: callcenter
+callcenter: $(STAMP)
+	@status=0; for seed in $(CALLCENTER_SEEDS); do \
+	  $(BIN)/python -m bench.callcenter --callers 50 --agents 5 --seed $$seed \
+	    --out $(CALLCENTER_OUT)/seed-$$seed || status=1; echo; \
+	done; \
+	exit $$status

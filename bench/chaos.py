@@ -770,10 +770,12 @@ def _write_graph(directory: Path) -> None:
     (directory / f"{GRAPH_ID}.json").write_text(json.dumps(GRAPH, indent=2))
 
 
-def _prepare_out(config: ChaosConfig) -> Path:
-    if config.out_dir is None:
-        return Path(tempfile.mkdtemp(prefix=f"ivr-chaos-seed{config.seed}-"))
-    out = config.out_dir
+def prepare_out(out_dir: Path | None, prefix: str) -> Path:
+    """A run's output folder: ``out_dir`` cleared of an earlier run's logs and
+    evidence, or a new temporary one named ``prefix...``."""
+    if out_dir is None:
+        return Path(tempfile.mkdtemp(prefix=prefix))
+    out = out_dir
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("worker-*.log"), *out.glob("worker-*.stderr"), *out.glob("evidence/*")]:
         old.unlink()
@@ -782,7 +784,7 @@ def _prepare_out(config: ChaosConfig) -> Path:
 
 async def run(config: ChaosConfig) -> Report:
     """One chaos run, from nothing to the report."""
-    out = _prepare_out(config)
+    out = prepare_out(config.out_dir, f"ivr-chaos-seed{config.seed}-")
     revision = await asyncio.to_thread(service_revision)
     graphs_dir = out / "graphs"
     _write_graph(graphs_dir)
