@@ -14,11 +14,14 @@
   A11), with scripted agents (:func:`agent_roster`: steady ones, one sometimes busy, one
   who misses his first offers and is put on break, a slow one who sometimes misses) and
   scripted callers placed over a few seconds, some of whom hang up while they wait, two
-  while their first offer rings (:func:`caller_plans`);
+  while their first offer rings, and a few who press 1 at the callback offer (the line's
+  ``on_callback`` goes to a ``callback`` node) and answer the follow-up call to their
+  number, pressing 1 (:func:`caller_plans`, :func:`callee_scripts`);
 - a sampler that reads the queue's line and the agents' states from Redis every 50 ms.
 
-When every call has ended and the offers' leases have passed it judges, from the
-simulator's records (every agent leg with its request, ring, answer and end times; what
+When every call has ended (the follow-up calls too, no callback pending) and the offers'
+leases have passed it judges, from the simulator's records (every agent leg, of the
+callers' calls and of the follow-up calls, with its request, ring, answer and end times; what
 each caller heard and when), the workers' JSON log lines and the samples, each property
 of the acceptance test as its own verdict (:data:`DEFINITIONS`), writes an evidence file
 for every violation and exits 1 when any verdict is not 0.
@@ -65,7 +68,7 @@ from service.runtime.line import OFFER_LEASE_S
 from service.runtime.redis_server import EmbeddedRedis
 from service.runtime.serving import bind, serve, url_of
 from service.runtime.store import CallStore, StoredCall, connect
-from service.sim import AgentScript, BirdSimulator, CallerScript
+from service.sim import AgentScript, BirdSimulator, CalleeScript, CallerScript
 from service.sim.calls import SimCall
 from service.sim.transcript import HEARD
 
@@ -80,7 +83,11 @@ PRIORITY = {NUMBER: 0, VIP_NUMBER: 5}
 WAIT_NODE = "wait"
 TIMEOUT_NODE = "timeout"
 CLOSED_NODE = "closed"
+CALLBACK_NODE = "call-back"
+BYE_NODE = "bye"
 WELCOME = "Thanks for calling."
+CALLBACK_SAY = "We will call you back when it is your turn."
+CALLBACK_OFFER = "To be called back in your turn, press 1."
 TIMEOUT_SAY = "Sorry, nobody could take your call. Goodbye."
 CLOSED_SAY = "Nobody is available right now. Goodbye."
 AGENT_NUMBER = "+3120555{:04d}"
@@ -102,9 +109,17 @@ def line_graph(graph_id: str, number: str) -> dict[str, Any]:
                 "priority": PRIORITY[number],
                 "on_timeout": TIMEOUT_NODE,
                 "on_no_agents": CLOSED_NODE,
+                "on_callback": CALLBACK_NODE,
+            },
+            CALLBACK_NODE: {
+                "type": "callback",
+                "queue": QUEUE,
+                "say": CALLBACK_SAY,
+                "next": BYE_NODE,
             },
             TIMEOUT_NODE: {"type": "hangup", "say": TIMEOUT_SAY},
             CLOSED_NODE: {"type": "hangup", "say": CLOSED_SAY},
+            BYE_NODE: {"type": "hangup", "say": "Goodbye."},
         },
     }
 
@@ -122,9 +137,25 @@ class QueueSettings:
     announce_every_s: int = 10
     max_wait_s: int = 45
     no_agents_grace_s: int = 60
+    callback_after_s: int | None = 100
+    """Offer a callback once the expected wait exceeds 100 s: position * 180 s / the
+    agents before any call was handled (the callers joining then at position 3 or more
+    hear it, once, on joining), position * the average talk time (2-4 s) / the agents
+    after (nobody in a run). Offered more (0: every caller, every ``announce_every_s``),
+    the offer's gather keeps a chosen caller's bridge waiting (A7: a gather is not cut
+    short) while the agent is reserved, and far fewer callers are put through: see
+    bench/README.md."""
+    callback_retry_s: int = 30
+    callback_attempts: int = 2
+    """The callees answer: no retry is needed in a run (one would come 30 s later)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "announce_position": True, "strategy": "longest-idle"}
+        return {
+            **asdict(self),
+            "announce_position": True,
+            "strategy": "longest-idle",
+            "callback_offer": {"say": CALLBACK_OFFER},
+        }
 
 
 # -- who is on the line -------------------------------------------------------------------
@@ -187,12 +218,19 @@ class CallerPlan:
     """When the call is placed, in seconds after the first one."""
     hangup_after_s: float | None
     """Seconds after the answer at which the caller hangs up, wherever the call is."""
+    calls_back: bool = False
+    """Presses 1 at the first callback offer (and answers the follow-up call, pressing 1:
+    :func:`callee_scripts`); the other callers stay silent at every offer."""
 
     @property
     def priority(self) -> int:
         return PRIORITY[self.to_number]
 
 
+CALLBACK_JOIN_BY_S = 3.5
+"""The callers who ask for a callback arrive by then: the first call handled ends no
+sooner than 4.2 s (an offer at 1.2 s, answered after 1 s, 2 s of talk), and until then
+the expected wait is 180 s per caller ahead (:class:`QueueSettings` ``callback_after_s``)."""
 RING_HANGUP_S = 2.0
 """When the callers who hang up while their first offer rings do: the welcome lasts 1.14 s
 (the simulator speaks 0.06 s a character), the bridge follows within milliseconds, and no
@@ -215,6 +253,19 @@ def caller_plans(config: CenterConfig) -> list[CallerPlan]:
     ringing = set(rng.sample(first, min(len(first), config.ring_hangups)))
     later = list(range(len(first), count))
     impatient = set(rng.sample(later, min(len(later), round(count * config.impatient_share))))
+    # Callers who ask for a callback: drawn apart (the other draws stay as they were),
+    # among those who arrive once every agent is busy, before any call can have been
+    # handled (so that they hear the offer on joining), and who do not hang up.
+    patient = [
+        i
+        for i in range(2 * len(first), count)
+        if i not in impatient and arrivals[i] <= CALLBACK_JOIN_BY_S
+    ]
+    calls_back = set(
+        random.Random(f"{config.seed}/callbacks").sample(
+            patient, min(len(patient), config.callback_callers)
+        )
+    )
     plans = []
     for index, at in enumerate(arrivals):
         hangup = round(rng.uniform(8.0, 22.0), 1) if index in impatient else None
@@ -225,9 +276,25 @@ def caller_plans(config: CenterConfig) -> list[CallerPlan]:
                 to_number=VIP_NUMBER if index in vip else NUMBER,
                 at_s=round(at, 3),
                 hangup_after_s=RING_HANGUP_S if index in ringing else hangup,
+                calls_back=index in calls_back,
             )
         )
     return plans
+
+
+def callee_scripts(config: CenterConfig, plans: Sequence[CallerPlan]) -> dict[str, CalleeScript]:
+    """The follow-up calls of the callers who asked for a callback: they answer after
+    1-2 s and press 1 (every follow-up call to their number, should there be more)."""
+    rng = random.Random(f"{config.seed}/callees")
+    return {
+        plan.from_number: CalleeScript(
+            f"caller {plan.index} called back",
+            AgentScript("answer", answer_after_s=round(rng.uniform(1.0, 2.0), 2)),
+            inputs=("1",),
+        )
+        for plan in plans
+        if plan.calls_back
+    }
 
 
 @dataclass(frozen=True)
@@ -239,6 +306,7 @@ class CenterConfig:
     vip_share: float = 0.2
     impatient_share: float = 0.16
     ring_hangups: int = 2
+    callback_callers: int = 5
     queue: QueueSettings = field(default_factory=QueueSettings)
     kill_at_s: float | None = 20.0
     """Worker a is SIGKILLed this many seconds after the first call (None: never)."""
@@ -357,6 +425,9 @@ class Observed:
     roster: list[AgentPlan]
     call_ids: list[str]
     """The call id of each plan, in order."""
+    follow_ups: dict[str, list[str]]
+    """Caller's call id -> the follow-up calls of their callback (Bird's calls to their
+    number), in the order they were placed."""
     sim: BirdSimulator
     snapshots: list[Snapshot]
     log_lines: list[dict[str, Any]]
@@ -422,6 +493,7 @@ async def _run_with(
         agents_file=agents_file,
     )
     scale = config.time_scale
+    plans = caller_plans(config)
     sim = BirdSimulator(
         access_key=keys_.access_key,
         workspace_id=keys_.workspace_id,
@@ -429,6 +501,7 @@ async def _run_with(
         signing_key=keys_.signing_key,
         subscription_url=wiring.proxy_url + "/webhooks/bird",
         agents={plan.number: plan.script for plan in roster},
+        callees=callee_scripts(config, plans),
         time_scale=scale,
         answer_timeout_s=30.0 / scale,
         answer_timeout_min_real_s=30.0,
@@ -440,7 +513,6 @@ async def _run_with(
     workers = [ProcessWorker(name, port, wiring) for name, port in zip("ab", ports, strict=True)]
     redis = connect(server.url)
     sampler = Sampler(redis, [plan.id for plan in roster], config.sample_every_s)
-    plans = caller_plans(config)
     center = _Center(config, sim, proxy, workers, plans)
     try:
         async with serve(sim.app, sock=bird_sock), proxy.serving(proxy_sock):
@@ -449,7 +521,7 @@ async def _run_with(
                 sampling = asyncio.create_task(sampler.run())
                 try:
                     await center.place_calls()
-                    waited = await center.wait_all_ended()
+                    waited = await center.wait_all_ended(redis)
                     calls_ended = time.time()
                     await _settle(redis, keys_.channel_id)
                 finally:
@@ -458,9 +530,11 @@ async def _run_with(
                     sampling.cancel()
                 ended = time.time()
                 store = CallStore(redis, ended_ttl_s=3600, channel_id=keys_.channel_id)
-                states = {cid: await store.load_call(cid) for cid in center.call_ids}
+                follow_ups = follow_up_calls(sim, plans, center.call_ids)
+                every_call = center.call_ids + [c for ids in follow_ups.values() for c in ids]
+                states = {cid: await store.load_call(cid) for cid in every_call}
                 leftovers = await read_leftovers(
-                    redis, keys_.channel_id, center.call_ids, [p.id for p in roster]
+                    redis, keys_.channel_id, every_call, [p.id for p in roster]
                 )
             finally:
                 sim.release_held_requests()
@@ -474,6 +548,7 @@ async def _run_with(
         plans=plans,
         roster=roster,
         call_ids=center.call_ids,
+        follow_ups=follow_ups,
         sim=sim,
         snapshots=sampler.snapshots,
         log_lines=lines,
@@ -530,6 +605,7 @@ class _Center:
                 name=f"caller {plan.index}" + (" (VIP)" if plan.priority else ""),
                 from_number=plan.from_number,
                 to_number=plan.to_number,
+                inputs=("1",) if plan.calls_back else (),
                 hangup_after_s=plan.hangup_after_s,
             )
             self.call_ids.append(await self.sim.place_inbound_call(script))
@@ -568,18 +644,26 @@ class _Center:
             )
         )
 
-    async def wait_all_ended(self) -> str:
+    async def wait_all_ended(self, redis: Redis) -> str:
         """Until every call has ended and its deliveries were answered (its agents' legs
-        too), or the run's time is up."""
+        too), no callback is pending any more and every follow-up call has ended too, or
+        the run's time is up."""
         deadline = self.started + self.config.max_run_s
         try:
             while True:
                 roots = [self.sim.calls[cid] for cid in self.call_ids]
+                roots += [c for c in list(self.sim.calls.values()) if c.party == "callee"]
                 if all(root.settled.is_set() for root in roots):
-                    return "every call ended and every delivery was answered"
+                    with contextlib.suppress(RedisError, OSError):
+                        if not await redis.zcard(keys.queue_callbacks(QUEUE)):
+                            return "every call ended and every delivery was answered"
                 if time.time() > deadline:
                     live = sum(1 for root in roots if not root.ended)
-                    return f"stopped after {self.config.max_run_s:.0f} s with {live} call(s) live"
+                    pending = await redis.zcard(keys.queue_callbacks(QUEUE))
+                    return (
+                        f"stopped after {self.config.max_run_s:.0f} s with {live} call(s) live "
+                        f"and {pending} callback(s) pending"
+                    )
                 await asyncio.sleep(0.2)
         finally:
             if self._kill is not None:
@@ -615,6 +699,7 @@ async def read_leftovers(
     for name, key in (
         ("waiting", keys.queue_waiting(QUEUE)),
         ("ringing", keys.queue_offered(QUEUE)),
+        ("callbacks", keys.queue_callbacks(QUEUE)),
     ):
         for member in await redis.zrange(key, 0, -1):
             found.append(f"call {_text(member)} still in the queue's {name} set ({key})")
@@ -630,13 +715,29 @@ async def read_leftovers(
     placed = set(call_ids)
     for member in await redis.zrange(keys.timers(channel_id), 0, -1):
         text = _text(member)
-        if text.startswith("offer:") or text in placed:
+        if text.startswith(("offer:", "callback:")) or text in placed:
             found.append(f"timer {text} still set")
     for call_id in call_ids:
         ttl = await redis.ttl(keys.call(call_id))
         if ttl == -1:
             found.append(f"call {call_id}: its state has no TTL")
     return found
+
+
+def follow_up_calls(
+    sim: BirdSimulator, plans: Sequence[CallerPlan], call_ids: Sequence[str]
+) -> dict[str, list[str]]:
+    """Caller's call id -> Bird's calls to their number (the follow-up calls of their
+    callback: the service calls nobody else), by when they were placed."""
+    number_of = {plan.from_number: cid for plan, cid in zip(plans, call_ids, strict=False)}
+    found: dict[str, list[SimCall]] = defaultdict(list)
+    for call in list(sim.calls.values()):
+        if call.party == "callee" and call.to_number in number_of:
+            found[number_of[call.to_number]].append(call)
+    return {
+        cid: [c.id for c in sorted(calls, key=lambda c: c.created_at.timestamp())]
+        for cid, calls in found.items()
+    }
 
 
 def read_worker_logs(
@@ -714,6 +815,9 @@ class Leg:
     ended: float | None
     left_ringing: bool = False
     """The caller hung up while it rang and Bird left it ringing (A11)."""
+    callback_of: str | None = None
+    """A leg of a follow-up call (``call_id``): the call id of the caller whose callback
+    it serves."""
 
 
 @dataclass(frozen=True)
@@ -732,12 +836,15 @@ class Announcement:
 
 @dataclass
 class CallerRecord:
-    """One caller, as the judge needs them."""
+    """One caller, as the judge needs them; or (``kind`` ``callback``) the place a
+    caller's callback holds in line after they left it (``call_id``: its ``cb:ID``
+    member), which counts for the positions of the others, not for fifo or outcomes."""
 
     call_id: str
     index: int
     priority: int
     queue: str = QUEUE
+    kind: str = "caller"
     joined: float | None = None
     """The place's time (the service's joined_at: the place score); None: never joined."""
     joined_exact: bool = True
@@ -785,9 +892,13 @@ def classify(
     service_outcome: str | None,
     service_node: str | None,
     left_for: str | None,
+    called_back: str | None = None,
 ) -> tuple[str | None, list[str]]:
     """How a caller's call ended (one of :data:`OUTCOMES`), or why it is none of them.
-    ``left_for`` is the log event with which the service took them out of the line."""
+    ``left_for`` is the log event with which the service took them out of the line;
+    ``called_back`` what became of the follow-up calls of a caller who left for a
+    callback: "connected" (one reached an agent who answered, the service's state says
+    agent_connected), else why not."""
     if not ended:
         return None, ["still live at the end of the run"]
     if service_outcome is None:
@@ -797,7 +908,9 @@ def classify(
             return "connected", []
         return None, [f"an agent answered, but the service says {service_outcome}"]
     if left_for == "callback":
-        return "called_back", []
+        if called_back == "connected":
+            return "called_back", []
+        return None, [f"left the line for a callback, but {called_back or 'no follow-up call'}"]
     if hangup_source == "caller":
         if service_outcome == "ended_by_caller":
             return "abandoned", []
@@ -826,9 +939,17 @@ def _when(moment: datetime | None) -> float | None:
     return moment.timestamp() if moment is not None else None
 
 
-def sim_legs(sim: BirdSimulator, call_ids: Iterable[str]) -> list[Leg]:
+def sim_legs(
+    sim: BirdSimulator,
+    call_ids: Iterable[str],
+    follow_ups: Mapping[str, Sequence[str]] | None = None,
+) -> list[Leg]:
+    """Every agent leg of the callers' calls and of the follow-up calls of their
+    callbacks (``follow_ups``: caller's call id -> follow-up call ids)."""
     legs = []
-    for call_id in call_ids:
+    served: list[tuple[str, str | None]] = [(cid, None) for cid in call_ids]
+    served += [(f, cid) for cid, ids in (follow_ups or {}).items() for f in ids]
+    for call_id, callback_of in served:
         for leg in _agent_legs(sim.calls[call_id]):
             url = str((leg.notification or {}).get("url", ""))
             offer = parse_qs(urlsplit(url).query).get("offer", [None])[0]
@@ -843,6 +964,7 @@ def sim_legs(sim: BirdSimulator, call_ids: Iterable[str]) -> list[Leg]:
                     answered=_when(leg.answered_at),
                     ended=_when(leg.ended_at),
                     left_ringing=leg.left_ringing,
+                    callback_of=callback_of,
                 )
             )
     return legs
@@ -923,7 +1045,7 @@ def build_records(observed: Observed) -> Records:
     and the samples, put together per caller."""
     sim, end = observed.sim, observed.ended
     samples = _Samples(observed.snapshots, end)
-    legs = sim_legs(sim, observed.call_ids)
+    legs = sim_legs(sim, observed.call_ids, observed.follow_ups)
     legs_of: dict[str, list[Leg]] = defaultdict(list)
     for leg in legs:
         legs_of[leg.call_id].append(leg)
@@ -938,6 +1060,10 @@ def build_records(observed: Observed) -> Records:
         call = sim.calls[call_id]
         stored = observed.states.get(call_id)
         left = next((str(ln["event"]) for ln in lines_of[call_id] if ln["event"] in LEAVES), None)
+        follow_ups = observed.follow_ups.get(call_id, [])
+        called_back = (
+            _called_back(follow_ups, legs_of, observed.states) if left == "callback" else None
+        )
         record.outcome, record.outcome_problems = classify(
             ended=call.ended,
             hangup_source=call.hangup_source,
@@ -945,10 +1071,79 @@ def build_records(observed: Observed) -> Records:
             service_outcome=str(stored.state.outcome) if stored and stored.state.outcome else None,
             service_node=stored.state.node if stored else None,
             left_for=left,
+            called_back=called_back,
         )
         callers[call_id] = record
         announcements += _announcements(sim, call, record)
+        booked = next((ln for ln in lines_of[call_id] if ln["event"] == "callback_requested"), None)
+        if booked is not None:
+            follow_lines = [ln for f in follow_ups for ln in lines_of[f]]
+            place = _callback_place(record, booked, follow_lines, samples, end)
+            callers[place.call_id] = place
     return Records(callers, legs, announcements, observed.snapshots, observed.leftovers, end)
+
+
+def _called_back(
+    follow_ups: Sequence[str],
+    legs_of: Mapping[str, Sequence[Leg]],
+    states: Mapping[str, StoredCall | None],
+) -> str:
+    """ "connected" if a follow-up call reached an agent who answered, else why not."""
+    if not follow_ups:
+        return "no follow-up call was placed to the caller's number"
+    seen = []
+    for follow_up in follow_ups:
+        stored = states.get(follow_up)
+        outcome = str(stored.state.outcome) if stored and stored.state.outcome else None
+        answered = any(leg.answered is not None for leg in legs_of.get(follow_up, []))
+        if answered and outcome == "agent_connected":
+            return "connected"
+        seen.append(f"{follow_up}: agent answered {answered}, service outcome {outcome}")
+    return "no follow-up call reached an agent (" + "; ".join(seen) + ")"
+
+
+def _callback_place(
+    caller: CallerRecord,
+    booked: dict[str, Any],
+    follow_lines: list[dict[str, Any]],
+    samples: _Samples,
+    end: float,
+) -> CallerRecord:
+    """The place in line of ``caller``'s callback (``cb:ID``): at the caller's place
+    (the samples show its score), in line from its booking (the ``callback_requested``
+    line, or a sample) until the line let it go (the follow-up call's ``answered`` line,
+    or a ``callback_failed`` one: it waits off the line for a retry or is dropped)."""
+    member = f"cb:{booked['callback']}"
+    record = CallerRecord(member, caller.index, caller.priority, kind="callback")
+    score = samples.score.get(member)
+    if score is not None:
+        record.joined = (score % PLACE_WEIGHT) / 1000
+        record.priority = MAX_PRIORITY - score // PLACE_WEIGHT
+    else:
+        record.joined, record.joined_exact = caller.joined, caller.joined_exact
+        record.notes.append("its place from the caller's (no sample saw it)")
+    unsure = 0.001 if record.joined_exact and caller.joined_exact else JOIN_UNSURE_S
+    if (
+        caller.joined is not None
+        and record.joined is not None
+        and abs(record.joined - caller.joined) > unsure
+    ):
+        record.notes.append(
+            f"not at its caller's place: joined {record.joined}, not {caller.joined}"
+        )
+    proofs = [float(booked["t"]), samples.first_seen(member)]
+    record.in_line_from = min(p for p in proofs if p is not None)
+    leaving = ("answered", "callback_failed")
+    leave = next((ln for ln in follow_lines if ln["event"] in leaving), None)
+    if leave is not None:
+        record.gone = Span(float(leave["t"]) - LOG_SKEW_S, float(leave["t"]), "log")
+        if leave["event"] == "callback_failed":
+            record.notes.append("left the line by a failed follow-up call (a retry: not followed)")
+    elif not samples.in_last(member):
+        moment = max(filter(None, [samples.last_seen(member), record.in_line_from]))
+        record.gone = Span(moment, samples.absent_after(member, moment) or end, "redis")
+        record.notes.append("no log line says when it left the line: the samples do")
+    return record
 
 
 def _caller(
@@ -1084,13 +1279,15 @@ DEFINITIONS: dict[str, str] = {
     "agent_double_offer": (
         "pairs of agent legs to one agent number whose ringing-or-connected times overlap: "
         "Bird's leg from ringingAt to endedAt (a leg not ended when the run stopped lasts "
-        "until then), so that one person's phone rang, or they talked, for two callers at once"
+        "until then), so that one person's phone rang, or they talked, for two callers at "
+        "once; the legs of the callers' calls and of the follow-up calls of their callbacks"
     ),
     "caller_double_offer": (
-        "pairs of agent legs of one caller's call that were live at once (Bird's leg from "
-        "the bridge request to endedAt: a second agent rung for a caller while the first "
-        "leg still rang or talked); and samples of Redis in which two agents were offered "
-        "or in a call for one caller"
+        "pairs of agent legs of one caller's call, or of it and the follow-up calls of her "
+        "callback, that were live at once (Bird's leg from the bridge request to endedAt: a "
+        "second agent rung for a caller while the first leg still rang or talked); and "
+        "samples of Redis in which two agents were offered or in a call for one caller or "
+        "one callback"
     ),
     "fifo": (
         "connected callers b put through before a caller a of the same queue and priority "
@@ -1104,7 +1301,11 @@ DEFINITIONS: dict[str, str] = {
         "it ended). An offer of hers is in progress from the moment it was chosen to her "
         "being back in line: her offered to missed lines, samples showing her in the "
         "ringing set (widened to the samples around them), Bird's agent leg from the "
-        "bridge request to its end, and offers taken back (0.25 s before that line)"
+        "bridge request to its end, and offers taken back (0.25 s before that line). A "
+        "caller who left for a callback (her callback line) is out of line from then. "
+        "Callbacks (their cb:ID places and follow-up calls) are left out, neither b nor a: "
+        "a callback keeps its caller's place (the samples show her score), so that "
+        "serving it before callers who joined after her is right"
     ),
     "priority_order": (
         "as fifo, for a caller a of a higher priority (whatever her place's time): "
@@ -1116,9 +1317,12 @@ DEFINITIONS: dict[str, str] = {
         "theirs answered, the service's state says agent_connected), timed out (the "
         "service hung up at the queue's on_timeout node, outcome hangup_node), abandoned "
         "(the caller hung up before any agent answered, outcome ended_by_caller), called "
-        "back (the service took them out of the line for a callback: its callback line); "
-        "or that had not ended (Bird's call and every agent leg of it, every delivery "
-        "answered) when the run stopped"
+        "back (the service took them out of the line for a callback, its callback line, "
+        "and a follow-up call Bird placed to their number reached an agent who answered, "
+        "its state agent_connected; a callback not connected by the end of the run is a "
+        "violation, whatever the reason: the callees answer and press 1); or that had not "
+        "ended (Bird's call and every agent leg of it, every delivery answered) when the "
+        "run stopped"
     ),
     "announcement_position": (
         'position announcements heard ("You are number N in line", "You are next in '
@@ -1128,7 +1332,10 @@ DEFINITIONS: dict[str, str] = {
         "caller heard it. The true position: 1 + the callers of the same queue ahead of "
         "them (higher priority, or the same priority and an earlier joined_at) who were "
         "in line then (from when the line held them until it let them go, as for fifo; "
-        "where a log line was lost, any moment Bird and the samples allow)"
+        "where a log line was lost, any moment Bird and the samples allow), and the "
+        "callbacks ahead of them (at their caller's place, in line from their "
+        "callback_requested line until their follow-up call's answered or callback_failed "
+        "line), as the service counts them. Follow-up calls hear no announcement"
     ),
     "announcement_while_offered": (
         "position announcements heard while an agent leg of that caller had been "
@@ -1139,9 +1346,9 @@ DEFINITIONS: dict[str, str] = {
     ),
     "leftovers": (
         "once every call had ended and no offer's lease or claimed timer was due any more "
-        "(at most 12 s later): members of the queue's waiting and ringing sets, queue "
-        "entries, offers, agents offered or in a call, timers of offers or of the calls, "
-        "and call states without a TTL, in Redis"
+        "(at most 12 s later): members of the queue's waiting, ringing and callbacks sets, "
+        "queue entries, offers, agents offered or in a call, timers of offers, of callbacks "
+        "or of the calls (follow-up calls included), and call states without a TTL, in Redis"
     ),
 }
 VERDICTS = tuple(DEFINITIONS)
@@ -1195,8 +1402,8 @@ def agent_double_offers(records: Records) -> list[Violation]:
 
 def caller_double_offers(records: Records) -> list[Violation]:
     by_call: dict[str, list[Leg]] = defaultdict(list)
-    for leg in records.legs:
-        by_call[leg.call_id].append(leg)
+    for leg in records.legs:  # a caller's legs and those of their follow-up calls
+        by_call[leg.callback_of or leg.call_id].append(leg)
     found = []
     for call_id, legs in sorted(by_call.items()):
         legs.sort(key=lambda leg: leg.requested)
@@ -1246,7 +1453,7 @@ def overtakes(
     """For ``fifo`` or ``priority_order``: every connected caller ``b`` and caller ``a``
     who stood ahead of them and was surely in line while the line chose b's offer, with
     a's offers in progress then (none: a violation)."""
-    callers = list(records.callers.values())
+    callers = [c for c in records.callers.values() if c.kind == "caller"]
     for b in callers:
         chosen = b.dispatched
         if chosen is None:
@@ -1290,7 +1497,7 @@ def outcomes(records: Records) -> list[Violation]:
     return [
         Violation("outcome", (c.call_id,), f"call {c.call_id}: {'; '.join(c.outcome_problems)}")
         for c in records.callers.values()
-        if c.outcome not in OUTCOMES
+        if c.kind == "caller" and c.outcome not in OUTCOMES
     ]
 
 
@@ -1307,9 +1514,13 @@ def true_positions(records: Records, x: CallerRecord, moment: float) -> tuple[in
         )
         gone_start = c.gone.start if c.gone is not None else math.inf
         gone_end = c.gone.end if c.gone is not None else math.inf
+        # A callback is in line from its booking (at its caller's earlier place).
+        maybe_from = c.joined
+        if c.kind == "callback" and c.in_line_from is not None:
+            maybe_from = c.in_line_from - LOG_SKEW_S
         if surely_ahead and c.in_line_from is not None and c.in_line_from <= moment < gone_start:
             least += 1
-        if maybe_ahead and c.joined <= moment < gone_end:
+        if maybe_ahead and maybe_from <= moment < gone_end:
             most += 1
     return least, most
 
@@ -1483,7 +1694,9 @@ def _report(observed: Observed, records: Records, violations: list[Violation]) -
     by_verdict: dict[str, list[Violation]] = defaultdict(list)
     for violation in violations:
         by_verdict[violation.verdict].append(violation)
-    outcome_counts = Counter(c.outcome or "none of them" for c in records.callers.values())
+    outcome_counts = Counter(
+        c.outcome or "none of them" for c in records.callers.values() if c.kind == "caller"
+    )
     agents: dict[str, Any] = {}
     for plan in observed.roster:
         legs = [leg for leg in records.legs if leg.agent == plan.number]
@@ -1540,6 +1753,23 @@ def _report(observed: Observed, records: Records, violations: list[Violation]) -
             "answered": sum(1 for leg in records.legs if leg.answered is not None),
             "missed_by_reason": dict(missed),
             "taken_back": sum(1 for ln in observed.log_lines if ln["event"] == "offer_taken_back"),
+        },
+        "callbacks": {
+            "callers_pressing_1": sum(1 for p in observed.plans if p.calls_back),
+            **{
+                event: sum(1 for ln in observed.log_lines if ln["event"] == event)
+                for event in (
+                    "callback_offered",
+                    "callback",
+                    "callback_requested",
+                    "callback_placed",
+                    "callback_connected",
+                    "callback_failed",
+                    "callback_call_orphaned",
+                )
+            },
+            "follow_up_calls": sum(len(ids) for ids in observed.follow_ups.values()),
+            "follow_up_agent_legs": sum(1 for leg in records.legs if leg.callback_of),
         },
         "announcements": {
             "heard": len(records.announcements),
@@ -1685,7 +1915,8 @@ def render(report: Report) -> str:
         f"  queue {QUEUE}: ring {queue['ring_timeout_s']} s, wrap-up {queue['wrap_up_s']} s, "
         f"max_no_answer {queue['max_no_answer']}, hold segments {queue['hold_segment_s']} s, "
         f"announcements every {queue['announce_every_s']} s at most, max wait "
-        f"{queue['max_wait_s']} s; simulator time_scale {run_['time_scale']}, interrupting "
+        f"{queue['max_wait_s']} s, callback offered after {queue['callback_after_s']} s of "
+        f"expected wait; simulator time_scale {run_['time_scale']}, interrupting "
         "commands (A7) and legs left ringing (A11)",
     ]
     for what, detail in run_["incidents"].items():
@@ -1710,6 +1941,15 @@ def render(report: Report) -> str:
     out.append(
         f"offers: {offers['legs']} agent legs, {offers['answered']} answered, missed "
         f"{offers['missed_by_reason']}, {offers['taken_back']} taken back before a bridge"
+    )
+    cb = data["callbacks"]
+    out.append(
+        f"callbacks: {cb['callers_pressing_1']} callers press 1 at the offer; "
+        f"{cb['callback_offered']} offers, {cb['callback']} left the line for one, "
+        f"{cb['callback_requested']} booked, {cb['callback_placed']} follow-up calls placed "
+        f"({cb['follow_up_calls']} seen by Bird, {cb['follow_up_agent_legs']} agent legs), "
+        f"{cb['callback_connected']} connected, {cb['callback_failed']} failed, "
+        f"{cb['callback_call_orphaned']} orphaned"
     )
     out.append(
         f"announcements: {said['heard']} heard ({said['with_their_log_line']} with their log "
