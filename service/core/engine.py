@@ -675,7 +675,10 @@ class _Walk:
         return found
 
     def line_note(self, event: str, waiting: InLine, level: Level = "info", **fields: Any) -> None:
-        """A change of the caller's place: ``queue``, ``agent_id`` and ``event``."""
+        """A change of the caller's place: ``queue``, ``agent_id`` and ``event`` (and
+        the ``callback`` whose place a follow-up call holds)."""
+        if waiting.callback is not None:
+            fields.setdefault("callback", waiting.callback)
         self.note(event, level, queue=waiting.queue, agent_id=waiting.agent_id, **fields)
 
     def join(self, node: QueueNode) -> None:

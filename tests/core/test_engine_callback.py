@@ -241,3 +241,12 @@ def test_the_place_and_the_callback_offer_are_one_prompt_when_both_are_due() -> 
     in_line(call, position=2, wait=580)
     assert isinstance(call.action, actions.Speak)
     assert "position_announced" not in call.notes()
+
+
+def test_every_line_note_of_a_follow_up_call_names_its_callback() -> None:
+    follow = FollowUp(callback_graph())
+    follow.feed(events.CallAnswered(), after_s=5)
+    follow.feed(events.DigitsCollected("1"), after_s=2)
+    follow.feed(events.AgentUnavailable("leg-a", "busy", "o1"), after_s=1)
+    missed = next(n for n in follow.last.notes if n.event == "missed")
+    assert missed.fields["callback"] == "cb1"
