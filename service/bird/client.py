@@ -14,6 +14,7 @@ and what to do when Bird may have performed a command, is the caller's decision
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from service.bird.errors import (
     BirdAuthError,
     BirdError,
     BirdHTTPError,
+    BirdInvalidCallId,
     BirdNoAnswer,
     BirdNotFound,
     BirdRateLimited,
@@ -59,6 +61,18 @@ def _error_for(response: httpx.Response) -> BirdHTTPError:
     else:
         kind = BirdRequestError
     return kind(status, code or str(status), message, details)
+
+
+# A call id as Bird gives them (UUIDs): what may stand in a call's path.
+CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def _call(call_id: str) -> str:
+    """``call_id`` as one segment of a call's path, or :class:`BirdInvalidCallId`: no id
+    from a delivery or a stored state may make a request leave the channel's calls."""
+    if not CALL_ID.fullmatch(call_id):
+        raise BirdInvalidCallId(call_id)
+    return call_id
 
 
 def _compact(body: JSON) -> JSON:
@@ -138,16 +152,16 @@ class BirdClient:
         return await self._request("POST", "", _compact(body))
 
     async def get_call(self, call_id: str) -> JSON:
-        return await self._request("GET", f"/{call_id}")
+        return await self._request("GET", f"/{_call(call_id)}")
 
     # -- commands ------------------------------------------------------------
 
     async def answer(self, call_id: str) -> JSON:
-        return await self._request("POST", f"/{call_id}/answer")
+        return await self._request("POST", f"/{_call(call_id)}/answer")
 
     async def hangup(self, call_id: str, cause: str | None = None) -> JSON:
         body = {"cause": cause} if cause else None
-        return await self._request("POST", f"/{call_id}/hangup", body)
+        return await self._request("POST", f"/{_call(call_id)}/hangup", body)
 
     async def say(
         self,
@@ -160,7 +174,7 @@ class BirdClient:
         timeout_s: int | None = None,
     ) -> JSON:
         body = {"text": text, "locale": locale, "voice": voice, "loop": loop, "timeout": timeout_s}
-        return await self._request("POST", f"/{call_id}/say", _compact(body))
+        return await self._request("POST", f"/{_call(call_id)}/say", _compact(body))
 
     async def playback(
         self,
@@ -172,7 +186,7 @@ class BirdClient:
         pause_ms: int | None = None,
     ) -> JSON:
         body = {"media": media, "loop": loop, "timeout": timeout_s, "pauseMilliseconds": pause_ms}
-        return await self._request("POST", f"/{call_id}/playback", _compact(body))
+        return await self._request("POST", f"/{_call(call_id)}/playback", _compact(body))
 
     async def gather(
         self,
@@ -193,7 +207,7 @@ class BirdClient:
             "say": _compact(say) if say else None,
             "playback": _compact(playback) if playback else None,
         }
-        return await self._request("POST", f"/{call_id}/gather", _compact(body))
+        return await self._request("POST", f"/{_call(call_id)}/gather", _compact(body))
 
     async def record(
         self,
@@ -214,7 +228,7 @@ class BirdClient:
             "transcribe": transcribe,
             "transcribeLocale": transcribe_locale,
         }
-        return await self._request("POST", f"/{call_id}/record", _compact(body))
+        return await self._request("POST", f"/{_call(call_id)}/record", _compact(body))
 
     async def bridge(
         self,
@@ -235,4 +249,4 @@ class BirdClient:
             "record": record,
             "notification": {"url": notification_url} if notification_url else None,
         }
-        return await self._request("POST", f"/{call_id}/bridge", _compact(body))
+        return await self._request("POST", f"/{_call(call_id)}/bridge", _compact(body))

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from service.bird.client import CALL_ID
 from service.core import events
 from service.core.events import Event
 
@@ -139,13 +141,37 @@ def _text(payload: dict[str, Any], field: str, *, required: bool = True) -> str:
     return ""
 
 
+def read_json(body: bytes) -> Any:
+    """A JSON body, or :class:`DeliveryError`: not UTF-8, not JSON, numbers too long
+    to read (over 4300 digits), nesting too deep, or a lone UTF-16 surrogate
+    (``"\\ud800"``: no text can hold it, so no key or log line may)."""
+    try:
+        document = json.loads(body)
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeliveryError(f"body is not JSON: {exc}") from None
+    except UnicodeEncodeError:
+        raise DeliveryError("body holds a lone surrogate (an invalid \\u escape)") from None
+    except RecursionError:
+        raise DeliveryError("body is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise DeliveryError(f"body is not JSON we can read: {exc}") from None
+    return document
+
+
+def _call_id(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DeliveryError(f"payload.{field} (the call id) is missing")
+    if not CALL_ID.fullmatch(value):
+        raise DeliveryError(f"payload.{field} is not a call id (letters, digits, - and _, "
+                            f"at most 128): {value[:80]!r}")  # fmt: skip
+    return value
+
+
 def parse_delivery(body: bytes) -> Delivery:
     """Read a delivery's raw body: :class:`DeliveryError` when it is malformed,
     :class:`UnhandledDelivery` when it is not a voice call delivery."""
-    try:
-        envelope = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeliveryError(f"body is not JSON: {exc}") from None
+    envelope = read_json(body)
     if not isinstance(envelope, dict):
         raise DeliveryError("body is not a JSON object")
     service, event = envelope.get("service"), envelope.get("event")
@@ -154,10 +180,10 @@ def parse_delivery(body: bytes) -> Delivery:
     payload = envelope.get("payload")
     if not isinstance(payload, dict):
         raise DeliveryError("payload is missing or not an object")
-    leg_id = payload.get("id")
-    if not isinstance(leg_id, str) or not leg_id:
-        raise DeliveryError("payload.id (the call id) is missing")
+    leg_id = _call_id(payload.get("id"), "id")
     parent = payload.get("parentId")
+    if parent is not None and parent != "":
+        parent = _call_id(parent, "parentId")
     status = _text(payload, "status")
     command = None
     raw_command = payload.get("command")
@@ -189,6 +215,17 @@ def parse_delivery(body: bytes) -> Delivery:
     )
 
 
+def _seconds(value: Any) -> float | None:
+    """A duration in seconds from a result, if it is a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def to_event(delivery: Delivery) -> Event:
     """What a delivery means for the call, in our terms."""
     if delivery.is_agent_leg:
@@ -215,10 +252,9 @@ def to_event(delivery: Delivery) -> Event:
             return events.DigitsCollected(keys if isinstance(keys, str) else "", ok=ok)
         if command.name == "record":
             recording = command.result.get("recordingId")
-            duration = command.result.get("duration")
             return events.RecordingFinished(
                 recording if isinstance(recording, str) else None,
-                float(duration) if isinstance(duration, int | float) else None,
+                _seconds(command.result.get("duration")),
                 ok=ok,
             )
         if command.name == "bridge" and not ok:

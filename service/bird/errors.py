@@ -4,6 +4,7 @@ about a request to Bird's API (section 1 of docs/bird-contract.md, "the contract
 All of them are subclasses of :class:`BirdError`::
 
     BirdError
+    ├── BirdInvalidCallId         not sent: the id cannot name one of the channel's calls
     ├── BirdTransportError        the request did not get an answer
     │   ├── BirdUnreachable       nothing reached Bird (connect failed): not performed
     │   └── BirdNoAnswer          sent, but no answer (timeout, connection lost): Bird
@@ -34,6 +35,18 @@ class BirdError(Exception):
     """Base of every error the client raises."""
 
     performed: ClassVar[Performed] = "maybe"
+
+
+class BirdInvalidCallId(BirdError):
+    """The request was not sent: the call id is not one Bird gives (a UUID-like id of
+    letters, digits and dashes), so it cannot name a call of the channel, and putting
+    it in the URL could reach another path."""
+
+    performed: ClassVar[Performed] = "refused"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"not a call id: {call_id[:80]!r}")
+        self.call_id = call_id
 
 
 class BirdTransportError(BirdError):

@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
 from datetime import datetime
 
 SIGNATURE_HEADER = "messagebird-signature"
@@ -62,6 +63,8 @@ def parse_timestamp(value: str) -> float:
         if parsed.tzinfo is None:
             raise SignatureError("messagebird-request-timestamp has no time zone") from None
         return parsed.timestamp()
+    if not math.isfinite(number):  # NaN compares false with everything: it never expires
+        raise SignatureError("unreadable messagebird-request-timestamp")
     return number / 1000.0 if number > 1e11 else number
 
 

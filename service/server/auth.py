@@ -14,6 +14,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 def require_token(token: str | None, endpoint: Endpoint) -> Endpoint:
     """``endpoint`` behind ``Authorization: Bearer <token>``; off (403) without a token."""
 
+    expected = token.encode("utf-8") if token is not None else b""
+
     async def guarded(request: Request) -> Response:
         if token is None:
             return JSONResponse(
@@ -22,7 +24,10 @@ def require_token(token: str | None, endpoint: Endpoint) -> Endpoint:
             )
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip(), token):
+        # Bytes: compare_digest refuses str with characters outside ASCII (a header's
+        # latin-1 text may hold any).
+        given_token = value.strip().encode("utf-8")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, expected):
             return JSONResponse(
                 {"error": "unauthorized", "reason": "missing or wrong bearer token"},
                 status_code=401,

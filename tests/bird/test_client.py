@@ -10,6 +10,7 @@ from service.bird import schemas
 from service.bird.client import BirdClient
 from service.bird.errors import (
     BirdAuthError,
+    BirdInvalidCallId,
     BirdNoAnswer,
     BirdNotFound,
     BirdRateLimited,
@@ -161,3 +162,20 @@ async def test_get_call_returns_the_call_object() -> None:
     await client.aclose()
     assert recorder.requests[0].method == "GET"
     assert recorder.requests[0].url.path == f"{CALLS}/call-1"
+
+
+@pytest.mark.parametrize(
+    "call_id",
+    ["../../../../../workspaces/x/channels/y/calls", "..", "a/b", "call\n1", "c\x00", "", "é",
+     "c" * 200],
+)  # fmt: skip
+async def test_an_id_that_cannot_name_a_call_is_never_put_in_a_url(call_id: str) -> None:
+    recorder = Recorder()
+    client = client_for(recorder)
+    with pytest.raises(BirdInvalidCallId) as caught:
+        await client.answer(call_id)
+    with pytest.raises(BirdInvalidCallId):
+        await client.say(call_id, "hi")
+    await client.aclose()
+    assert recorder.requests == []
+    assert caught.value.performed == "refused"

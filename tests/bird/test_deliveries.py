@@ -123,3 +123,37 @@ def test_other_events_are_unhandled_not_errors() -> None:
     other = json.dumps({"service": "channels", "event": "sms.inbound", "payload": {}}).encode()
     with pytest.raises(UnhandledDelivery):
         parse_delivery(other)
+
+
+# -- hostile bodies, signed or not: a reason, never a crash -------------------------------
+
+TRAVERSAL = "../../../../../workspaces/x/channels/y/calls"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"n": ' + b"9" * 5000 + b"}", "not JSON we can read"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b"\xff\xfe{}", "not JSON"),
+        (delivery(id="\ud800"), "lone surrogate"),
+        (delivery(to="+31\udfff"), "lone surrogate"),
+        (delivery(id="call\n1"), "not a call id"),
+        (delivery(id="call\x001"), "not a call id"),
+        (delivery(id="c" * 20_000), "not a call id"),
+        (delivery(id=TRAVERSAL), "not a call id"),
+        (delivery(id="call-1", parentId=TRAVERSAL), "payload.parentId is not a call id"),
+        (delivery(id="call-1", parentId=7), "payload.parentId"),
+    ],
+    ids=["5000 digits", "deep nesting", "not utf-8", "surrogate id", "surrogate number",
+         "newline", "nul", "20000 chars", "path traversal", "traversal parent", "number parent"],
+)  # fmt: skip
+def test_hostile_bodies_are_malformed_deliveries_with_a_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(DeliveryError, match=reason):
+        parse_delivery(body)
+
+
+def test_a_recording_duration_too_large_for_a_float_is_no_duration() -> None:
+    command = {"id": "k", "command": "record", "status": "completed",
+               "result": {"recordingId": "r1", "duration": 10**400}}  # fmt: skip
+    assert read(delivery(command=command)) == events.RecordingFinished("r1", None, ok=True)

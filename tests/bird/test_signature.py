@@ -84,3 +84,11 @@ def test_timestamps_in_seconds_milliseconds_or_iso() -> None:
     assert parse_timestamp("2023-11-14T22:13:20Z") == 1_700_000_000
     with pytest.raises(SignatureError):
         parse_timestamp("2023-11-14T22:13:20")
+
+
+@pytest.mark.parametrize("timestamp", ["NaN", "nan", "inf", "-Infinity", "1e400"])
+def test_a_timestamp_that_is_no_finite_number_is_unreadable_not_forever_fresh(
+    timestamp: str,
+) -> None:
+    with pytest.raises(SignatureError, match="unreadable"):
+        check(by_hand(timestamp), timestamp)

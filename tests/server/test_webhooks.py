@@ -6,7 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 import pytest
@@ -163,3 +163,30 @@ async def test_operator_endpoints_are_off_without_an_admin_token(service: Servic
         answer = await service.http.request(method, service.url + path, json={})
         assert answer.status_code == 403
         assert answer.json()["reason"] == "set IVR_ADMIN_TOKEN to use this endpoint"
+
+
+async def test_a_signed_delivery_naming_a_path_for_its_call_id_gets_400_and_no_request(
+    service: Service, redis: Redis
+) -> None:
+    body = call_delivery("../../../../../workspaces/x/channels/y/calls", "starting",
+                         updated=time.time())  # fmt: skip
+    response = await service.deliver(body)
+    assert response.status_code == 400
+    assert "not a call id" in response.json()["reason"]
+    assert service.bird.requests == []
+
+
+@pytest.mark.parametrize("token", ["\xe9", "caf\xe9", "\xff" * 40])
+async def test_a_bearer_token_outside_ascii_is_a_wrong_token_not_a_500(
+    redis: Redis, token: str
+) -> None:
+    sock = bind()
+    guarded = replace(settings(url_of(sock)), ivr_admin_token="right-token")
+    app = create_app(guarded, redis=redis, graphs=GRAPHS)
+    async with serve(app, sock=sock) as running, httpx.AsyncClient() as http:
+        for method, path in (("GET", "/admin/graphs"), ("POST", "/calls"), ("GET", "/agents")):
+            answer = await http.request(method, running.url + path, json={},
+                                        headers={b"Authorization": f"Bearer {token}".encode(
+                                            "latin-1")})  # fmt: skip
+            assert answer.status_code == 401, (path, answer.text)
+            assert answer.json()["error"] == "unauthorized"
