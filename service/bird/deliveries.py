@@ -28,14 +28,13 @@ What we ask of Bird, and what it answers, is :mod:`service.bird.commands`.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from service.bird.client import CALL_ID
-from service.core import events
+from service.core import events, jsondoc
 from service.core.events import Event
 
 HANDLED_EVENTS = ("voice.inbound", "voice.outbound")
@@ -142,21 +141,11 @@ def _text(payload: dict[str, Any], field: str, *, required: bool = True) -> str:
 
 
 def read_json(body: bytes) -> Any:
-    """A JSON body, or :class:`DeliveryError`: not UTF-8, not JSON, numbers too long
-    to read (over 4300 digits), nesting too deep, or a lone UTF-16 surrogate
-    (``"\\ud800"``: no text can hold it, so no key or log line may)."""
+    """A JSON body, or :class:`DeliveryError` (``service.core.jsondoc``)."""
     try:
-        document = json.loads(body)
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DeliveryError(f"body is not JSON: {exc}") from None
-    except UnicodeEncodeError:
-        raise DeliveryError("body holds a lone surrogate (an invalid \\u escape)") from None
-    except RecursionError:
-        raise DeliveryError("body is nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise DeliveryError(f"body is not JSON we can read: {exc}") from None
-    return document
+        return jsondoc.load(body)
+    except jsondoc.JSONTextError as exc:
+        raise DeliveryError(f"body {exc.reason}") from None
 
 
 def _call_id(value: Any, field: str) -> str:

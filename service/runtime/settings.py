@@ -50,6 +50,9 @@ class Settings:
     # late retry of a call that has long gone.
     new_call_max_age_s: int = 120
     bird_timeout_s: float = 10.0
+    # The largest request body taken (webhooks, the operator API): 413 beyond, before
+    # the rest is read. Bird's deliveries are a few KiB.
+    max_body_bytes: int = 1_048_576
 
     @property
     def webhook_url(self) -> str:
@@ -79,6 +82,7 @@ class Settings:
             call_ttl_s=reader.integer("CALL_TTL_S", 90_000, minimum=60),
             new_call_max_age_s=reader.integer("NEW_CALL_MAX_AGE_S", 120, minimum=5),
             bird_timeout_s=float(reader.integer("BIRD_TIMEOUT_S", 10, minimum=1)),
+            max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576, minimum=4096),
         )
         token = settings.ivr_admin_token
         if token is not None and len(token) < 16:

@@ -13,7 +13,6 @@ is unreachable. docs/agents.md has the examples.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from service.runtime.line import LineResult
 from service.runtime.logs import mask_number
 from service.runtime.registry import Registry
 from service.server.auth import Endpoint
+from service.server.bodies import BodyRefused, read_json
 
 log = structlog.get_logger("agents")
 
@@ -61,20 +61,11 @@ def _agent_id(request: Request) -> str:
 
 async def _json_body(request: Request) -> Any:
     """The request's JSON, read up to :data:`MAX_BODY_BYTES` (413 beyond, 400 when it
-    is not JSON)."""
-    too_large = _error(413, "too_large", f"the body is over {MAX_BODY_BYTES // 1024} KiB")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+    is not JSON; ``service.server.bodies``)."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _error(400, "bad_request", "the body is not JSON") from None
+        return await read_json(request, MAX_BODY_BYTES)
+    except BodyRefused as exc:
+        raise _Refused(exc.response) from None
 
 
 def masked_address(address: str) -> str:

@@ -212,7 +212,12 @@ def create_app(
             Route("/admin/graphs/reload", require_token(token, reload_graphs), methods=["POST"]),
             Route(
                 "/calls",
-                require_token(token, outbound.make_endpoint(handler, lambda: registry, clock)),
+                require_token(
+                    token,
+                    outbound.make_endpoint(
+                        handler, lambda: registry, clock, settings.max_body_bytes
+                    ),
+                ),
                 methods=["POST"],
             ),
             Route("/agents", require_token(token, agent_api.list_agents), methods=["GET"]),

@@ -3,12 +3,13 @@
 Body: ``{"to", "graph", "vars"?, "from"?, "scheduled_for"?}``. The callee is
 called through Bird with this service's ``notification.url``; when they answer,
 the graph runs from ``start`` with ``vars``. ``no-answer``, ``busy`` and
-``failed`` end the call and are logged. A bad request gets 422 with every reason.
+``failed`` end the call and are logged. A bad request gets 422 with every reason;
+a body that is not readable JSON 400, one over ``MAX_BODY_BYTES`` 413; Bird refusing
+the call 502; Redis unreachable 503 (nothing was placed).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -23,6 +25,7 @@ from service.bird.errors import BirdError
 from service.core.graph import Graph
 from service.runtime.calls import CallHandler
 from service.runtime.registry import Registry
+from service.server.bodies import BodyRefused, read_json
 
 log = structlog.get_logger("outbound")
 
@@ -99,13 +102,16 @@ def _moment(value: Any) -> datetime | None:
 
 
 def make_endpoint(
-    handler: Callable[[], CallHandler], registry: Callable[[], Registry], clock: Callable[[], float]
+    handler: Callable[[], CallHandler],
+    registry: Callable[[], Registry],
+    clock: Callable[[], float],
+    max_body_bytes: int = 1_048_576,
 ) -> Callable[[Request], Any]:
     async def create_call(request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse({"error": "bad_request", "reason": "body is not JSON"}, 400)
+            body = await read_json(request, max_body_bytes)
+        except BodyRefused as exc:
+            return exc.response
         parsed = parse_request(body, registry(), clock())
         if isinstance(parsed, list):
             return JSONResponse({"error": "invalid_request", "problems": parsed}, 422)
@@ -122,6 +128,13 @@ def make_endpoint(
             log.error("outbound_refused", call_id=None, graph=parsed.graph.id, node=None,
                       error=str(exc))  # fmt: skip
             return JSONResponse({"error": "bird_refused", "reason": str(exc)}, 502)
+        except RedisError as exc:
+            log.error("outbound_failed", call_id=None, graph=parsed.graph.id, node=None,
+                      reason="redis unavailable", error=str(exc))  # fmt: skip
+            return JSONResponse(
+                {"error": "unavailable", "reason": "call state store unavailable; retry later"},
+                503,
+            )
         return JSONResponse(
             {
                 "call_id": call_id,

@@ -1,8 +1,9 @@
 """``POST /webhooks/bird``: where Bird delivers both the subscription's events and
 every call's ``notification.url`` updates.
 
-Answers: 401 when the signature is missing, wrong or too old (nothing changes);
-400 for a body that is not a readable delivery; 2xx with what was done
+Answers: 413 for a body over ``MAX_BODY_BYTES`` (before it is read further, and
+before the signature is checked); 401 when the signature is missing, wrong or too
+old (nothing changes); 400 for a body that is not a readable delivery; 2xx with what was done
 otherwise, including for events this service does not act on; 503 when Redis is
 unreachable, so that Bird delivers again later.
 """
@@ -15,11 +16,12 @@ from collections.abc import Awaitable, Callable
 import structlog
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from service.bird import deliveries, signature
 from service.runtime.calls import CallHandler
 from service.runtime.settings import Settings
+from service.server.bodies import BodyRefused, read_body
 
 log = structlog.get_logger("webhooks")
 
@@ -35,10 +37,15 @@ def make_endpoint(
     settings: Settings,
     handler: Callable[[], CallHandler],
     clock: Callable[[], float] = time.time,
-) -> Callable[[Request], Awaitable[JSONResponse]]:
-    async def bird_webhook(request: Request) -> JSONResponse:
-        body = await request.body()
+) -> Callable[[Request], Awaitable[Response]]:
+    async def bird_webhook(request: Request) -> Response:
         request_id = request.headers.get(signature.REQUEST_ID_HEADER)
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+        except BodyRefused as exc:
+            log.warning("webhook_refused", status=exc.response.status_code,
+                        request_id=request_id, call_id=None, graph=None, node=None)  # fmt: skip
+            return exc.response
         try:
             signature.verify(
                 signing_key=settings.bird_signing_key,

@@ -99,3 +99,12 @@ def test_the_agents_file_is_optional_and_read_as_a_path() -> None:
     assert Settings.from_env({**REQUIRED, "IVR_AGENTS_FILE": "  "}).ivr_agents_file is None
     settings = Settings.from_env({**REQUIRED, "IVR_AGENTS_FILE": " /etc/ivr/agents.json "})
     assert settings.ivr_agents_file == Path("/etc/ivr/agents.json")
+
+
+def test_the_body_limit_is_a_setting_with_a_floor() -> None:
+    base = {"BIRD_ACCESS_KEY": "k", "BIRD_WORKSPACE_ID": "w", "BIRD_CHANNEL_ID": "c",
+            "BIRD_SIGNING_KEY": "s", "PUBLIC_BASE_URL": "https://ivr.example.com"}  # fmt: skip
+    assert Settings.from_env(base).max_body_bytes == 1_048_576
+    assert Settings.from_env({**base, "MAX_BODY_BYTES": "65536"}).max_body_bytes == 65536
+    with pytest.raises(SettingsError, match="MAX_BODY_BYTES"):
+        Settings.from_env({**base, "MAX_BODY_BYTES": "10"})

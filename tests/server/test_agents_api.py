@@ -362,7 +362,8 @@ async def test_bodies_that_are_not_json_or_too_large_are_refused(service: Servic
         for content in (b"{oops", b"", b"\xff\xfe"):
             answer = await service.http.put(target, content=content)
             assert answer.status_code == 400
-            assert answer.json() == {"error": "bad_request", "reason": "the body is not JSON"}
+            assert answer.json()["error"] == "bad_request"
+            assert answer.json()["reason"].startswith("the body is not JSON")
     await service.put_agent("fay")
     huge = json.dumps({"address": "+31612345678", "name": "x" * (64 * 1024)}).encode()
 

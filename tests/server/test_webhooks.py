@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from service.graphs.loader import load_directory
 from service.runtime import keys
@@ -190,3 +193,91 @@ async def test_a_bearer_token_outside_ascii_is_a_wrong_token_not_a_500(
                                             "latin-1")})  # fmt: skip
             assert answer.status_code == 401, (path, answer.text)
             assert answer.json()["error"] == "unauthorized"
+
+
+# -- bodies over the limit, JSON bombs, clients that go away --------------------------------
+
+
+async def test_a_webhook_body_over_the_limit_is_413_before_it_is_read(
+    redis: Redis,
+) -> None:
+    sock = bind()
+    small = replace(settings(url_of(sock)), max_body_bytes=8192)
+    app = create_app(small, redis=redis, graphs=GRAPHS)
+    declared = b"x" * 9000
+
+    async def endless() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for _ in range(10_000):  # 80 MB, if it were all read
+            yield b"y" * 8192
+
+    async with serve(app, sock=sock) as running, httpx.AsyncClient() as http:
+        url = running.url + "/webhooks/bird"
+        for content in (declared, endless()):
+            answer = await http.post(url, content=content)
+            assert answer.status_code == 413
+            assert answer.json() == {"error": "too_large", "reason": "the body is over 8 KiB"}
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'{"to": ' + b"9" * 5000 + b"}", "the body is not JSON we can read"),
+        (b"[" * 100_000 + b"]" * 100_000, "the body is nested too deeply"),
+        (b'{"to": "\\ud800"}', "the body holds a lone surrogate"),
+        (b"{oops", "the body is not JSON"),
+    ],
+    ids=["5000 digits", "deep nesting", "lone surrogate", "not json"],
+)
+async def test_post_calls_with_a_json_bomb_gets_400(
+    redis: Redis, content: bytes, reason: str
+) -> None:
+    sock = bind()
+    guarded = replace(settings(url_of(sock)), ivr_admin_token="right-token-123456")
+    app = create_app(guarded, redis=redis, graphs=GRAPHS)
+    headers = {"Authorization": "Bearer right-token-123456"}
+    async with serve(app, sock=sock) as running, httpx.AsyncClient() as http:
+        answer = await http.post(running.url + "/calls", content=content, headers=headers)
+    assert answer.status_code == 400
+    assert answer.json()["reason"].startswith(reason)
+
+
+async def test_post_calls_with_redis_away_is_503_like_the_webhook() -> None:
+    sock = bind()
+    guarded = replace(settings(url_of(sock)), ivr_admin_token="right-token-123456")
+    away = connect("redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    app = create_app(guarded, redis=away, graphs=GRAPHS, bird_transport=httpx.MockTransport(
+        RecordingBird()))  # fmt: skip
+    headers = {"Authorization": "Bearer right-token-123456"}
+    body = {"to": "+31612345678", "graph": "appointment-reminder",
+            "vars": {"name": "Ann", "date": "1 December", "time": "10:00"}}  # fmt: skip
+    async with serve(app, sock=sock) as running, httpx.AsyncClient() as http:
+        answer = await http.post(running.url + "/calls", json=body, headers=headers)
+    await away.aclose()
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "unavailable"
+
+
+async def test_a_client_gone_mid_body_is_one_log_line_not_a_traceback(redis: Redis) -> None:
+    sock = bind()
+    app = create_app(settings(url_of(sock)), redis=redis, graphs=GRAPHS)
+    abandoned_logged = asyncio.Event()
+
+    def watch(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if event.get("event") == "request_abandoned":
+            abandoned_logged.set()
+        return event
+
+    async with serve(app, sock=sock) as running:
+        host, port = running.url.removeprefix("http://").split(":")
+        with capture_logs(processors=[watch]) as logged:
+            _reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /webhooks/bird HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                         b"\r\n" + b"{" * 10)  # fmt: skip
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.wait_for(abandoned_logged.wait(), timeout=5)
+    abandoned = [e for e in logged if e["event"] == "request_abandoned"]
+    assert abandoned[0]["path"] == "/webhooks/bird"
+    assert abandoned[0]["log_level"] == "info"
+    assert not [e for e in logged if e.get("exc_info") or e["log_level"] == "error"]

@@ -1,0 +1,59 @@
+"""Request bodies, read within a limit: ``413`` as soon as a body is known to be over
+it (its ``Content-Length``, or the bytes received so far), before more is read; ``400``
+for JSON that cannot be read (``service.core.jsondoc``); a client that goes away
+mid-body is logged in one line, not as a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from service.core import jsondoc
+
+log = structlog.get_logger("server")
+
+
+class BodyRefused(Exception):
+    """The body cannot be taken: ``response`` says why."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _refused(status: int, error: str, reason: str) -> BodyRefused:
+    return BodyRefused(JSONResponse({"error": error, "reason": reason}, status_code=status))
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes, or :class:`BodyRefused`."""
+    too_large = _refused(413, "too_large", f"the body is over {_size(limit)}")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except ClientDisconnect:
+        log.info("request_abandoned", path=request.url.path, call_id=None, graph=None,
+                 node=None, received_bytes=len(body))  # fmt: skip
+        raise _refused(400, "client_disconnected", "the client went away mid-body") from None
+    return bytes(body)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The body's JSON value, or :class:`BodyRefused` (413, 400)."""
+    try:
+        return jsondoc.load(await read_body(request, limit))
+    except jsondoc.JSONTextError as exc:
+        raise _refused(400, "bad_request", f"the body {exc.reason}") from None
