@@ -159,7 +159,10 @@ def begin(
         vars=dict(variables or {}),
     )
     walk = _Walk(graph, initial, now)
-    walk.note("call_started", direction=direction, version=graph.version)
+    # The numbers, so that on-call staff can find a call from a complaint (the logs
+    # mask them: service.runtime.logs).
+    walk.note("call_started", direction=direction, version=graph.version, caller=caller,
+              called=called)  # fmt: skip
     walk.actions.append(actions.Answer() if direction is Direction.INBOUND else actions.Dial())
     return walk.result()
 

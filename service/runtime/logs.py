@@ -4,8 +4,12 @@ Every line about a call carries ``call_id``, ``graph``, ``node`` and ``event``
 (``service.runtime.calls`` binds them). Two processors protect what on-call staff read:
 
 - :func:`redact_secrets` drops the value of any key that looks like a secret;
-- :func:`mask_numbers` masks phone numbers (E.164 and ``sip:`` user parts) in
-  every string value, keeping the last three digits: ``+31*******030``.
+- :func:`mask_numbers` masks phone numbers in every string value, keeping the first
+  two and last three digits (``+31*******030``), by one rule: an E.164 number (``+``
+  and 7-15 digits) wherever it stands, whatever follows it (``+31612345678x``,
+  ``..._+31612345678.json``); a value that is nothing but 7-15 digits (a number
+  without its ``+``); and the user part of a ``sip:``/``sips:`` URI. Digits inside
+  other text (a UUID, ``10000000 ms``, a URL's id) are left alone.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 _SECRET_KEY = re.compile(r"(access_?key|signing_?key|secret|token|authorization|password)", re.I)
-_NUMBER = re.compile(r"(?<![\w.-])\+?\d[\d\s-]{5,}\d(?![\w.-])")
+_E164 = re.compile(r"(?<![\d+])\+\d{7,15}(?!\d)")
+_BARE_NUMBER = re.compile(r"\s*\d{7,15}\s*")
 _SIP_USER = re.compile(r"(sips?:)([^@\s]+)@")
 
 REDACTED = "[redacted]"
@@ -36,8 +41,10 @@ def mask_number(text: str) -> str:
 
 
 def _mask_text(text: str) -> str:
+    if _BARE_NUMBER.fullmatch(text):
+        return mask_number(text.strip())
     text = _SIP_USER.sub(lambda m: m.group(1) + "***@", text)
-    return _NUMBER.sub(lambda m: mask_number(m.group(0)), text)
+    return _E164.sub(lambda m: mask_number(m.group(0)), text)
 
 
 def _mask_value(value: Any) -> Any:

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from service.core import engine
 from service.runtime import logs
+from tests.sample_graphs import support_line_with_transfers
 
 
 @pytest.fixture
@@ -76,3 +78,51 @@ def test_level_filters(captured: io.StringIO) -> None:
     structlog.get_logger().info("quiet")
     structlog.get_logger().warning("loud")
     assert [line["event"] for line in lines(captured)] == ["loud"]
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("+31687654321x", "+31******321x"),
+        ("called +31687654321_", "called +31******321_"),
+        ("file-+31687654321.wav", "file-+31******321.wav"),
+        ("+31687654321-2", "+31******321-2"),
+        ("tel:+31687654321", "tel:+31******321"),
+        ("0687654321", "06*****321"),
+        ("sips:0687654321@pbx.example.com", "sips:***@pbx.example.com"),
+    ],
+)
+def test_a_number_is_masked_whatever_stands_around_it(
+    captured: io.StringIO, text: str, masked: str
+) -> None:
+    logs.configure(log_format="json", stream=captured)
+    structlog.get_logger().error("no_graph_for_number", called=text)
+    assert lines(captured)[0]["called"] == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "waited 10000000 ms",
+        "https://api.bird.com/calls/550e8400-e29b-41d4-a716-446655440000/say",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "version 1700000000123",
+        "recording 12345678901234567890",
+    ],
+)
+def test_durations_and_ids_are_left_alone(captured: io.StringIO, text: str) -> None:
+    logs.configure(log_format="json", stream=captured)
+    structlog.get_logger().info("x", detail=text)
+    assert lines(captured)[0]["detail"] == text
+
+
+def test_call_started_names_the_caller_masked(captured: io.StringIO) -> None:
+    logs.configure(log_format="json", stream=captured)
+    graph = support_line_with_transfers().graphs["support-line"]
+    started = engine.begin(graph, call_id="c-9", caller="+31612345678", called="+31970102030",
+                           now=1_800_000_000.0)  # fmt: skip
+    (note,) = [n for n in started.notes if n.event == "call_started"]
+    structlog.get_logger().info(note.event, call_id="c-9", graph=graph.id, node=note.node,
+                                **note.fields)  # fmt: skip
+    line = lines(captured)[0]
+    assert (line["caller"], line["called"]) == ("+31******678", "+31******030")
