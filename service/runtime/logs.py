@@ -1,7 +1,11 @@
 """Structured logs: JSON in production, a readable console in development.
 
 Every line about a call carries ``call_id``, ``graph``, ``node`` and ``event``
-(``service.runtime.calls`` binds them). Two processors protect what on-call staff read:
+(``service.runtime.calls`` binds them). Whatever logs, the line goes the same way:
+the standard library's loggers (uvicorn's own messages, asyncio's "Task exception was
+never retrieved", any library) are rendered by the same processors, and an exception
+is one line too, its traceback as structured fields (``exception``: a list of frames
+in JSON). Two processors protect what on-call staff read:
 
 - :func:`redact_secrets` drops the value of any key that looks like a secret;
 - :func:`mask_numbers` masks phone numbers in every string value, keeping the first
@@ -75,6 +79,45 @@ def _drop(_: WrappedLogger, __: str, ___: EventDict) -> EventDict:
     raise structlog.DropEvent
 
 
+def _from_stdlib(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """A standard library record as our lines: its logger's name as ``logger``, and
+    the call context keys present (``null``) like on every line."""
+    record = event_dict.get("_record")
+    if record is not None:
+        event_dict.setdefault("logger", record.name)
+    for key in ("call_id", "graph", "node"):
+        event_dict.setdefault(key, None)
+    return event_dict
+
+
+def _configure_stdlib(
+    shared: list[Processor],
+    exceptions: list[Processor],
+    renderer: Processor,
+    level: str,
+    stream: TextIO | None,
+    quiet: bool,
+) -> None:
+    """Route every standard library logger (uvicorn, asyncio, libraries) through the
+    same processors, one line per record, to the same stream."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_log_level, _from_stdlib, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *exceptions,
+                    renderer],
+    )  # fmt: skip
+    handler: logging.Handler = (
+        logging.NullHandler() if quiet else logging.StreamHandler(stream or sys.stdout)
+    )
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
+
+
 LogSink = Callable[[MutableMapping[str, Any]], None]
 
 
@@ -87,18 +130,30 @@ def configure(
     sink: LogSink | None = None,
     quiet: bool = False,
 ) -> None:
-    """Configure structlog for the whole process.
+    """Configure structlog, and the standard library's logging, for the whole process.
 
     ``sink`` receives a copy of every event dict after masking (the demo uses it to
     print each call's log lines under its transcript); ``quiet`` then writes nothing.
     """
-    processors: list[Processor] = [
-        structlog.processors.add_log_level,
+    shared: list[Processor] = [
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
+    renderer: Processor
+    if log_format == "console":
+        renderer = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
+    else:
+        renderer = structlog.processors.JSONRenderer(sort_keys=False)
+    # The exception rendered first, so that masking sees its text too.
+    exceptions: list[Processor] = [
+        structlog.processors.format_exc_info
+        if log_format == "console"
+        else structlog.processors.dict_tracebacks
+    ]
     if mask:
-        processors.append(mask_numbers)
+        exceptions.append(mask_numbers)
+    _configure_stdlib(shared, exceptions, renderer, level, stream, quiet)
+    processors: list[Processor] = [structlog.processors.add_log_level, *shared, *exceptions]
     if sink is not None:
         tee = sink
 
@@ -109,11 +164,7 @@ def configure(
         processors.append(_tee)
     if quiet:
         processors.append(_drop)
-    processors.append(structlog.processors.format_exc_info)
-    if log_format == "console":
-        processors.append(structlog.dev.ConsoleRenderer(colors=False, sort_keys=False))
-    else:
-        processors.append(structlog.processors.JSONRenderer(sort_keys=False))
+    processors.append(renderer)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

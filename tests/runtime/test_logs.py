@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from service.core import engine
 from service.runtime import logs
+from service.runtime.serving import serve
 from tests.sample_graphs import support_line_with_transfers
 
 
@@ -126,3 +133,35 @@ def test_call_started_names_the_caller_masked(captured: io.StringIO) -> None:
                                 **note.fields)  # fmt: skip
     line = lines(captured)[0]
     assert (line["caller"], line["called"]) == ("+31******678", "+31******030")
+
+
+async def test_the_servers_own_errors_are_json_lines_with_the_exception_as_fields(
+    captured: io.StringIO,
+) -> None:
+    logs.configure(log_format="json", stream=captured)
+
+    async def broken(_: Request) -> Response:
+        raise RuntimeError("caller +31612345678 broke it")
+
+    app = Starlette(routes=[Route("/boom", broken)])
+    async with serve(app) as running, httpx.AsyncClient() as http:
+        answer = await http.get(running.url + "/boom")
+    assert answer.status_code == 500
+    written = captured.getvalue().splitlines()
+    parsed = [json.loads(line) for line in written]  # every line is one JSON document
+    (failure,) = [line for line in parsed if line.get("exception")]
+    assert failure["logger"].startswith("uvicorn")
+    assert failure["level"] == "error"
+    frames = failure["exception"]
+    assert isinstance(frames, list)
+    assert frames[0]["exc_type"] == "RuntimeError"
+    assert "31612345678" not in captured.getvalue()
+    assert (failure["call_id"], failure["graph"], failure["node"]) == (None, None, None)
+
+
+def test_a_library_logging_a_number_is_masked_in_the_same_json(captured: io.StringIO) -> None:
+    logs.configure(log_format="json", stream=captured)
+    logging.getLogger("some.library").warning("dialling %s failed", "+31612345678")
+    (line,) = lines(captured)
+    assert line["event"] == "dialling +31******678 failed"
+    assert (line["level"], line["logger"]) == ("warning", "some.library")
