@@ -17,9 +17,11 @@ class JSONTextError(ValueError):
     """The text is not JSON this service reads; ``reason`` says why, to follow the
     name of what was read ("body is nested too deeply")."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, syntax: json.JSONDecodeError | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.syntax = syntax
+        """The syntax error, with its ``msg``, ``lineno`` and ``colno``, if that is why."""
 
 
 def load(text: bytes | str) -> Any:
@@ -27,7 +29,9 @@ def load(text: bytes | str) -> Any:
     try:
         document = json.loads(text)
         json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except json.JSONDecodeError as exc:
+        raise JSONTextError(f"is not JSON: {exc}", exc) from None
+    except UnicodeDecodeError as exc:
         raise JSONTextError(f"is not JSON: {exc}") from None
     except UnicodeEncodeError:
         raise JSONTextError("holds a lone surrogate (an invalid \\u escape)") from None

@@ -15,14 +15,16 @@ loader share them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
-from jsonschema import Draft202012Validator, FormatChecker, ValidationError
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 
+from service.core import jsondoc
 from service.core.graph import Problem, pointer
 
 SCHEMA_FILE = "schema.json"
@@ -51,11 +53,14 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise GraphError([Problem(file, "/", f"not UTF-8 text: {exc.reason}")]) from exc
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GraphError(
-            [Problem(file, "/", f"not valid JSON: {exc.msg} (line {exc.lineno}, col {exc.colno})")]
-        ) from exc
+        return jsondoc.load(text)
+    except jsondoc.JSONTextError as exc:
+        syntax = exc.syntax
+        if syntax is not None:
+            message = f"not valid JSON: {syntax.msg} (line {syntax.lineno}, col {syntax.colno})"
+        else:  # a number too long, nesting too deep, a lone surrogate
+            message = f"not JSON this service reads: the file {exc.reason}"
+        raise GraphError([Problem(file, "/", message)]) from None
 
 
 def _packaged(name: str) -> dict[str, Any]:
@@ -78,14 +83,43 @@ def queues_schema() -> dict[str, Any]:
     return _packaged("queues-schema.json")
 
 
+def _format_checker() -> FormatChecker:
+    """jsonschema's format checks, with ``regex`` also refusing what ``re`` cannot
+    compile without raising something else: a{4294967296} (OverflowError), thousands
+    of nested groups (RecursionError)."""
+    checker = FormatChecker()
+
+    @checker.checks("regex", raises=(re.error, OverflowError, RecursionError))
+    def is_regex(instance: object) -> bool:
+        if isinstance(instance, str):
+            re.compile(instance)
+        return True
+
+    return checker
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """``pattern`` as JSON Schema means it (ECMA-262): a ``$`` at the end matches at
+    the end of the text only, where Python's ``re`` also matches before a final
+    newline (a node id ``"x\n"`` passed ``^[a-z]+$``)."""
+    if not validator.is_type(instance, "string"):
+        return
+    found = re.search(pattern, instance)
+    if found is None or (pattern.endswith("$") and instance.endswith("\n")):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Strict = validators.extend(Draft202012Validator, {"pattern": _pattern})  # type: ignore[no-untyped-call]
+
+
 @cache
 def _schema_validator() -> Draft202012Validator:
-    return Draft202012Validator(schema(), format_checker=FormatChecker())
+    return cast(Draft202012Validator, _Strict(schema(), format_checker=_format_checker()))
 
 
 @cache
 def _queues_validator() -> Draft202012Validator:
-    return Draft202012Validator(queues_schema(), format_checker=FormatChecker())
+    return cast(Draft202012Validator, _Strict(queues_schema(), format_checker=_format_checker()))
 
 
 def _message(error: ValidationError) -> str:
