@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.deliveries
 	$(BIN)/python -m bench.dispatch
+	$(BIN)/python -m bench.validator
 
 # A reproducible chaos run per seed (bench/chaos.py; definitions and figures in
 # bench/README.md): Redis with AOF, two `ivr serve` workers behind a proxy, the Bird

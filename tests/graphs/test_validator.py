@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.validator import chain
 from service.core.graph import TERMINAL_TYPES, BranchNode, CollectNode, Graph, MenuNode, Node
 from service.core.jsonpath import parse as parse_json_path
 from service.graphs.loader import GraphError, graph_files, load_file, parse
@@ -699,3 +700,10 @@ def test_ivr_validate_accepts_a_graph_with_only_warnings(tmp_path: Path) -> None
     result = validate(fine)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{fine}: ok (id g, 1 nodes")
+
+
+def test_a_long_loop_that_never_waits_is_one_problem_at_the_exit_that_closes_it() -> None:
+    loops = [p for p in check(parse(chain(2_000, looping=True), "chain.json"))
+             if "loop that never waits" in p.message]  # fmt: skip
+    assert [p.path for p in loops] == ["/nodes/n2000/next"]
+    assert loops[0].message.startswith("loop that never waits for the caller: n0 -> n1 -> n2")
