@@ -44,8 +44,16 @@ class Problem:
     severity: Severity = "error"
 
     def __str__(self) -> str:
+        """One line: control characters of a path or message (a key "x\\n" in the
+        file) are shown escaped, so that a problem never breaks into two lines."""
         label = "" if self.severity == "error" else f"{self.severity}: "
-        return f"{self.file}: {self.path}: {label}{self.message}"
+        return _one_line(f"{self.file}: {self.path}: {label}{self.message}")
+
+
+def _one_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,13 @@ def test_the_cli_answers_a_hostile_file_in_lines_not_a_traceback(
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stderr.startswith(f"{path}: /")
+
+
+def test_a_key_with_control_characters_is_one_escaped_line_per_problem(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"id": "k", "start": "a", "nodes": {"x\n\x1e": {"type": "say"}}}))
+    with pytest.raises(GraphError) as caught:
+        load_file(path)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == len(caught.value.problems)
+    assert any("/nodes/x\\n\\x1e:" in line for line in lines)
