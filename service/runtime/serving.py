@@ -2,7 +2,16 @@
 beforehand: every URL is known before anything starts (port 0 picks a free one)
 and connections made before uvicorn accepts wait in the listen backlog.
 
-Used by the demo (simulator and service side by side), ``ivr sim`` and the tests.
+Used by ``ivr serve``, the demo (simulator and service side by side), ``ivr sim``
+and the tests.
+
+Slow clients: a connection must send a request's headers within
+:data:`HEADER_TIMEOUT_S` of opening (or of its previous answer) or it is closed
+(:class:`_GuardedH11`: uvicorn itself waits forever for headers that trickle in);
+a body must arrive within ``service.server.bodies.BODY_TIMEOUT_S``. Idle keep-alive
+connections close after uvicorn's ``timeout_keep_alive``. Connections are cheap
+tasks on one event loop: thousands of slow clients do not keep ``/healthz`` from
+answering.
 """
 
 from __future__ import annotations
@@ -15,6 +24,48 @@ from dataclasses import dataclass
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEADER_TIMEOUT_S = 10.0
+
+
+class _GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 with a deadline for each request's headers: a client that
+    opens a connection (or keeps one after an answer) and sends its headers too
+    slowly is disconnected."""
+
+    header_timeout_s = HEADER_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_headers()
+
+    def _await_headers(self) -> None:
+        waiting_since = self.cycle
+        self._headers_due = self.loop.call_later(
+            self.header_timeout_s, self._headers_late, waiting_since
+        )
+
+    def _headers_late(self, waiting_since: object) -> None:
+        if self.cycle is waiting_since and not self.transport.is_closing():
+            self.logger.info("Closing a connection whose request headers came too slowly.")
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._headers_due.cancel()  # a request started: its headers came
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        idle = self.cycle is None or self.cycle.response_complete  # no pipelined request
+        if idle and not self.transport.is_closing():
+            self._headers_due.cancel()
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_due.cancel()
+        super().connection_lost(exc)
 
 
 class _Server(uvicorn.Server):
@@ -73,8 +124,9 @@ async def serve(
     exits; yields where it listens once uvicorn has started."""
     sock = sock or bind(host, port)
     config = uvicorn.Config(
-        app, log_config=None, log_level="warning", access_log=False, lifespan="auto"
-    )
+        app, log_config=None, log_level="warning", access_log=False, lifespan="auto",
+        http=_GuardedH11, timeout_keep_alive=5,
+    )  # fmt: skip
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     ready = asyncio.get_running_loop().create_task(server.ready.wait())

@@ -1,10 +1,12 @@
 """Request bodies, read within a limit: ``413`` as soon as a body is known to be over
-it (its ``Content-Length``, or the bytes received so far), before more is read; ``400``
-for JSON that cannot be read (``service.core.jsondoc``); a client that goes away
-mid-body is logged in one line, not as a traceback."""
+it (its ``Content-Length``, or the bytes received so far), before more is read; ``408``
+when it has not all come within :data:`BODY_TIMEOUT_S`; ``400`` for JSON that cannot
+be read (``service.core.jsondoc``); a client that goes away mid-body is logged in one
+line, not as a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -14,6 +16,8 @@ from starlette.responses import JSONResponse, Response
 from service.core import jsondoc
 
 log = structlog.get_logger("server")
+
+BODY_TIMEOUT_S = 10.0
 
 
 class BodyRefused(Exception):
@@ -32,18 +36,25 @@ def _size(limit: int) -> str:
     return f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes, or :class:`BodyRefused`."""
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The body, at most ``limit`` bytes within ``timeout_s`` (:data:`BODY_TIMEOUT_S`),
+    or :class:`BodyRefused`."""
+    timeout_s = timeout_s if timeout_s is not None else BODY_TIMEOUT_S
     too_large = _refused(413, "too_large", f"the body is over {_size(limit)}")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_large
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        log.info("request_too_slow", path=request.url.path, call_id=None, graph=None,
+                 node=None, received_bytes=len(body))  # fmt: skip
+        raise _refused(408, "too_slow", f"the body did not come within {timeout_s:g} s") from None
     except ClientDisconnect:
         log.info("request_abandoned", path=request.url.path, call_id=None, graph=None,
                  node=None, received_bytes=len(body))  # fmt: skip

@@ -1,0 +1,71 @@
+"""Serving over real sockets with slow clients: headers and bodies that trickle in are
+cut off, and many such clients at once do not keep /healthz from answering."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.graphs.loader import load_directory
+from service.runtime import serving
+from service.runtime.serving import serve
+from service.server import bodies
+from service.server.app import create_app
+from tests.paths import SHIPPED_GRAPHS
+from tests.support import settings
+
+GRAPHS = load_directory(SHIPPED_GRAPHS, "support-line")
+
+
+def host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+async def test_headers_that_trickle_in_are_cut_off(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(serving._GuardedH11, "header_timeout_s", 0.3)
+    app = create_app(settings("http://127.0.0.1"), redis=redis, graphs=GRAPHS)
+    async with serve(app) as running:
+        reader, writer = await asyncio.open_connection(*host_port(running.url))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+        await writer.drain()
+        closed = await asyncio.wait_for(reader.read(), timeout=5)
+        writer.close()
+    assert closed == b""  # the server hung up without an answer
+
+
+async def test_a_body_that_trickles_in_gets_408(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bodies, "BODY_TIMEOUT_S", 0.3)
+    app = create_app(settings("http://127.0.0.1"), redis=redis, graphs=GRAPHS)
+    async with serve(app) as running:
+        reader, writer = await asyncio.open_connection(*host_port(running.url))
+        writer.write(b"POST /webhooks/bird HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))  # fmt: skip
+        body = await reader.readexactly(length)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"the body did not come within 0.3 s" in body
+
+
+async def test_many_slow_clients_do_not_keep_healthz_from_answering(redis: Redis) -> None:
+    app = create_app(settings("http://127.0.0.1"), redis=redis, graphs=GRAPHS)
+    async with serve(app) as running:
+        slow = [await asyncio.open_connection(*host_port(running.url)) for _ in range(300)]
+        for _, writer in slow:
+            writer.write(b"POST /webhooks/bird HTTP/1.1\r\nHost: x\r\n")
+        await asyncio.gather(*(writer.drain() for _, writer in slow))
+        async with httpx.AsyncClient(timeout=5) as http:
+            answer = await http.get(running.url + "/healthz")
+        for _, writer in slow:
+            writer.close()
+    assert answer.status_code == 200
