@@ -10,6 +10,7 @@ unreachable, so that Bird delivers again later.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -24,6 +25,10 @@ from service.runtime.settings import Settings
 from service.server.bodies import BodyRefused, read_body
 
 log = structlog.get_logger("webhooks")
+
+# The references this service puts in a notification.url's query (?ref= of an
+# outbound call, ?offer= of a queue's bridge): uuid4().hex.
+OUR_REFERENCE = re.compile(r"[0-9a-f]{32}")
 
 
 def public_url(settings: Settings, request: Request) -> str:
@@ -67,11 +72,16 @@ def make_endpoint(
         except deliveries.UnhandledDelivery as exc:
             log.info("webhook_ignored", reason=exc.reason, request_id=request_id)
             return JSONResponse({"status": "ignored", "reason": exc.reason})
+        query = request.query_params
+        ref, offer = query.get("ref"), query.get("offer")
+        for name, value in (("ref", ref), ("offer", offer)):
+            if value is not None and not OUR_REFERENCE.fullmatch(value):
+                # Our own references (A10): hex ids; anything else names no key of ours.
+                reason = f"?{name}= is not a reference this service gives"
+                log.warning("webhook_malformed", reason=reason, request_id=request_id)
+                return JSONResponse({"error": "bad_request", "reason": reason}, status_code=400)
         try:
-            query = request.query_params
-            outcome = await handler().handle(
-                delivery, ref=query.get("ref"), offer=query.get("offer")
-            )
+            outcome = await handler().handle(delivery, ref=ref, offer=offer)
         except RedisError as exc:
             log.error(
                 "webhook_failed", call_id=delivery.call_id, graph=None, node=None,

@@ -281,3 +281,16 @@ async def test_a_client_gone_mid_body_is_one_log_line_not_a_traceback(redis: Red
     assert abandoned[0]["path"] == "/webhooks/bird"
     assert abandoned[0]["log_level"] == "info"
     assert not [e for e in logged if e.get("exc_info") or e["log_level"] == "error"]
+
+
+@pytest.mark.parametrize("query", ["?ref=..%2F..%2Fx", "?offer=o1%0A", "?ref=" + "a" * 5000])
+async def test_a_reference_this_service_never_gives_gets_400(
+    service: Service, redis: Redis, query: str
+) -> None:
+    call_id = str(uuid.uuid4())
+    body = call_delivery(call_id, "starting", updated=time.time())
+    url = service.webhook + query
+    answer = await service.http.post(url, content=body, headers=signed_headers(url, body))
+    assert answer.status_code == 400
+    assert "is not a reference this service gives" in answer.json()["reason"]
+    assert await keys_of(redis, call_id) == []
