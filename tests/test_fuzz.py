@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from service.bird import signature
 from service.bird.deliveries import DeliveryError, UnhandledDelivery, parse_delivery, to_event
 from service.core import jsondoc
+from service.graphs import schema
 from service.graphs.loader import GraphError, load_directory, load_file, parse
 from service.graphs.queues import parse_queues
 from service.runtime.agents import AgentError, parse_agent
@@ -197,3 +198,10 @@ def test_a_graph_file_loads_or_lists_its_problems(content: bytes) -> None:
 def test_a_queues_document_parses_or_lists_its_problems(document: Any) -> None:
     refused = refusal(lambda: parse_queues(document, "queues.json"), GraphError)
     assert refused is None or every_line_starts(refused, "queues.json: /")
+
+
+@FUZZ
+@given(node_documents())
+def test_the_schema_check_node_by_node_finds_what_the_whole_schema_finds(document: Any) -> None:
+    whole = schema._problems(schema._schema_validator(), "g.json", document)
+    assert schema.problems("g.json", document) == whole

