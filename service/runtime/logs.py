@@ -22,6 +22,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, MutableMapping
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -90,6 +91,15 @@ def _from_stdlib(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, trace: TracebackType | None
+) -> None:
+    """An exception nobody caught, as one log line (then the process exits as usual)."""
+    structlog.get_logger("service").critical(
+        "uncaught_exception", exc_info=(kind, error, trace), call_id=None, graph=None, node=None
+    )
+
+
 def _configure_stdlib(
     shared: list[Processor],
     exceptions: list[Processor],
@@ -153,6 +163,7 @@ def configure(
     if mask:
         exceptions.append(mask_numbers)
     _configure_stdlib(shared, exceptions, renderer, level, stream, quiet)
+    sys.excepthook = _log_uncaught
     processors: list[Processor] = [structlog.processors.add_log_level, *shared, *exceptions]
     if sink is not None:
         tee = sink

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -24,8 +25,10 @@ from tests.sample_graphs import support_line_with_transfers
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     stream = io.StringIO()
+    hook = sys.excepthook
     yield stream
     structlog.reset_defaults()
+    sys.excepthook = hook
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -165,3 +168,17 @@ def test_a_library_logging_a_number_is_masked_in_the_same_json(captured: io.Stri
     (line,) = lines(captured)
     assert line["event"] == "dialling +31******678 failed"
     assert (line["level"], line["logger"]) == ("warning", "some.library")
+
+
+def test_an_exception_nobody_caught_is_one_json_line(captured: io.StringIO) -> None:
+    logs.configure(log_format="json", stream=captured)
+    try:
+        raise ValueError("bad input from +31612345678")
+    except ValueError as error:
+        sys.excepthook(type(error), error, error.__traceback__)
+    (line,) = lines(captured)
+    assert (line["event"], line["level"]) == ("uncaught_exception", "critical")
+    frames = line["exception"]
+    assert isinstance(frames, list)
+    assert frames[0]["exc_type"] == "ValueError"
+    assert "31612345678" not in captured.getvalue()
