@@ -220,7 +220,7 @@ def problems(file: str, document: Any) -> list[Problem]:
     The problems of validating the document whole, found four times faster: the
     schema's node definition tries each node against every type in turn (``allOf``
     of ``if``/``then``), so the outline is validated apart and each node against
-    its own type's definition (10,000 nodes: about half a second, bench/validator)."""
+    its own type's definition (10,000 nodes: about half a second, bench/validator.py)."""
     nodes = document.get("nodes") if isinstance(document, dict) else None
     if not isinstance(nodes, dict):
         return _problems(_schema_validator(), file, document)
