@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from typing import Any, assert_never
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from service.core import line
 from service.core.events import LineStatus
@@ -815,6 +816,11 @@ class Line:
         now = self._clock()
         return int(now * 1000), today(now)
 
+    async def _run(self, script: AsyncScript, *args: str) -> LineResult:
+        """A script that takes (timers; now, today, *args) and answers a line_result."""
+        now_ms, day = self._now()
+        return LineResult.read(await script(keys=[self._timers], args=[now_ms, day, *args]))
+
     async def configure(self, queues: Mapping[str, Queue]) -> None:
         """Write what the scripts need of each queue's settings."""
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -867,32 +873,21 @@ class Line:
     async def take_back(self, offer: str, *, drop_caller: bool) -> LineResult:
         """Take back an offer its call did not take: the caller back to their place
         (or, ``drop_caller``, out of line: their call is gone), the agent idle."""
-        now_ms, day = self._now()
-        how = "drop" if drop_caller else "back"
-        raw = await self._take_back(keys=[self._timers], args=[now_ms, day, offer, how])
-        return LineResult.read(raw)
+        return await self._run(self._take_back, offer, "drop" if drop_caller else "back")
 
     async def reap(self, offer: str) -> LineResult:
         """An offer's lease timer fired: take it back if its call never took it."""
-        now_ms, day = self._now()
-        raw = await self._take_back(keys=[self._timers], args=[now_ms, day, offer, "lease"])
-        return LineResult.read(raw)
+        return await self._run(self._take_back, offer, "lease")
 
     async def callback_due(self, queue: str, callback: str) -> LineResult:
         """A callback's retry timer fired: back at its place in line, if it still waits."""
-        now_ms, day = self._now()
-        raw = await self._callback_due(keys=[self._timers], args=[now_ms, day, queue, callback])
-        return LineResult.read(raw)
+        return await self._run(self._callback_due, queue, callback)
 
     async def callback_unplaced(self, offer: str) -> LineResult:
         """The follow-up call of a callback's offer could not be placed: this attempt
         failed (the agent is free at once)."""
-        now_ms, day = self._now()
-        raw = await self._callback_unplaced(keys=[self._timers], args=[now_ms, day, offer])
-        return LineResult.read(raw)
+        return await self._run(self._callback_unplaced, offer)
 
     async def agent_due(self, agent_id: str) -> LineResult:
         """An agent's timer fired: end their wrap-up or cooldown if it is over."""
-        now_ms, day = self._now()
-        raw = await self._agent_due(keys=[self._timers], args=[now_ms, day, agent_id])
-        return LineResult.read(raw)
+        return await self._run(self._agent_due, agent_id)
