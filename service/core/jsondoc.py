@@ -10,7 +10,12 @@ UTF-16 surrogate (``"\\ud800"``), a string no key, log line or hash can encode.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+# A \u escape of a UTF-16 surrogate: the only way JSON text can hold a lone one (UTF-8
+# bytes cannot), so the costlier check runs only for texts that have one.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JSONTextError(ValueError):
@@ -27,8 +32,10 @@ class JSONTextError(ValueError):
 def load(text: bytes | str) -> Any:
     """The JSON value of ``text``, or :class:`JSONTextError`."""
     try:
-        document = json.loads(text)
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
+        data = text.encode("utf-8") if isinstance(text, str) else text  # a raw surrogate fails
+        document = json.loads(data)
+        if _SURROGATE_ESCAPE.search(data):  # only a \uD800-\uDFFF escape can make one
+            json.dumps(document, ensure_ascii=False).encode("utf-8")
     except json.JSONDecodeError as exc:
         raise JSONTextError(f"is not JSON: {exc}", exc) from None
     except UnicodeDecodeError as exc:
