@@ -21,20 +21,12 @@ from service.runtime.agents import Agents
 from service.runtime.clock import PinnedClock
 from service.runtime.line import Line
 from service.runtime.store import CallStore
-from tests.runtime.test_line import text
+from tests.runtime.test_line import Clock, text
 from tests.support import RecordingBird, handler_for, recording_bird_calls
 
 CUSTOMER = "+31611112222"
 OURS = "+31970102030"
 AGENT = "+31201234567"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def write_graph(directory: Path, queue: str) -> None:
