@@ -90,6 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("file", type=Path, metavar="FILE")
     render.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
 
+    from service.cli import replay as replay_cli
+
+    replay = commands.add_parser(
+        "replay",
+        help="re-run a call's recorded inputs against a draft graph: where its path diverges",
+        description="Replay a call's journal (kept in the service's Redis for CALL_TTL_S) "
+        "against a draft graph: the caller's keys, silences and agents' answers, at their "
+        "times. Exits 0 when the draft walks the same path, 1 when it diverges, 2 when the "
+        "replay cannot run.",
+    )
+    replay_cli.add_arguments(replay)
+
     from service.sim import cli as sim_cli
 
     sim = commands.add_parser(
@@ -124,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "render":
             return _render(args.file, args.format)
+        if args.command == "replay":
+            from service.cli import replay as replay_cli
+
+            return asyncio.run(replay_cli.run(args))
         if args.command == "sim":
             from service.sim import cli as sim_cli
 

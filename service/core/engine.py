@@ -188,6 +188,8 @@ def begin_callback(
     state = replace(started.state, node=node, line=replace(waiting, waiting=Waiting.CALLING))
     walk = _Walk(graph, state, now)
     walk.notes.extend(replace(note, node=node) for note in started.notes)
+    if node is not None:  # the follow-up call is at the callback node from its start
+        walk.note("node_entered", type=graph.nodes[node].type, from_node=None, via=None)
     walk.actions.extend(started.actions)
     walk.changes.append(line.TakeOffer(waiting.queue, waiting.offer, waiting.callback))
     walk.line_note("callback_placed", state.line or waiting, callback=waiting.callback,
@@ -435,12 +437,19 @@ class _Walk:
         self.hang_up(Outcome.STEP_LIMIT)
         return False
 
-    def enter(self, node_id: str) -> None:
+    def take(self, via: str) -> None:
+        """Leave the current node by its exit ``via`` (a key of ``Node.exits``)."""
+        self.enter(self.current().exits[via], via=via)
+
+    def enter(self, node_id: str, via: str | None = None) -> None:
+        """Enter ``node_id``: from the current node by its exit ``via``, or (None) as
+        the call's first node. ``node_entered`` names both, for traffic counts."""
         if not self.count_step():
             return
         node: Node = self.graph.nodes[node_id]
+        came_from = self.state.node if via is not None else None
         self.update(node=node_id, attempts=0, after=None)
-        self.note("node_entered", type=node.type)
+        self.note("node_entered", type=node.type, from_node=came_from, via=via)
         match node:
             case SayNode():
                 assert node.prompt is not None
@@ -453,11 +462,11 @@ class _Walk:
                 values = {name: self.render(template) for name, template in node.vars.items()}
                 self.update(vars={**self.state.vars, **values})
                 self.note("vars_set", names=sorted(values))
-                self.enter(node.next)
+                self.take("next")
             case HoursNode():
                 is_open = hours.is_open(node.weekly, node.holidays, node.timezone, self.now)
                 self.note("hours_checked", open=is_open, timezone=node.timezone)
-                self.enter(node.open if is_open else node.closed)
+                self.take("open" if is_open else "closed")
             case TransferNode():
                 self.transfer(node)
             case VoicemailNode():
@@ -495,10 +504,10 @@ class _Walk:
         for index, case in enumerate(node.cases):
             if conditions.holds(case.var, case.op, case.value, context):
                 self.note("branch_taken", case=index, var=case.var, op=case.op, next=case.next)
-                self.enter(case.next)
+                self.take(f"cases/{index}/next")
                 return
         self.note("branch_taken", case="default", next=node.default)
-        self.enter(node.default)
+        self.take("default")
 
     def transfer(self, node: TransferNode) -> None:
         to = self.render(node.to)
@@ -552,13 +561,13 @@ class _Walk:
     def prompt_finished(self) -> None:
         """What follows a prompt: ``after``, on the node that played it."""
         match (self.state.after, self.current()):
-            case (After.NEXT, SayNode() | CallbackNode() as said):
-                self.enter(said.next)
+            case (After.NEXT, SayNode() | CallbackNode()):
+                self.take("next")
             case (After.REGATHER, MenuNode() | CollectNode() as waiting):
                 if self.count_step():
                     self.gather(waiting)
             case (After.FAILURE, MenuNode() | CollectNode() as waiting):
-                self.enter(waiting.on_failure)
+                self.take("on_failure")
             case (After.RECORD, VoicemailNode() as voicemail):
                 self.record(voicemail)
             case (After.HANGUP, _):
@@ -573,13 +582,13 @@ class _Walk:
                 target = node.options.get(digits)
                 if target is not None:
                     self.note("menu_choice", digits=digits, next=target)
-                    self.enter(target)
+                    self.take(f"options/{digits}")
                     return
             case CollectNode():
                 if digits and self.collected_ok(node, digits):
                     self.update(vars={**self.state.vars, node.var: digits})
                     self.note("input_collected", var=node.var, length=len(digits), next=node.next)
-                    self.enter(node.next)
+                    self.take("next")
                     return
             case _:
                 self.note("digits_unexpected", "error", type=node.type)
@@ -612,7 +621,7 @@ class _Walk:
             if retry_prompt is not None:
                 self.speak(retry_prompt, After.FAILURE)
             else:
-                self.enter(node.on_failure)
+                self.take("on_failure")
         elif retry_prompt is not None:
             self.speak(retry_prompt, After.REGATHER)
         elif self.count_step():
@@ -627,7 +636,7 @@ class _Walk:
                       duration_s=event.duration_s)  # fmt: skip
         else:
             self.note("voicemail_failed", "warning")
-        self.enter(node.next)
+        self.take("next")
 
     def responded(self, event: events.HttpResponded) -> None:
         node = self.current()
@@ -635,11 +644,11 @@ class _Walk:
         saved, reason = self.pick(node, event)
         if reason is not None:
             self.note("http_failed", "warning", reason=reason, next=node.on_error)
-            self.enter(node.on_error)
+            self.take("on_error")
             return
         self.update(vars={**self.state.vars, **saved})
         self.note("http_answered", status=event.status, saved=sorted(saved), next=node.next)
-        self.enter(node.next)
+        self.take("next")
 
     @staticmethod
     def pick(node: HttpNode, event: events.HttpResponded) -> tuple[dict[str, str], str | None]:
@@ -667,7 +676,7 @@ class _Walk:
         assert isinstance(node, TransferNode)
         self.note("transfer_failed", "warning", reason=reason, next=node.on_failure)
         self.update(agent_leg=None)
-        self.enter(node.on_failure)
+        self.take("on_failure")
 
     # -- waiting in a queue's line -------------------------------------------
 
@@ -711,7 +720,7 @@ class _Walk:
         if not event.joined:
             self.note("queue_no_agents", "warning", queue=waiting.queue, next=node.on_no_agents)
             self.update(line=None)
-            self.enter(node.on_no_agents)
+            self.take("on_no_agents")
             return
         if waiting.waiting is Waiting.JOINING:
             self.line_note("joined", waiting, position=event.position,
@@ -719,7 +728,7 @@ class _Walk:
         waited = self.now - waiting.joined_at
         if waited >= queue.max_wait_s:
             self.leave_line("timed_out")
-            self.enter(node.on_timeout)
+            self.take("on_timeout")
             return
         alone_since = waiting.alone_since
         if event.agents_available > 0:
@@ -728,7 +737,7 @@ class _Walk:
             alone_since = self.now
         if alone_since is not None and self.now - alone_since >= queue.no_agents_grace_s:
             self.leave_line("no_agents")
-            self.enter(node.on_no_agents)
+            self.take("on_no_agents")
             return
         self.update(line=replace(waiting, alone_since=alone_since))
         position = self.position_due(queue, event)
@@ -834,7 +843,7 @@ class _Walk:
         assert isinstance(node, QueueNode)
         if digits == "1" and node.on_callback is not None:
             self.leave_line("callback")
-            self.enter(node.on_callback)
+            self.take("on_callback")
             return
         self.hold(self.queue(waiting.queue))
 
@@ -875,7 +884,7 @@ class _Walk:
         queue, node = self.queue(waiting.queue), self.current()
         if self.now - waiting.joined_at >= queue.max_wait_s and isinstance(node, QueueNode):
             self.leave_line("timed_out")  # offered agent after agent, and past max_wait_s
-            self.enter(node.on_timeout)
+            self.take("on_timeout")
             return
         self.hold(queue)
 
@@ -892,7 +901,7 @@ class _Walk:
         if not _dialable(number):
             self.note("callback_impossible", "warning", queue=node.queue,
                       reason="the caller's number is unknown", next=node.next)  # fmt: skip
-            self.enter(node.next)
+            self.take("next")
             return
         left = self.left if self.left is not None and self.left.queue == node.queue else None
         priority = left.priority if left is not None else 0
@@ -904,7 +913,7 @@ class _Walk:
         if node.prompt is not None:
             self.speak(node.prompt, After.NEXT)
         else:
-            self.enter(node.next)
+            self.take("next")
 
     def callback_call_answered(self, waiting: InLine) -> None:
         self.actions.append(

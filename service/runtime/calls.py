@@ -59,7 +59,7 @@ from service.bird.commands import (
 )
 from service.bird.deliveries import Delivery, to_event
 from service.bird.errors import BirdError
-from service.core import actions, engine, events
+from service.core import actions, engine, events, journal, traffic
 from service.core.engine import Transition
 from service.core.events import HttpResponded
 from service.core.graph import Graph
@@ -192,7 +192,18 @@ class _Plan:
     graph: Graph
     transition: Transition
     expected_version: int
+    fed: Mapping[str, Any]  # what the engine was fed, for the call's journal
+    now: float  # the time the graph saw
     detail: str = ""  # of what is Handled, once applied
+
+    def journal_entry(self, before: CallState | None) -> str:
+        """The call's journal entry for this step (``service.core.journal``)."""
+        state = self.transition.state
+        return journal.entry(
+            self.fed, now=self.now, node=before.node if before is not None else None,
+            notes=self.transition.notes, at=state.node,
+            outcome=str(state.outcome) if state.outcome is not None else None,
+        )  # fmt: skip
 
     def remembering(self, delivery: Delivery) -> _Plan:
         """The same plan, with the call remembering ``delivery`` (repeats, late ones)."""
@@ -404,6 +415,8 @@ class CallHandler:
                 done = await self._store.commit_changes(
                     transition.state, expected_version=plan.expected_version, pending=pending,
                     changes=transition.line,
+                    journal=plan.journal_entry(stored.state if stored is not None else None),
+                    traffic=traffic.counts(transition.notes),
                 )  # fmt: skip
             except OfferGone:
                 if stored is None:
@@ -512,7 +525,7 @@ class CallHandler:
         event = to_event(delivery)
         if isinstance(event, events.AGENT_NEWS):
             event = replace(event, offer=trigger.offer)
-        return _Plan(graph, engine.step(graph, current, event, now), current.version)
+        return _plan_step(graph, current, event, now)
 
     async def _plan_answer(
         self, stored: StoredCall | None, seq: int, event: events.Event, now: float
@@ -523,7 +536,7 @@ class CallHandler:
             return Handled("ignored", "the call moved on meanwhile")
         current = stored.state
         graph = await self._graph_of(current)
-        return _Plan(graph, engine.step(graph, current, event, now), current.version)
+        return _plan_step(graph, current, event, now)
 
     async def _plan_offer(
         self, offer: Offer, stored: StoredCall | None, now: float
@@ -533,10 +546,10 @@ class CallHandler:
         current = stored.state
         graph = await self._graph_of(current)
         event = events.AgentOffered(offer.offer, offer.agent_id, offer.address)
-        transition = engine.step(graph, current, event, now)
-        if not transition.moved:
+        plan = _plan_step(graph, current, event, now)
+        if not plan.transition.moved:
             return Handled("ignored", f"the call is {current.phase}, not waiting in line")
-        return _Plan(graph, transition, current.version)
+        return plan
 
     async def _plan_placed(
         self,
@@ -558,7 +571,8 @@ class CallHandler:
         current = stored.state
         graph = await self._graph_of(current)
         reason = f"{trigger.action} refused by Bird"
-        return _Plan(graph, engine.abandon(graph, current, reason, now), current.version)
+        transition = engine.abandon(graph, current, reason, now)
+        return _Plan(graph, transition, current.version, {"abandon": reason}, now)
 
     def _begin_inbound(self, delivery: Delivery, now: float, bound: Any) -> _Plan | Handled:
         if not delivery.is_new_call_offer:
@@ -578,7 +592,7 @@ class CallHandler:
         transition = engine.begin(
             graph, call_id=delivery.call_id, caller=delivery.caller, called=delivery.called, now=now
         )
-        return _Plan(graph, transition, 0)
+        return _Plan(graph, transition, 0, _begun(transition.state), now)
 
     async def _begin_outbound(
         self, call_id: str, pending: PendingOutbound, now: float, bound: Any
@@ -592,12 +606,12 @@ class CallHandler:
                 found, call_id=call_id, number=pending.to, line_number=pending.from_, now=now,
                 waiting=pending.callback, node=pending.node,
             )  # fmt: skip
-            return _Plan(found, transition, 0)
+            return _Plan(found, transition, 0, _begun(transition.state, callback=True), now)
         transition = engine.begin(
             found, call_id=call_id, caller=pending.to, called=pending.from_, now=now,
             direction=Direction.OUTBOUND, variables=pending.variables,
         )  # fmt: skip
-        return _Plan(found, transition, 0)
+        return _Plan(found, transition, 0, _begun(transition.state), now)
 
     async def _pending_outbound(self, ref: str) -> PendingOutbound | None:
         raw = await self._redis.get(keys.outbound(ref))
@@ -798,6 +812,19 @@ class CallHandler:
     def _log_notes(bound: Any, transition: Transition, graph: Graph) -> None:
         for note in transition.notes:
             getattr(bound, note.level)(note.event, graph=graph.id, node=note.node, **note.fields)
+
+
+def _plan_step(graph: Graph, current: CallState, event: events.Event, now: float) -> _Plan:
+    """The plan of feeding ``event`` to the call as it stands."""
+    transition = engine.step(graph, current, event, now)
+    return _Plan(graph, transition, current.version, {"event": journal.event_to_json(event)}, now)
+
+
+def _begun(state: CallState, *, callback: bool = False) -> dict[str, Any]:
+    """What a new call's journal keeps of how it began."""
+    begun = {"direction": str(state.direction), "caller": state.caller, "called": state.called,
+             "vars": dict(state.vars), "callback": callback}  # fmt: skip
+    return {"begin": begun}
 
 
 def _callback_place(offer: Offer, callback: CallbackCall, graph_offset_s: float) -> InLine:

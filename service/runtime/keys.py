@@ -15,6 +15,20 @@ def call(call_id: str) -> str:
     return f"{PREFIX}:call:{{{call_id}}}"
 
 
+def call_journal(call_id: str) -> str:
+    """List: what happened on the call, oldest first, one JSON entry per committed
+    step (``service.runtime.journal``: its inputs, the nodes it walked), capped and
+    kept as long as the call's hash (``ivr replay`` reads it)."""
+    return f"{PREFIX}:call:{{{call_id}}}:journal"
+
+
+def graph_traffic(graph_id: str, version: str) -> str:
+    """Hash: traffic counts of one graph version, per node (``service.core.traffic``:
+    ``NODE|in``, ``NODE|out|EXIT``, ``NODE|invalid``, ``NODE|silent``,
+    ``NODE|end|OUTCOME``), written with each call's commit (``ivr stats``)."""
+    return f"{PREFIX}:traffic:{graph_id}:{version}"
+
+
 def timers(channel_id: str = "") -> str:
     """Sorted set: call ids by when their pending command is next due (ms), for any
     replica serving the channel to claim (``service.runtime.timers``): deployments

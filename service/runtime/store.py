@@ -10,8 +10,9 @@ reloads and recomputes (see ``service.runtime.calls``).
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
@@ -23,6 +24,12 @@ from service.core.state import CallState
 from service.runtime import keys, line
 from service.runtime.line import LineResult
 from service.runtime.outbox import Pending
+
+# A call's journal keeps its last entries (a call walks at most engine.MAX_STEPS
+# steps, each one entry or less); a graph version's traffic counts last this long
+# after the last call that ran on it.
+JOURNAL_MAX_ENTRIES = 1000
+TRAFFIC_TTL_S = 90 * 24 * 3600
 
 # Active calls also get a TTL, as a safety net for calls whose end was never
 # delivered: longer than Bird's longest call (a bridge may last 8 hours).
@@ -45,6 +52,12 @@ ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 # ARGV[9]  the call id (the timer's member)
 # ARGV[10] now (ms)   ARGV[11] today (UTC date)
 # ARGV[12] the line changes (line.ops_json)
+# KEYS[3]  the call's journal (keys.call_journal)
+# KEYS[4]  the traffic counts of the call's graph version (keys.graph_traffic)
+# ARGV[13] the journal entry to append ("" for none), kept ARGV[4] seconds
+# ARGV[14] how many journal entries are kept (the oldest go)
+# ARGV[15] traffic counts to add, JSON {field: n} ("" for none)
+# ARGV[16] TTL of the traffic counts, in seconds
 # Returns "0" when the stored version is not ARGV[1] (lost race), "-1" when an
 # offer to take is no longer the line's (nothing written), else the line's result
 # (line.LineResult: queues that may dispatch, what to log about agents).
@@ -70,6 +83,17 @@ elseif ARGV[5] == 'clear' then
   redis.call('ZREM', KEYS[2], ARGV[9])
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+if ARGV[13] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[13])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[14]), -1)
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[4]))
+end
+if ARGV[15] ~= '' then
+  for name, n in pairs(cjson.decode(ARGV[15])) do
+    redis.call('HINCRBY', KEYS[4], name, n)
+  end
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[16]))
+end
 apply_ops(ops, ARGV[9])
 return line_result()
 """
@@ -193,10 +217,15 @@ class CallStore:
         expected_version: int,
         pending: Pending | Keep | None = KEEP,
         changes: Sequence[LineChange] = (),
+        journal: str = "",
+        traffic: Mapping[str, int] | None = None,
     ) -> tuple[CallState, LineResult] | None:
         """Write ``new`` if the stored version is still ``expected_version``, with
         the call's pending command: ``pending`` (its ``seq`` must be the new
-        version), none, or the one it has (``KEEP``), and its ``changes`` to the line.
+        version), none, or the one it has (``KEEP``), and its ``changes`` to the line;
+        with them, the step's ``journal`` entry (JSON, ``service.runtime.journal``)
+        and the ``traffic`` counts it adds to its graph version
+        (``service.core.traffic``).
 
         Returns the written state (with its new version) and what the line changes
         did, or None when another worker changed the call first. Raises
@@ -218,10 +247,17 @@ class CallStore:
             assert pending.seq == written.version, "a pending command names the state it is of"
             args += ["set", str(pending.seq), pending.to_json(), _ms(pending.until)]
         now = self._clock()
+        counted = json.dumps(traffic, separators=(",", ":")) if traffic else ""
         raw = await self._commit(
-            keys=[keys.call(new.call_id), self._timers],
-            args=[*args, new.call_id, _ms(now), line.today(now), line.ops_json(changes)],
-        )
+            keys=[
+                keys.call(new.call_id), self._timers, keys.call_journal(new.call_id),
+                keys.graph_traffic(new.graph, new.graph_version),
+            ],
+            args=[
+                *args, new.call_id, _ms(now), line.today(now), line.ops_json(changes),
+                journal, JOURNAL_MAX_ENTRIES, counted, TRAFFIC_TTL_S,
+            ],
+        )  # fmt: skip
         answer = raw.decode() if isinstance(raw, bytes) else str(raw)
         if answer == "0":
             return None
