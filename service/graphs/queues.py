@@ -42,7 +42,7 @@ def _prompt(raw: Mapping[str, Any]) -> Prompt:
     )
 
 
-def _queue(name: str, raw: Mapping[str, Any]) -> Queue:
+def queue_of_json(name: str, raw: Mapping[str, Any]) -> Queue:
     """A :class:`Queue` from its checked JSON: what the file leaves out keeps the default."""
     settings: dict[str, Any] = {
         key: _prompt(value) if key in PROMPT_FIELDS else value for key, value in raw.items()
@@ -94,7 +94,7 @@ def _checked(document: Any, file: str) -> tuple[dict[str, Queue], list[Problem]]
     found = schema.queues_problems(file, document)
     if found:
         raise GraphError(found)
-    queues = {name: _queue(name, raw) for name, raw in document["queues"].items()}
+    queues = {name: queue_of_json(name, raw) for name, raw in document["queues"].items()}
     found = problems(queues, file, document)
     if any(p.severity == "error" for p in found):
         raise GraphError(found)

@@ -15,9 +15,10 @@ loader share them.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -123,10 +124,90 @@ def _queues_validator() -> Draft202012Validator:
     return cast(Draft202012Validator, _Strict(queues_schema(), format_checker=_format_checker()))
 
 
-def _message(error: ValidationError) -> str:
+# What each pattern and format of the two schemas accepts, in plain words: a schema
+# error says "'0612345' is not an E.164 number (+ and 7-15 digits, the first not 0)",
+# never the regular expression. A test checks that every pattern and format of both
+# schemas is described here.
+PATTERN_WORDS: dict[str, str] = {
+    "^[a-z0-9][a-z0-9-]*$": "a graph id (lowercase letters, digits and '-', starting with a "
+    "letter or digit)",
+    "^[a-z0-9][a-z0-9_-]*$": "a node id (lowercase letters, digits, '_' and '-', starting "
+    "with a letter or digit)",
+    "^[a-z0-9][a-z0-9_-]{0,62}$": "a queue name (1-63 lowercase letters, digits, '_' and '-', "
+    "starting with a letter or digit)",
+    "^\\+[1-9][0-9]{6,14}$": "an E.164 number (+ and 7-15 digits, the first not 0)",
+    "^(\\+[1-9][0-9]{6,14}|sips?:[^\\s@]+@[^\\s]+|.*\\{\\{.+\\}\\}.*)$": "an E.164 number "
+    "(+ and 7-15 digits, the first not 0), a sip: or sips: URI (sip:user@host) or a "
+    "template ({{vars.NAME}})",
+    "^[A-Za-z_][A-Za-z0-9_]*$": "a variable name (letters, digits and '_', not starting with "
+    "a digit)",
+    "^https://": "an https:// URL",
+    "^[0-9*#]$": "a single key (0-9, * or #)",
+    "^(caller|called|call_id|vars\\.[A-Za-z_][A-Za-z0-9_]*)$": "caller, called, call_id or "
+    "vars.NAME",
+    "^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$": "a time range "
+    "HH:MM-HH:MM (like 09:00-17:30; 24:00 only as its end)",
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
+    "^(https?://|\\{\\{)": "an http:// or https:// URL, or a template starting with {{",
+}
+FORMAT_WORDS: dict[str, str] = {"regex": "a regular expression"}
+TYPE_WORDS: dict[str, str] = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "an object",
+    "array": "a list",
+    "null": "null",
+}
+# A value quoted in a message is cut to this many characters.
+SHOWN_CHARS = 60
+
+
+def _shown(instance: Any) -> str:
+    """A value of the document as a message quotes it: a string as 'text', anything
+    else as JSON; a long one cut."""
+    if isinstance(instance, str):
+        if len(instance) <= SHOWN_CHARS:
+            return repr(instance)
+        return f"{instance[: SHOWN_CHARS - 10]!r}... ({len(instance)} characters)"
+    text = json.dumps(instance, ensure_ascii=False, default=str)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 10]}..."
+
+
+def _listed(words: list[str], last: str = "or") -> str:
+    """``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def _unknown_fields(names: list[str], known: Iterable[str]) -> str:
+    """``unknown field 'sya' (did you mean 'say'?)``."""
+    choices = [str(k) for k in known]
+    shown = []
+    for name in names:
+        close = difflib.get_close_matches(name, choices, n=1)
+        shown.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    return f"unknown field{'s' if len(names) > 1 else ''} {_listed(shown, 'and')}"
+
+
+def _regex_reason(error: ValidationError) -> str:
+    cause = error.cause
+    if isinstance(cause, OverflowError):
+        return "a repetition count is too large"
+    if isinstance(cause, RecursionError):
+        return "it is nested too deeply"
+    return str(cause) if cause is not None else "Python cannot compile it"
+
+
+def _message(error: ValidationError) -> str | None:
+    """What a schema error means, in plain words (None: nothing to add to what other
+    errors of the same value say)."""
     parent = error.parent
+    keyword = error.validator
+    value: Any = error.validator_value
+    instance = error.instance
     if (
-        error.validator == "required"
+        keyword == "required"
         and parent is not None
         and parent.validator == "anyOf"
         and all(c.validator == "required" for c in parent.context or [])
@@ -135,6 +216,57 @@ def _message(error: ValidationError) -> str:
             repr(cast(list[str], c.validator_value)[0]) for c in parent.context or []
         )
         return f"needs {names}"
+    if keyword == "required":
+        missing = [name for name in value if isinstance(instance, Mapping) and name not in instance]
+        return f"needs {_listed([repr(name) for name in missing or value], 'and')}"
+    if keyword == "type":
+        kinds = [value] if isinstance(value, str) else list(value)
+        return f"{_shown(instance)} is not {_listed([TYPE_WORDS.get(k, k) for k in kinds])}"
+    if keyword == "pattern":
+        words = PATTERN_WORDS.get(value)
+        if words is None:  # pragma: no cover - a test keeps the table complete
+            return f"{_shown(instance)} does not match {value!r}"
+        return f"{_shown(instance)} is not {words}"
+    if keyword == "format":
+        words = FORMAT_WORDS.get(value, f"of the format {value!r}")
+        if value == "regex":
+            return f"{_shown(instance)} is not {words}: {_regex_reason(error)}"
+        return f"{_shown(instance)} is not {words}"
+    if keyword == "enum":
+        if value == schema()["$defs"]["locale"]["enum"]:
+            return (
+                f"{_shown(instance)} is not a locale of Bird's text-to-speech (like en-US or "
+                "nl-NL; ivr_graphs/schema.json lists them)"
+            )
+        shown = [v if isinstance(v, str) else json.dumps(v) for v in value]
+        return f"{_shown(instance)} is not one of {_listed(shown)}"
+    if keyword == "const":
+        return f"{_shown(instance)} is not {_shown(value)}"
+    if keyword == "additionalProperties" and isinstance(instance, Mapping):
+        known = cast(Mapping[str, Any], error.schema).get("properties", {})
+        return _unknown_fields([str(n) for n in instance if n not in known], known)
+    if keyword in ("minLength", "minItems", "minProperties") and value == 1:
+        return "must not be empty"
+    if keyword == "maxItems" and isinstance(instance, list):
+        return f"has {len(instance)} items, more than the {value} allowed"
+    if keyword == "uniqueItems" and isinstance(instance, list):
+        seen: list[Any] = []
+        for item in instance:
+            if item in seen:
+                return f"lists {_shown(item)} more than once"
+            seen.append(item)
+    if keyword == "not":
+        excluded = cast(Mapping[str, Any], value).get("required")
+        if not isinstance(instance, Mapping):
+            return None  # not an object: its type error says so
+        if isinstance(excluded, list) and len(excluded) > 1:
+            both = _listed([repr(n) for n in excluded], "and")
+            return f"has {'both ' if len(excluded) == 2 else ''}{both}: give only one"
+        if isinstance(excluded, list) and excluded:
+            op = instance.get("op")
+            if isinstance(op, str):
+                return f"{excluded[0]!r} is not allowed with op {op!r}"
+            return f"must not have {excluded[0]!r}"
     return error.message
 
 
@@ -162,14 +294,13 @@ def _unexpected(error: ValidationError, reported: set[str]) -> str | None:
     """The additionalProperties message for the fields not already ``reported``."""
     known = cast(Mapping[str, Any], error.schema).get("properties", {})
     extras = [
-        repr(name)
+        str(name)
         for name in cast(Mapping[str, Any], error.instance)
         if name not in known and pointer([*error.absolute_path, name]) not in reported
     ]
     if not extras:
         return None
-    verb = "was" if len(extras) == 1 else "were"
-    return f"Additional properties are not allowed ({', '.join(extras)} {verb} unexpected)"
+    return _unknown_fields(extras, known)
 
 
 def _problems(

@@ -91,6 +91,10 @@ VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 Pointer = tuple[str | int, ...]  # the parts of a JSON pointer, before escaping
 
 
+# How rule 3's problems begin (service.graphs.check recognises them by it).
+LOOP_WITHOUT_WAITING = "loop that never waits for the caller"
+
+
 def check(graph: Graph) -> list[Problem]:
     """Every problem of ``graph`` (errors and warnings), sorted by path then message."""
     order = _reachable(graph)
@@ -214,7 +218,7 @@ def _loops_without_waiting(graph: Graph, order: list[str]) -> list[Problem]:
         reported |= region
         loop, closing_exit = _shortest_loop(graph, entry, set(region))
         message = (
-            f"loop that never waits for the caller: {' -> '.join(loop)} "
+            f"{LOOP_WITHOUT_WAITING}: {' -> '.join(loop)} "
             "(every loop must pass through a menu or collect)"
         )
         others = sorted(region - set(loop), key=rank.__getitem__)

@@ -30,8 +30,14 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "deep nesting": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     "lone surrogate": (b'{"id": "\\ud800"}', "lone surrogate"),
     "not utf-8": (b"\xff\xfe{}", "not UTF-8 text"),
-    "huge repetition": (json.dumps(collect("a{4294967296}")).encode(), "is not a 'regex'"),
-    "3000 groups": (json.dumps(collect("(" * 3000)).encode(), "is not a 'regex'"),
+    "huge repetition": (
+        json.dumps(collect("a{4294967296}")).encode(),
+        "is not a regular expression: a repetition count is too large",
+    ),
+    "3000 groups": (
+        json.dumps(collect("(" * 3000)).encode(),
+        "is not a regular expression: it is nested too deeply",
+    ),
     "branch repetition": (
         json.dumps(
             {
@@ -54,11 +60,11 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
                 },
             }
         ).encode(),
-        "is not a 'regex'",
+        "is not a regular expression: a repetition count is too large",
     ),
     "id with a newline": (
         json.dumps({"id": "nl", "start": "x\n", "nodes": {"x\n": {"type": "hangup"}}}).encode(),
-        "does not match",
+        "is not a node id",
     ),
 }
 

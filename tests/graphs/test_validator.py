@@ -691,6 +691,7 @@ def test_ivr_validate_rejects_a_broken_graph_with_file_and_json_paths(tmp_path: 
     assert result.stderr.splitlines() == [
         f"{broken}: /nodes/failed/say: vars.pin is not set on any path from start to here",
         f"{broken}: /nodes/ok/vars/unused: warning: vars.unused is set here but never read",
+        "1 error, 1 warning in 1 file",
     ]
 
 
