@@ -22,9 +22,10 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from service.bird import schemas
+from service.sim import control
 from service.sim.calls import SimCall
 from service.sim.engine import MEDIA_COMMANDS, CallEngine
 from service.sim.faults import (
@@ -155,6 +156,11 @@ class BirdSimulator(CallEngine):
     request is held until its client gives up, its time is up, or
     :meth:`release_held_requests` (also done by :meth:`aclose`): call it before stopping the
     server when a client may still be waiting, or the server waits for it.
+
+    :attr:`app` also serves the control endpoint under ``/sim`` (:mod:`service.sim.control`:
+    place calls, script callees, follow transcripts), apart from Bird's routes; releasing
+    the held requests ends the transcripts followed there too. ``at`` pins the simulator's
+    clock (when each transcript says its call was placed); Bird's timestamps stay real.
     """
 
     def __init__(
@@ -179,6 +185,7 @@ class BirdSimulator(CallEngine):
         faults: Faults | None = None,
         interrupting_commands: bool = False,
         leave_ringing_legs: bool = True,
+        at: datetime | None = None,
     ) -> None:
         super().__init__(
             channel_id=channel_id,
@@ -198,6 +205,7 @@ class BirdSimulator(CallEngine):
             faults=faults,
             interrupting_commands=interrupting_commands,
             leave_ringing_legs=leave_ringing_legs,
+            at=at,
         )
         for operation in schemas.OPERATIONS:  # build the validators now, not on a first call
             schemas.validator(operation)
@@ -206,7 +214,13 @@ class BirdSimulator(CallEngine):
         self.requests: list[RecordedRequest] = []
         self._released = asyncio.Event()
         self._injected: dict[str, list[str]] = {}
-        self.app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=_METHODS)])
+        self.app = Starlette(
+            routes=[
+                # The control endpoint (service.sim.control), apart from Bird's routes.
+                Mount("/sim", routes=control.routes(self, self._released)),
+                Route("/{path:path}", self._endpoint, methods=_METHODS),
+            ]
+        )
 
     def requests_for(self, call_id: str) -> list[RecordedRequest]:
         return [request for request in self.requests if request.call_id == call_id]

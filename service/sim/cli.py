@@ -14,6 +14,14 @@ callers placed two simulated seconds apart, all on the line at once::
         --agent '+31201234567=no-answer,answer:2:30' --agent +31201234568=busy \
         --call '+31612345678>+31970102030:1' --call '+31612345679>+31970102030:1' \
         --call-every 2 --interrupting-commands --end-ringing-legs --exit-after-calls
+
+A running simulator also takes calls from its control endpoint (:mod:`service.sim.control`,
+``ivr call``: :mod:`service.sim.call_cli`) and prints their transcripts when they end, and
+those of the outbound calls the service places (their callees scripted by ``--callee``).
+A ``--call`` whose script does not fit the call (a gather it had no keys left for, or keys
+left over at the end) is reported and makes the exit status 1. ``--at`` pins the
+simulator's clock (the moment transcripts say a call was placed); the service's graphs see
+a pinned moment only with its own ``IVR_CLOCK``.
 """
 
 from __future__ import annotations
@@ -25,20 +33,28 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TextIO
 
+from service.runtime.clock import MOMENT_EXAMPLE, parse_moment
 from service.runtime.serving import serve
+from service.runtime.style import Style
 from service.sim.api import BirdSimulator
 from service.sim.faults import HELP as FAULTS_HELP
 from service.sim.faults import Faults
 from service.sim.scripts import (
     AGENT_SPEC,
+    CALLEE_SPEC,
     AgentScript,
+    CalleeScript,
     CallerScript,
     parse_agent_spec,
     parse_call_spec,
+    parse_callee_spec,
 )
+from service.sim.transcript import ORIGIN_SCRIPT, Transcript
 
 PROG = "ivr sim"
 
@@ -64,6 +80,19 @@ class _Settings:
     call_every_s: float | None = None
     interrupting_commands: bool = False
     leave_ringing_legs: bool = True
+    callees: dict[str, CalleeScript] = field(default_factory=dict)
+    at: datetime | None = None
+
+
+CONTROL_HELP = """\
+control endpoint (on this port, apart from Bird's routes; `ivr call` uses it):
+  POST /sim/calls {"from", "to", "keys": "1,_,2"}      place a call: {"id", "transcript"}
+  GET  /sim/calls/ID/transcript?follow=1             its transcript as it happens (NDJSON)
+  GET  /sim/calls                                    every call placed so far
+  PUT  /sim/callees/NUMBER {"answer", "keys"}         script the callee of outbound calls
+The transcripts of calls placed there and of the service's outbound calls are printed when
+they end.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,8 +126,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="FROM>TO[:INPUT,...]",
-        help="place this inbound call once serving and print its transcript (repeatable); "
-        "an INPUT is the keys pressed at one gather, _ for silence or hangup",
+        help="place this inbound call once serving and print its transcript (repeatable; "
+        "quote it: > is a shell redirect); an INPUT is the keys pressed at one gather, _ for "
+        "silence or hangup. To place calls on a simulator already running: ivr call --from "
+        "FROM --to TO --keys INPUT,...",
+    )
+    parser.add_argument(
+        "--callee",
+        action="append",
+        default=[],
+        metavar=CALLEE_SPEC,
+        help="what the callee of the service's outbound calls (POST /calls) to NUMBER does: "
+        "how they answer each call as for --agent (answer[:ANSWER_AFTER_S], no-answer, busy, "
+        "failed; default answer after 2 s), ;keys: what they press at each gather, "
+        ";hangup-after: when they hang up: '+31612345678=answer:3;keys:1,_' (repeatable). "
+        "Unscripted callees answer after 2 s and press nothing",
+    )
+    parser.add_argument(
+        "--at",
+        metavar="MOMENT",
+        help=f"pin the simulator's clock to MOMENT (ISO-8601 with offset, {MOMENT_EXAMPLE}), "
+        "running on from start-up: transcripts say when each call was placed on it. It does "
+        "not move the service's clock: start ivr serve with IVR_CLOCK set to the same moment "
+        "so that its graphs (hours nodes, templates) see it. Bird's timestamps and webhook "
+        "signatures stay on the real clock (the service checks their age)",
     )
     parser.add_argument(
         "--call-every",
@@ -107,7 +158,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "once (0: together); default: one after the other, each once the previous has ended",
     )
     parser.add_argument(
-        "--exit-after-calls", action="store_true", help="exit once the --call calls have ended"
+        "--exit-after-calls",
+        action="store_true",
+        help="exit once the --call calls have ended: 0 when each ended and its inputs fit the "
+        "call, 1 when one did not end or its inputs did not fit (a gather it had none left "
+        "for, or inputs left over at the end: both reported)",
     )
     parser.add_argument(
         "--interrupting-commands",
@@ -159,7 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed of the faults' random choices (0): the same seed gives the same faults",
     )
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = FAULTS_HELP
+    parser.epilog = CONTROL_HELP + "\n" + FAULTS_HELP
 
 
 def _required(value: str | None, env: str, flag: str) -> str:
@@ -192,14 +247,24 @@ def _settings(args: argparse.Namespace) -> _Settings:
         raise _BadArgument(f"--port must be between 0 and 65535, got {port}")
     agents: dict[str, AgentScript] = {}
     calls: list[CallerScript] = []
+    callees: dict[str, CalleeScript] = {}
     try:
         for spec in args.agent:
             number, script = parse_agent_spec(spec)
             agents[number] = script
         for index, spec in enumerate(args.call, start=1):
             calls.append(parse_call_spec(spec, name=f"call {index}"))
+        for spec in args.callee:
+            callee = parse_callee_spec(spec)
+            callees[callee.number] = callee.script()
     except ValueError as exc:
         raise _BadArgument(str(exc)) from None
+    at = None
+    if args.at is not None:
+        try:
+            at = parse_moment(args.at)
+        except ValueError as exc:
+            raise _BadArgument(f"--at {exc}") from None
     call_every_s = None
     if args.call_every is not None:
         call_every_s = _positive(args.call_every, "--call-every", allow_zero=True)
@@ -219,6 +284,8 @@ def _settings(args: argparse.Namespace) -> _Settings:
         call_every_s=call_every_s,
         interrupting_commands=bool(args.interrupting_commands),
         leave_ringing_legs=bool(args.leave_ringing_legs),
+        callees=callees,
+        at=at,
     )
 
 
@@ -236,8 +303,9 @@ def _faults(specs: list[str], seed: str) -> Faults:
 async def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C (or, with ``--exit-after-calls``, until the calls have ended).
 
-    0 when every ``--call`` ended, 1 when one did not (or the port was taken), 2 on a bad
-    argument.
+    0 when every ``--call`` ended and its script fit the call, 1 when one did not (or the
+    port was taken), 2 on a bad argument. The transcripts of the calls placed through the
+    control endpoint and of outbound calls are printed as they end.
     """
     try:
         settings = _settings(args)
@@ -251,13 +319,16 @@ async def run(args: argparse.Namespace) -> int:
         signing_key=settings.signing_key,
         subscription_url=settings.webhook_url,
         agents=settings.agents,
+        callees=settings.callees,
         time_scale=settings.time_scale,
         duplicate_deliveries=bool(args.duplicate_deliveries),
         replay_stale=bool(args.replay_stale),
         faults=settings.faults,
         interrupting_commands=settings.interrupting_commands,
         leave_ringing_legs=settings.leave_ringing_legs,
+        at=settings.at,
     )
+    sim.on_settled.append(_printer(bool(args.json), sys.stdout))
     try:
         async with serve(sim.app, settings.host, settings.port) as running:
             try:
@@ -268,6 +339,22 @@ async def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+                print(
+                    f"control: {running.url}/sim/calls (ivr call --sim {running.url} --from "
+                    "NUMBER --to NUMBER --keys 1,_,2)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if settings.at is not None:
+                    moment = settings.at.isoformat()
+                    print(
+                        f"clock pinned: the simulator's clock starts at {moment} and runs on "
+                        "(the moment transcripts say calls were placed); Bird's timestamps and "
+                        "signatures stay real. The service's graphs see it only with "
+                        f"IVR_CLOCK={moment}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 if settings.faults.enabled:
                     print(f"faults: {settings.faults.describe()}", file=sys.stderr, flush=True)
                 status = await _place_calls(sim, settings, bool(args.json), sys.stdout)
@@ -291,7 +378,7 @@ async def run(args: argparse.Namespace) -> int:
 
 async def _place_calls(sim: BirdSimulator, settings: _Settings, as_json: bool, out: TextIO) -> int:
     """Place the ``--call`` calls (one after the other, or ``--call-every`` apart) and print
-    each transcript, in order; 1 when one did not end in time."""
+    each transcript, in order; 1 when one did not end in time or its script did not fit."""
     status = 0
     placed: list[str] = []
     if settings.call_every_s is not None:
@@ -304,12 +391,37 @@ async def _place_calls(sim: BirdSimulator, settings: _Settings, as_json: bool, o
             print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
             status = 1
             continue
-        if as_json:
-            out.write(json.dumps(transcript.to_dict()) + "\n")
-        else:
-            out.write(transcript.render() + "\n\n")
-        out.flush()
+        _write(transcript, as_json, out)
+        misfits = transcript.misfits()
+        if misfits:
+            status = 1
+            print(
+                f"{PROG}: {script.name} ({script.from_number} -> {script.to_number}): the "
+                f"script does not fit the call: {'; '.join(misfits)}",
+                file=sys.stderr,
+                flush=True,
+            )
     return status
+
+
+def _write(transcript: Transcript, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(transcript.to_dict()) + "\n")
+    else:
+        out.write(transcript.render(fit=True, paint=Style(out).paint) + "\n\n")
+    out.flush()
+
+
+def _printer(as_json: bool, out: TextIO) -> Callable[[Transcript], None]:
+    """Prints the transcript of each call not placed by ``--call`` (those are printed in
+    order by :func:`_place_calls`) once it has ended: calls placed through the control
+    endpoint, and the outbound calls the service placed."""
+
+    def show(transcript: Transcript) -> None:
+        if transcript.origin != ORIGIN_SCRIPT:
+            _write(transcript, as_json, out)
+
+    return show
 
 
 async def _until_stopped(server_task: asyncio.Task[None]) -> None:

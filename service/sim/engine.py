@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import uuid
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 import structlog
 
+from service.runtime.clock import PinnedClock
 from service.sim import transcript as tr
 from service.sim.calls import ENDED_STATUSES, Command, Direction, SimCall
 from service.sim.delivery import Deliverer, DeliveryAttempt, Envelope, Outgoing
@@ -56,7 +57,7 @@ from service.sim.faults import (
     Faults,
 )
 from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
-from service.sim.transcript import Offer, Transcript
+from service.sim.transcript import Entry, Offer, Transcript
 
 log = structlog.get_logger("sim")
 
@@ -165,6 +166,7 @@ class CallEngine:
         faults: Faults | None = None,
         interrupting_commands: bool = False,
         leave_ringing_legs: bool = True,
+        at: datetime | None = None,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -191,6 +193,13 @@ class CallEngine:
         self.fault_counts: collections.Counter[str] = collections.Counter()
         """How many faults of each kind were injected (names: :mod:`service.sim.faults`)."""
         self.dice = FaultDice(self.faults)
+        self.at = at
+        """The simulator's clock is pinned to this moment at start, running on (``ivr sim
+        --at``): transcripts tell when each call was placed on it. Bird's own timestamps stay
+        real (the service checks their age)."""
+        self._pinned = PinnedClock(at) if at is not None else None
+        self.on_settled: list[Callable[[Transcript], None]] = []
+        """Called with a call's transcript once it has settled (:meth:`wait_ended`)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._progress = asyncio.Event()
         self._closed = False
@@ -209,8 +218,11 @@ class CallEngine:
         """Every delivery attempt made so far, in order, with its answer."""
         return self._deliverer.attempts
 
-    async def place_inbound_call(self, script: CallerScript) -> str:
-        """A person calls the IVR number: the call is delivered (``voice.inbound``) and rings."""
+    async def place_inbound_call(
+        self, script: CallerScript, *, origin: str = tr.ORIGIN_SCRIPT
+    ) -> str:
+        """A person calls the IVR number: the call is delivered (``voice.inbound``) and rings.
+        ``origin``: who placed it (:data:`service.sim.transcript.ORIGIN_CONTROL`, ...)."""
         call = self._new_call(
             from_number=script.from_number,
             to_number=script.to_number,
@@ -223,6 +235,7 @@ class CallEngine:
             inputs=script.inputs,
             hangup_after_s=script.hangup_after_s,
             voicemail_s=script.voicemail_s,
+            origin=origin,
         )
         self._deliver(call)
         self._set_status(call, "ringing")
@@ -283,6 +296,40 @@ class CallEngine:
             ) from None
         return self.transcript(call.id)
 
+    def set_callee(self, number: str, script: CalleeScript) -> None:
+        """Script the callee of the outbound calls to ``number`` from now on (its offers
+        are counted anew)."""
+        self.callees[number] = script
+        self.callee_offers.pop(number, None)
+
+    def settled(self, call_id: str) -> bool:
+        """Whether the call (and its legs) ended and its deliveries were answered."""
+        return self._call(call_id).root.settled.is_set()
+
+    async def follow(
+        self, call_id: str, closing: asyncio.Event | None = None
+    ) -> AsyncIterator[Entry]:
+        """The entries of the call's transcript, those so far and those to come, until it has
+        settled (as :meth:`wait_ended` waits) or ``closing`` is set."""
+        root = self._call(call_id).root
+        entries = self.transcript(root.id).entries
+        sent = 0
+        while True:
+            progress = self._progress  # before looking: a later change sets this one
+            while sent < len(entries):
+                sent += 1
+                yield entries[sent - 1]
+            if root.settled.is_set() or (closing is not None and closing.is_set()):
+                return
+            waits = [asyncio.ensure_future(progress.wait())]
+            if closing is not None:
+                waits.append(asyncio.ensure_future(closing.wait()))
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
+
     async def aclose(self) -> None:
         """Cancel every running task and close the delivery client."""
         if self._closed:
@@ -325,6 +372,8 @@ class CallEngine:
             inputs=callee.inputs,
             hangup_after_s=callee.hangup_after_s,
             voicemail_s=callee.voicemail_s,
+            origin=tr.ORIGIN_OUTBOUND,
+            scripted=to in self.callees,
         )
         call.scheduled_for = scheduled_for
         call.notification = dict(notification) if isinstance(notification, dict) else None
@@ -438,6 +487,8 @@ class CallEngine:
         inputs: tuple[str, ...] = (),
         hangup_after_s: float | None = None,
         voicemail_s: float = 3.0,
+        origin: str = tr.ORIGIN_SCRIPT,
+        scripted: bool = True,
     ) -> SimCall:
         call = SimCall(
             id=str(uuid.uuid4()),
@@ -458,7 +509,12 @@ class CallEngine:
         )
         call.updated_at = call.created_at
         if parent is None:
-            call.transcript = Transcript(call.id, script_name, from_number, to_number)
+            call.transcript = Transcript(
+                call.id, script_name, from_number, to_number, origin=origin, scripted=scripted
+            )
+            if self._pinned is not None and self.at is not None:
+                started = datetime.fromtimestamp(self._pinned(), self.at.tzinfo)
+                call.transcript.started_at = started
         self.calls[call.id] = call
         call.worker = self._spawn(self._work(call), f"sim-call-{call.id}")
         return call
@@ -506,6 +562,10 @@ class CallEngine:
         if call.party == "agent":
             text = f"(agent {call.to_number}) {text}".rstrip()
         transcript.add(self._at(call), kind, text)
+        self._changed()
+
+    def _changed(self) -> None:
+        """Wake whoever waits for a transcript to change (:meth:`wait_for`, :meth:`follow`)."""
         self._progress.set()
         self._progress = asyncio.Event()
 
@@ -592,6 +652,13 @@ class CallEngine:
         family = self._family(root)
         if all(m.ended for m in family) and all(m.pending_deliveries == 0 for m in family):
             root.settled.set()
+            self._changed()
+            if root.transcript is not None:
+                for listener in list(self.on_settled):
+                    try:
+                        listener(root.transcript)
+                    except Exception:
+                        log.exception("simulator on_settled listener failed", call_id=root.id)
 
     # ------------------------------------------------------------------- statuses
 
@@ -661,6 +728,7 @@ class CallEngine:
                 self._end_call(child, "cancelled", "none")
         transcript = call.transcript
         if transcript is not None:
+            transcript.unused = tuple(call.inputs)
             transcript.ended = True
             transcript.final_status = status
             transcript.hangup_source = source
@@ -813,13 +881,15 @@ class CallEngine:
         return ("failed", {})
 
     async def _gather(self, call: SimCall, options: Mapping[str, Any]) -> Outcome:
-        prompt_s = 0.0
+        prompt_s, heard = 0.0, ""
         for kind in ("say", "playback"):
             prompt = options.get(kind)
             if isinstance(prompt, dict):
-                self._note(call, tr.HEARD, _prompt_text(kind, prompt))
+                heard = _prompt_text(kind, prompt)
+                self._note(call, tr.HEARD, heard)
                 prompt_s = plan_prompt(kind, prompt).seconds
                 break
+        ran_out = not call.inputs  # the script has nothing for this gather: silence
         value = call.inputs.popleft() if call.inputs else SILENCE
         if value == HANGUP:
             await self._sleep(prompt_s / 2)
@@ -829,7 +899,12 @@ class CallEngine:
         keys = ""
         if value == SILENCE:
             await self._sleep(timeout)
-            self._note(call, tr.SILENCE, f"pressed nothing within {timeout:g} s")
+            if ran_out:
+                transcript = call.root.transcript
+                assert transcript is not None
+                transcript.ran_out.append(heard)
+            why = " (no input left in the script)" if ran_out else ""
+            self._note(call, tr.SILENCE, f"pressed nothing within {timeout:g} s{why}")
         else:
             max_keys = options.get("maxNumKeys")
             limit = max_keys if isinstance(max_keys, int) and max_keys > 0 else None

@@ -3,7 +3,8 @@
 A script input is consumed by each ``gather``: a run of keys (``0``-``9``, ``*``, ``#``) is
 what the person presses, :data:`SILENCE` means they press nothing (the gather times out) and
 :data:`HANGUP` means they hang up while that gather's prompt plays. When the inputs run out the
-person stays silent.
+person stays silent; that, and inputs left over when the call ends, is a script that does not
+fit the call (:meth:`service.sim.transcript.Transcript.misfits`).
 
 Agents. An agent is a number (or SIP URI) with an :class:`AgentScript`: ``answer`` after
 ``answer_after_s`` and hang up after ``talk_s`` of talking, ``no-answer`` (rings until the
@@ -216,3 +217,121 @@ def _parse_offer(part: str, where: str) -> AgentScript:
         )
     except ValueError as exc:
         raise ValueError(f"{where}{exc}") from None
+
+
+def parse_inputs(text: str) -> tuple[str, ...]:
+    """A script's inputs from ``1,_,12345678#`` (``ValueError`` naming a bad one)."""
+    inputs = tuple(part.strip() for part in text.split(",") if part.strip())
+    check_inputs(inputs)
+    return inputs
+
+
+CALLEE_SPEC = "NUMBER=[BEHAVIOR[:ANSWER_AFTER_S][,...]][;keys:INPUT,...][;hangup-after:S]"
+
+
+@dataclass(frozen=True)
+class CalleeSpec:
+    """What the callee of outbound calls to ``number`` does, as ``ivr sim --callee`` and
+    the control endpoint (``PUT /sim/callees/{number}``) take it.
+
+    ``answer``: how they answer each call, as an agent's offers (``answer[:ANSWER_AFTER_S]``,
+    ``no-answer``, ``busy``, ``failed``; commas for successive calls, the last repeating; None:
+    they answer after 2 s). ``keys``: what they press at each gather, ``_`` for silence,
+    ``hangup`` to hang up. ``hangup_after_s``: they hang up this long after answering.
+    """
+
+    number: str
+    answer: str | None = None
+    keys: tuple[str, ...] = ()
+    hangup_after_s: float | None = None
+
+    def script(self) -> CalleeScript:
+        """The :class:`CalleeScript` (``ValueError`` with one line saying what is wrong)."""
+        where = f"callee {self.number}: "
+        offers = []
+        if self.answer is not None:
+            parts = self.answer.split(",")
+            for index, part in enumerate(parts, start=1):
+                here = where + (f"call {index} ({part.strip()!r}): " if len(parts) > 1 else "")
+                if part.count(":") > 1:
+                    raise ValueError(f"{here}too many ':' fields (behavior[:answer_after_s])")
+                offers.append(_parse_offer(part, here))
+        try:
+            return CalleeScript(
+                name="scripted callee",
+                answer=AgentScript.sequence(*offers) if offers else AgentScript(),
+                inputs=self.keys,
+                hangup_after_s=self.hangup_after_s,
+            )
+        except ValueError as exc:
+            raise ValueError(f"{where}{exc}") from None
+
+    def to_json(self) -> dict[str, object]:
+        """The body of ``PUT /sim/callees/{number}``."""
+        keys = list(self.keys)
+        return {"answer": self.answer, "keys": keys, "hangup_after_s": self.hangup_after_s}
+
+    @classmethod
+    def from_json(cls, number: str, body: object) -> CalleeSpec:
+        """From a ``PUT /sim/callees/{number}`` body (``ValueError`` saying what is wrong)."""
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        unknown = sorted(set(body) - {"answer", "keys", "hangup_after_s"})
+        if unknown:
+            raise ValueError(f"unknown fields: {', '.join(unknown)} (answer, keys, hangup_after_s)")
+        answer = body.get("answer")
+        if answer is not None and not isinstance(answer, str):
+            raise ValueError("answer must be a string such as 'answer:3' or 'no-answer,answer'")
+        hangup = body.get("hangup_after_s")
+        if hangup is not None and (isinstance(hangup, bool) or not isinstance(hangup, int | float)):
+            raise ValueError("hangup_after_s must be a number of seconds")
+        seconds = float(hangup) if hangup is not None else None
+        spec = cls(number, answer, keys_of(body.get("keys")), seconds)
+        spec.script()  # checked now
+        return spec
+
+
+def keys_of(value: object) -> tuple[str, ...]:
+    """A script's inputs from JSON: ``"1,_,2"``, ``["1", "_", "2"]`` or null."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return parse_inputs(value)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        inputs = tuple(item.strip() for item in value)
+        check_inputs(inputs)
+        return inputs
+    raise ValueError('keys must be a string ("1,_,2") or a list of strings')
+
+
+def parse_callee_spec(spec: str) -> CalleeSpec:
+    """A :class:`CalleeSpec` from :data:`CALLEE_SPEC`: ``+31612345678=keys:1,_``,
+    ``+31612345678=answer:3;keys:2``, ``+31612345678=no-answer,answer:1;hangup-after:20``,
+    ``+31612345678=busy``. ``ValueError`` with one line naming the spec and what is wrong."""
+    number, equals, rest = spec.partition("=")
+    number = number.strip()
+    if not equals or not number or not rest.strip():
+        raise ValueError(f"callee {spec!r} is not {CALLEE_SPEC}")
+    answer: str | None = None
+    keys: tuple[str, ...] = ()
+    hangup_after_s: float | None = None
+    try:
+        for part in (item.strip() for item in rest.split(";")):
+            if part.startswith("keys:"):
+                keys = parse_inputs(part.removeprefix("keys:"))
+            elif part.startswith("hangup-after:"):
+                raw = part.removeprefix("hangup-after:").strip()
+                try:
+                    hangup_after_s = float(raw)
+                except ValueError:
+                    raise ValueError(f"hangup-after {raw!r} is not a number of seconds") from None
+            elif part and answer is None:
+                answer = part
+            elif part:
+                raise ValueError(f"{part!r}: say how they answer once (then ;keys:...)")
+        spec_ = CalleeSpec(number, answer, keys, hangup_after_s)
+        spec_.script()
+    except ValueError as exc:
+        message = str(exc).removeprefix(f"callee {number}: ")
+        raise ValueError(f"callee {spec!r}: {message}") from None
+    return spec_

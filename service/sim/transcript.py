@@ -4,11 +4,17 @@ A transcript belongs to the call the simulated person made or took (the caller o
 call, the callee of an outbound one). What happens on the agents' legs of its bridges is told
 there too, each entry naming the agent's number, and every bridge is also one :class:`Offer`
 in :attr:`Transcript.offers`: which agent rang, and what came of it.
+
+Whether the person's script fit the call (:meth:`Transcript.misfits`): a gather the script had
+no input left for (the person stayed silent: :attr:`Transcript.ran_out`), or inputs left over
+when the call ended (:attr:`Transcript.unused`), as ``ivr simulate`` judges a script offline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 RINGING = "ringing"
@@ -109,6 +115,18 @@ class Offer:
             details.append(f"ended by {self.ended_by}")
         return f"{text} ({', '.join(details)})" if details else text
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Offer:
+        return cls(
+            at=float(data["at"]),
+            agent=str(data["agent"]),
+            leg_id=str(data["legId"]),
+            offer_number=int(data.get("offerNumber", 1)),
+            outcome=str(data.get("outcome", OFFER_RINGING)),
+            left_ringing=bool(data.get("leftRinging")),
+            ended_by=data.get("endedBy"),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "at": self.at,
@@ -119,6 +137,47 @@ class Offer:
             "leftRinging": self.left_ringing,
             "endedBy": self.ended_by,
         }
+
+
+ORIGIN_SCRIPT = "script"
+"""Placed by the program that runs the simulator (``ivr sim --call``, a test)."""
+ORIGIN_CONTROL = "control"
+"""Placed through the simulator's control endpoint (``POST /sim/calls``, ``ivr call``)."""
+ORIGIN_OUTBOUND = "outbound"
+"""Placed by the service through Bird's create call API (the callee's transcript)."""
+
+
+Paint = Callable[[str, str], str]
+"""Styles a text as a kind (``ok``, ``bold``, ``warning``, ``error``, ``dim``): the
+``paint`` of :class:`service.runtime.style.Style`, or :func:`plain`."""
+
+
+def plain(kind: str, text: str) -> str:
+    return text
+
+
+# How each kind of entry is styled in a terminal (the rest is plain: what was said).
+_KIND_STYLES = {
+    PRESSED: "bold",
+    SILENCE: "warning",
+    REACHED: "ok",
+    AGENT_NO_ANSWER: "warning",
+    AGENT_BUSY: "warning",
+    AGENT_FAILED: "warning",
+    CALLER_HUNG_UP: "warning",
+    RINGING: "dim",
+    ENDED: "dim",
+    NOTE: "dim",
+}
+
+
+def entry_line(entry: Entry, paint: Paint = plain) -> str:
+    """One entry as :meth:`Transcript.render` shows it: ``      3.2s  pressed   1``."""
+    label = _LABELS.get(entry.kind, entry.kind)
+    text = f"  {label:<9} {entry.text}" if entry.text else f"  {label}"
+    line = f"  {entry.at:7.1f}s{text}".rstrip()
+    kind = _KIND_STYLES.get(entry.kind)
+    return paint(kind, line) if kind else line
 
 
 @dataclass
@@ -135,6 +194,19 @@ class Transcript:
     hangup_source: str | None = None
     offers: list[Offer] = field(default_factory=list)
     """Every bridge of this call to an agent, in order."""
+    started_at: datetime | None = None
+    """When the call was placed on the simulator's pinned clock (``ivr sim --at``); None
+    when its clock is not pinned."""
+    origin: str = ORIGIN_SCRIPT
+    """Who placed it: ``script``, ``control`` (``POST /sim/calls``) or ``outbound`` (the
+    service, through Bird's create call API)."""
+    scripted: bool = True
+    """Whether the person follows a script that must fit the call (False: the default callee
+    of an outbound call, whom nobody scripted)."""
+    ran_out: list[str] = field(default_factory=list)
+    """The prompt of each gather the script had no input left for (answered with silence)."""
+    unused: tuple[str, ...] = ()
+    """The script's inputs left over when the call ended."""
 
     def add(self, at: float, kind: str, text: str = "") -> None:
         self.entries.append(Entry(round(at, 3), kind, text))
@@ -150,18 +222,51 @@ class Transcript:
         """``[(agent, outcome), ...]`` of :attr:`offers`, in order."""
         return [(offer.agent, offer.outcome) for offer in self.offers]
 
-    def render(self) -> str:
+    def misfits(self) -> list[str]:
+        """Why the script did not fit the call, one line each ([] when it did, or when the
+        person was not scripted)."""
+        if not self.scripted:
+            return []
+        found = [
+            f'no input left in the script for the gather after "{prompt}" (silence instead)'
+            if prompt
+            else "no input left in the script for a gather (silence instead)"
+            for prompt in self.ran_out
+        ]
+        if self.unused:
+            found.append(f"input left over when the call ended: {', '.join(self.unused)}")
+        return found
+
+    @property
+    def fits(self) -> bool:
+        """The script fit the call: every gather had its input and no input was left over."""
+        return not self.misfits()
+
+    def title(self, paint: Paint = plain) -> str:
         title = f"Call {self.call_id} ({self.script_name}): {self.from_number} -> {self.to_number}"
-        lines = [title]
-        for entry in self.entries:
-            label = _LABELS.get(entry.kind, entry.kind)
-            text = f"  {label:<9} {entry.text}" if entry.text else f"  {label}"
-            lines.append(f"  {entry.at:7.1f}s{text}".rstrip())
+        if self.started_at is not None:
+            title += f", at {self.started_at.isoformat(timespec='seconds')} (pinned clock)"
+        return paint("bold", title)
+
+    def footer(self, *, fit: bool = False, paint: Paint = plain) -> list[str]:
+        """The lines after the entries: the offers, whether it lasts and, with ``fit``, why
+        the script did not fit the call (:meth:`misfits`)."""
+        lines = []
         if self.offers:
             lines.append("  offers: " + "; ".join(offer.describe() for offer in self.offers))
         if not self.ended:
-            lines.append("  (still in progress)")
-        return "\n".join(lines)
+            lines.append(paint("warning", "  (still in progress)"))
+        if fit:
+            lines += [paint("error", f"  script does not fit: {m}") for m in self.misfits()]
+        return lines
+
+    def render(self, *, fit: bool = False, paint: Paint = plain) -> str:
+        """The transcript as text; ``fit``: with a line for each of :meth:`misfits` (for
+        tools that judge a script by whether it fits, as ``ivr sim --call`` and
+        ``ivr call`` do; a caller scripted to stay silent is no misfit to a demo);
+        ``paint`` styles its lines (colour in a terminal)."""
+        entries = (entry_line(entry, paint) for entry in self.entries)
+        return "\n".join([self.title(paint), *entries, *self.footer(fit=fit, paint=paint)])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +274,8 @@ class Transcript:
             "script": self.script_name,
             "from": self.from_number,
             "to": self.to_number,
+            "startedAt": self.started_at.isoformat() if self.started_at is not None else None,
+            "origin": self.origin,
             "reached": self.reached,
             "ended": self.ended,
             "finalStatus": self.final_status,
@@ -177,4 +284,34 @@ class Transcript:
             "entries": [
                 {"at": entry.at, "kind": entry.kind, "text": entry.text} for entry in self.entries
             ],
+            "scripted": self.scripted,
+            "ranOut": list(self.ran_out),
+            "unusedInputs": list(self.unused),
+            "fits": self.fits,
+            "misfits": self.misfits(),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        """The transcript :meth:`to_dict` gave (e.g. read back from the control endpoint)."""
+        started = data.get("startedAt")
+        return cls(
+            call_id=str(data["callId"]),
+            script_name=str(data.get("script", "")),
+            from_number=str(data.get("from", "")),
+            to_number=str(data.get("to", "")),
+            entries=[
+                Entry(float(e["at"]), str(e["kind"]), str(e.get("text", "")))
+                for e in data.get("entries", [])
+            ],
+            reached=data.get("reached"),
+            ended=bool(data.get("ended")),
+            final_status=data.get("finalStatus"),
+            hangup_source=data.get("hangupSource"),
+            offers=[Offer.from_dict(offer) for offer in data.get("offers", [])],
+            started_at=datetime.fromisoformat(started) if started else None,
+            origin=str(data.get("origin") or ORIGIN_SCRIPT),
+            scripted=bool(data.get("scripted", True)),
+            ran_out=[str(prompt) for prompt in data.get("ranOut", [])],
+            unused=tuple(str(value) for value in data.get("unusedInputs", [])),
+        )

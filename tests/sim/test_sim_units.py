@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 
 import pytest
 
+from service.runtime.style import Style
 from service.sim import HANGUP, SILENCE, AgentScript, CallerScript, Offer, Transcript
 from service.sim import cli as sim_cli
 from service.sim.engine import plan_prompt, playback_seconds, say_seconds
@@ -157,6 +159,22 @@ def test_transcript_renders_and_serialises() -> None:
     assert data["finalStatus"] == "completed"
     assert data["offers"] == []
     assert transcript.texts("heard") == ["Welcome."]
+
+
+def test_a_transcript_is_coloured_for_a_terminal_only() -> None:
+    transcript = Transcript("c-3", "menu", "+316", "+3197")
+    transcript.add(0.5, "heard", "Welcome.")
+    transcript.add(3.25, "pressed", "1")
+    transcript.add(9.0, "reached", "+3120")
+    coloured = transcript.render(paint=Style(io.StringIO(), colour=True).paint).splitlines()
+    assert coloured[0] == "\x1b[1mCall c-3 (menu): +316 -> +3197\x1b[0m"
+    assert coloured[1] == "      0.5s  heard     Welcome."  # what the caller heard: plain
+    assert coloured[2] == "\x1b[1m      3.2s  pressed   1\x1b[0m"
+    assert coloured[3] == "\x1b[32m      9.0s  reached   +3120\x1b[0m"
+    assert coloured[4] == "\x1b[33m  (still in progress)\x1b[0m"
+    piped = transcript.render(paint=Style(io.StringIO()).paint)  # not a terminal
+    assert "\x1b" not in piped
+    assert piped == transcript.render()
 
 
 def test_transcript_shows_each_offer_to_an_agent() -> None:
