@@ -35,6 +35,16 @@ class SignatureError(Exception):
         self.reason = reason
 
 
+class SignatureMismatch(SignatureError):
+    """Signed, fresh, but not for this key, body and URL: with the right key this is
+    most often a URL that is not the one the sender signed (the URL checked is the
+    public one, :func:`verify`'s ``url``), so that is worth logging next to it."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__("signature does not match")
+        self.url = url
+
+
 def _digest(signing_key: str, timestamp: str, url: str, body: bytes) -> bytes:
     body_hash = hashlib.sha256(body).digest()
     message = timestamp.encode() + b"\n" + url.encode() + b"\n" + body_hash
@@ -100,4 +110,4 @@ def verify(
         raise SignatureError("messagebird-signature is not base64") from exc
     expected = _digest(signing_key, timestamp, url, body)
     if not hmac.compare_digest(given, expected):
-        raise SignatureError("signature does not match")
+        raise SignatureMismatch(url)

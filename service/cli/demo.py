@@ -1,9 +1,9 @@
 """``ivr demo``: a small call center on one machine, with nothing to configure.
 
-Starts a real embedded Redis (or uses ``REDIS_URL``), the Bird simulator and the
-service on free loopback ports, seats three agents through the agents API
-(``PUT /agents/{id}``), then places eight calls to the support line a few seconds
-apart and one outbound appointment reminder through ``POST /calls``. Billing callers
+Starts a real embedded Redis, the Bird simulator and the service on free loopback
+ports, seats three agents through the agents API (``PUT /agents/{id}``), then places
+nine calls: eight callers of the support line a few seconds apart and one outbound
+appointment reminder through ``POST /calls``. Billing callers
 queue for Ann and hear their place in line; the technician's callers are offered to
 Cyd first, who misses them and is put on break, then to Dan; a technician's caller
 who finds Dan busy asks to be called back, and is, by Dan, in their turn. At the end it prints
@@ -11,6 +11,10 @@ each call's transcript with the service's log lines for it, and what the call ce
 did: who waited how long, which agent took whom, the agents and the queues as
 ``GET /agents`` and ``GET /queues`` show them. Exits 0 when every call ended where
 its graph says and the call center did what is described above.
+
+Nothing of the environment is read: whatever ``REDIS_URL`` and ``IVR_GRAPHS_DIR`` say
+(a shell set up for production), the demo keeps its state in its own embedded Redis,
+gone when it ends, and runs the shipped graphs (:func:`shipped_graphs`).
 
 Time: the service's queue clocks (wrap-up, the pause after a missed offer, how often
 a position is announced) run on the real clock, so the simulator does too
@@ -25,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import sys
 import uuid
@@ -40,13 +43,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import structlog
 
+from service.runtime.style import Style
 from service.core.graph import GraphSet
 from service.core.line import callback_id
 from service.core.queues import queues_of
 from service.graphs.loader import GraphError, load_directory
 from service.runtime import logs
 from service.runtime.clock import PinnedClock
-from service.runtime.redis_server import redis_url_or_embedded
+from service.runtime.redis_server import EmbeddedRedis
 from service.runtime.serving import bind, serve, url_of
 from service.runtime.settings import Settings
 from service.runtime.store import connect
@@ -246,7 +250,16 @@ CALLEES = {
 }
 REMINDER_VARS = {"name": "Ann", "date": "1 December", "time": "10:00"}
 REMINDER_AFTER_S = 3.0
-CALLS = len(demo_calls("+31970102030")) + 1  # and the outbound reminder
+REMINDERS = 1
+"""Outbound calls the demo places (``POST /calls``): the appointment reminder."""
+CALLS = len(demo_calls("+31970102030")) + REMINDERS
+
+
+def banner(number: str) -> str:
+    """The demo's first line: what it does, with ``number`` the support line's."""
+    callers = len(demo_calls(number))
+    return (f"ivr demo: {callers + REMINDERS} calls: {callers} to {number} ({GRAPH}) and an "
+            f"outbound reminder; {len(CENTER)} agents. About a minute.")  # fmt: skip
 
 
 class _LogBook:
@@ -337,14 +350,22 @@ def paced(
     )
 
 
+def shipped_graphs() -> Path:
+    """The graphs this project ships (``ivr_graphs/``, beside the ``service`` package in a
+    checkout; else the working directory's, as in the Docker image), whatever
+    ``IVR_GRAPHS_DIR`` says: the demo's calls are scripted for them."""
+    beside = Path(__file__).resolve().parents[2] / "ivr_graphs"
+    return beside if (beside / f"{GRAPH}.json").is_file() else Path("ivr_graphs")
+
+
 def _load_graphs() -> GraphSet:
-    directory = Path(os.environ.get("IVR_GRAPHS_DIR") or "ivr_graphs")
+    directory = shipped_graphs()
     try:
         graphs = load_directory(directory, GRAPH)
     except GraphError as exc:
         raise SystemExit(
-            f"ivr demo: cannot load the graphs in {directory} (run it from the project root "
-            f"or set IVR_GRAPHS_DIR):\n{exc}"
+            f"ivr demo: cannot load the shipped graphs in {directory} (run it from the "
+            f"project's root):\n{exc}"
         ) from None
     missing = sorted({q for agent in CENTER for q in agent.queues} - set(queues_of(graphs)))
     if missing:
@@ -394,17 +415,13 @@ class _Admin:
         await self._http.aclose()
 
 
-async def _seat(admin: _Admin, run: _Run) -> None:
-    ours = {agent.id for agent in CENTER}
-    others = [
-        a["id"] for a in (await admin("GET", "/agents")).json()["agents"] if a["id"] not in ours
-    ]
-    if others:  # a REDIS_URL in use: they may take the demo's callers
-        print(f"Note: this Redis holds other agents too ({', '.join(others)}).")
-    print("Agents, seated through the agents API:")
+async def _seat(admin: _Admin, run: _Run, out: Style) -> None:
+    print(out.bold("Agents, seated through the agents API:"))
     for agent in CENTER:
         answer = await admin("PUT", f"/agents/{agent.id}", agent.body())
-        print(f"  PUT /agents/{agent.id} {json.dumps(agent.body())} -> {answer.status_code}")
+        status = answer.status_code
+        shown = out.ok(str(status)) if status in (200, 201) else out.error(str(status))
+        print(f"  PUT /agents/{agent.id} {json.dumps(agent.body())} -> {shown}")
         if answer.status_code not in (200, 201):
             run.failures.append(f"PUT /agents/{agent.id} answered {answer.status_code}: "
                                 f"{answer.text}")  # fmt: skip
@@ -462,9 +479,9 @@ async def _remind_later(admin: _Admin, delay_s: float) -> str:
 
 
 async def _play(sim: BirdSimulator, admin: _Admin, book: _LogBook, clock: PinnedClock,
-                calls: Sequence[DemoCall]) -> _Run:  # fmt: skip
+                calls: Sequence[DemoCall], out: Style) -> _Run:  # fmt: skip
     run = _Run()
-    await _seat(admin, run)
+    await _seat(admin, run, out)
     index = 0
     # Callers at another moment first: each is placed once the graph has read the
     # clock for the previous one; then it is a Tuesday morning for everyone else.
@@ -535,7 +552,7 @@ def _problems(run: _Run, book: _LogBook) -> list[str]:
 # -- printing it ---------------------------------------------------------------------
 
 
-def _print_call(placed: _Placed, book: _LogBook) -> None:
+def _print_call(placed: _Placed, book: _LogBook, out: Style) -> None:
     demo, transcript = placed.demo, placed.transcript
     assert transcript is not None
     when = f"{demo.at:%a %d %b %H:%M %Z}" if demo is not None else f"{OPEN:%a %d %b %H:%M %Z}"
@@ -546,15 +563,15 @@ def _print_call(placed: _Placed, book: _LogBook) -> None:
         when += f", placed at +{demo.after_s:g} s"
     elif demo is None:
         when += f", placed at +{REMINDER_AFTER_S:g} s"
-    print(f"=== Call {placed.index}: {placed.title} ({when}) ===")
+    print(out.info(f"=== Call {placed.index}: {placed.title} ({when}) ==="))
     print(transcript.render())
-    print("--- service log ---")
+    print(out.dim("--- service log ---"))
     for line in book.lines.pop(placed.call_id, []):
         print(f"  {line}")
     if placed.follow_up is not None and placed.follow_up_transcript is not None:
-        print(f"--- called back in their turn: the follow-up call {placed.follow_up} ---")
+        print(out.info(f"--- called back in their turn: the follow-up call {placed.follow_up} ---"))
         print(placed.follow_up_transcript.render())
-        print("--- service log ---")
+        print(out.dim("--- service log ---"))
         for line in book.lines.pop(placed.follow_up, []):
             print(f"  {line}")
     print()
@@ -576,14 +593,14 @@ def _board_line(run: _Run, board: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _print_summary(run: _Run, book: _LogBook) -> None:
-    print("=== The service's other log lines (no one call's: agents, start and stop) ===")
+def _print_summary(run: _Run, book: _LogBook, out: Style) -> None:
+    print(out.info("=== The service's other log lines (no one call's: agents, start and stop) ==="))
     for line in book.lines.pop("", []):
         print(f"  {line}")
     print()
-    print("=== The call center ===")
-    print("Callers in line (the service's log; a wait runs from joining the line until an "
-          "agent answered):")  # fmt: skip
+    print(out.info("=== The call center ==="))
+    print(out.bold("Callers in line (the service's log; a wait runs from joining the line "
+                   "until an agent answered):"))  # fmt: skip
     for placed in run.placed:
         demo, transcript = placed.demo, placed.transcript
         if demo is None or demo.queue is None or transcript is None:
@@ -595,7 +612,7 @@ def _print_summary(run: _Run, book: _LogBook) -> None:
         elif answered:
             done = f"waited {answered[-1]['waited_s']:4.1f} s, taken by {answered[-1]['agent_id']}"
         else:
-            done = "never taken"
+            done = out.warning("never taken")
         for missed in book.of(placed.call_id, "missed"):
             agent = missed["agent_id"]
             done += f"; {agent} missed it"
@@ -606,15 +623,15 @@ def _print_summary(run: _Run, book: _LogBook) -> None:
             done += "; heard " + ", ".join(f'"{text}"' for text in places)
         print(f"  call {placed.index} ({demo.queue}){' ' * (8 - len(demo.queue))}{done}")
     if run.busiest is not None:
-        print(f"The longest line (GET /queues, {run.busiest_at:.0f} s in): "
-              f"{_board_line(run, run.busiest)}")  # fmt: skip
-    print("Agents at the end (GET /agents):")
+        print(out.bold(f"The longest line (GET /queues, {run.busiest_at:.0f} s in):") + " "
+              + _board_line(run, run.busiest))  # fmt: skip
+    print(out.bold("Agents at the end (GET /agents):"))
     for agent in run.agents:
         queues = ",".join(agent.get("queues", {}))
         print(f"  {agent['id']:<4} {queues:<8} {agent['status']:<10} {agent['state']:<8} "
               f"calls {agent.get('calls_today', 0)}, talked {agent.get('talk_s_today', 0):.0f} s, "
               f"missed in a row {agent.get('missed_in_a_row', 0)}")  # fmt: skip
-    print("Queues today (GET /queues):")
+    print(out.bold("Queues today (GET /queues):"))
     for name, queue in run.queues.items():
         today = queue.get("today", {})
         counts = ", ".join(
@@ -638,33 +655,35 @@ async def run() -> int:
     sim = simulator_for(settings, agents=AGENTS, callees=CALLEES, time_scale=TIME_SCALE)
     clock = PinnedClock(OPEN)
     calls = demo_calls(number)
+    out, err = Style(sys.stdout), Style(sys.stderr)
     pace = ", ".join(f"{key} {value}" for key, value in DEMO_PACE.items())
-    print(f"ivr demo: {CALLS} calls: {len(calls)} to {number} ({GRAPH}) and an outbound "
-          f"reminder; {len(CENTER)} agents. About a minute.")  # fmt: skip
+    print(out.bold(banner(number)))
     print(f"Queues: those of queues.json, with the demo's pace: {pace}.\n")
-    with redis_url_or_embedded(os.environ.get("REDIS_URL")) as redis_url:
-        redis = connect(redis_url)
+    # Its own Redis, whatever REDIS_URL says: the demo's agents and calls are no one's.
+    with EmbeddedRedis() as embedded:
+        redis = connect(embedded.url)
         app = create_app(settings, redis=redis, graphs=paced(graphs), graph_clock=clock)
         admin = _Admin(settings)
         try:
             async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock):
-                played = await _play(sim, admin, book, clock, calls)
+                played = await _play(sim, admin, book, clock, calls, out)
         except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
-            print(f"ivr demo: FAILED\n  {exc or type(exc).__name__}", file=sys.stderr)
+            print(err.error("ivr demo: FAILED"), f"  {exc or type(exc).__name__}", sep="\n",
+                  file=sys.stderr)  # fmt: skip
             return 1
         finally:
             await admin.aclose()
             await sim.aclose()
             await redis.aclose()
     for placed in played.placed:
-        _print_call(placed, book)
-    _print_summary(played, book)
+        _print_call(placed, book, out)
+    _print_summary(played, book, out)
     failures = played.failures
     rejected = [r for r in sim.requests if not r.accepted]
     failures += [f"Bird simulator rejected {r.method} {r.path}: {r.problems}" for r in rejected]
     if failures:
-        print("ivr demo: FAILED", *failures, sep="\n  ", file=sys.stderr)
+        print(err.error("ivr demo: FAILED"), *failures, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"ivr demo: all {len(played.placed)} calls ended where their graph says; "
-          f"{len(sim.requests)} requests to Bird, all valid.")  # fmt: skip
+    print(out.ok(f"ivr demo: all {len(played.placed)} calls ended where their graph says; "
+                 f"{len(sim.requests)} requests to Bird, all valid."))  # fmt: skip
     return 0

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,11 @@ from service.core.state import CallState, Direction, Phase, Waiting
 from service.graphs.loader import directory_queues, load_file, with_queues
 
 SILENCE = "_"
+KEYS = re.compile(r"[0-9*#]+")
+"""One entry of the script: keys a phone has (or :data:`SILENCE`)."""
+KEYS_SYNTAX = "keys (digits 0-9, * and #) or _ for silence, comma-separated: 1,4321#,_,2"
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+E164_SYNTAX = "an E.164 number (+ and 7-15 digits, e.g. +31612345678)"
 AgentBehaviour = Literal["answer", "none"] | events.Unreachable
 """What the agent of one offer does (a queue's agent, or a transfer's target):
 ``none`` is nobody logged in for the queue (a transfer is then not answered)."""
@@ -104,10 +110,53 @@ def _turn(part: str, where: str) -> AgentTurn:
     return AgentTurn(cast(AgentBehaviour, behaviour), seconds)
 
 
+def parse_keys(spec: str) -> list[str]:
+    """The entries of ``--keys``, or ``ValueError`` with one line saying which is wrong."""
+    if not spec.strip():
+        return []
+    entries = [entry.strip() for entry in spec.split(",")]
+    for index, entry in enumerate(entries, start=1):
+        if entry != SILENCE and not KEYS.fullmatch(entry):
+            what = f"entry {index} is empty" if not entry else f"{entry!r} is not keys"
+            raise ValueError(f"{what}; each entry is {KEYS_SYNTAX}")
+    return entries
+
+
+def check_number(value: str) -> None:
+    """``ValueError`` unless ``value`` is an E.164 number."""
+    if not E164.fullmatch(value):
+        raise ValueError(f"{value!r} is not {E164_SYNTAX}")
+
+
 def load(path: Path) -> Graph:
     """The graph file at ``path`` as the service loads it: checked, and carrying the
     queues of the ``queues.json`` beside it. ``GraphError`` when either has errors."""
     return with_queues(load_file(path), directory_queues(path.parent))
+
+
+Paint = Callable[[str, str], str]
+"""Styles a text as a kind of :class:`service.runtime.style.Style` (``ok``, ``bold``, ...)."""
+
+
+def _plain(_: str, text: str) -> str:
+    return text
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its control characters escaped (a prompt may hold a newline)."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
+# How the text of each kind of line is styled in a terminal; what the caller hears is plain.
+_PAINT = {
+    "node": "dim", "branch": "dim", "hours": "dim", "http": "dim", "line": "dim",
+    "presses": "bold", "silence": "dim",
+    "reached": "ok", "connected": "ok",
+    "not-reached": "warning", "guard": "warning", "leaves": "warning",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,6 +165,20 @@ class Line:
     kind: str  # node, hears, presses, silence, transfer, reached, not-reached, records, line,
     # hold, offered, connected, leaves, ...
     text: str
+    """Plain text: what the caller hears as it is said, the keys pressed, ..."""
+    detail: str = ""
+    """More about it (hold audio: for how long)."""
+
+    @property
+    def shown(self) -> str:
+        """The text as the transcript shows it."""
+        return f"{self.text} ({self.detail})" if self.detail else self.text
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"node": self.node, "kind": self.kind, "text": self.text}
+        if self.detail:
+            data["detail"] = self.detail
+        return data
 
 
 @dataclass
@@ -137,26 +200,35 @@ class Simulation:
     def ok(self) -> bool:
         return self.error is None
 
-    def add(self, node: str | None, kind: str, text: str = "") -> None:
-        self.lines.append(Line(node, kind, text))
+    def add(self, node: str | None, kind: str, text: str = "", detail: str = "") -> None:
+        self.lines.append(Line(node, kind, text, detail))
 
-    def render(self) -> str:
+    def render(self, paint: Paint = _plain) -> str:
+        """The transcript as text, each kind of line styled by ``paint`` (plain by
+        default). A simulation that failed ends where it stopped: its error is not part
+        of it (``ivr simulate`` prints it once, on stderr)."""
         party = "callee" if self.direction == Direction.OUTBOUND else "caller"
         head = (
             f"{self.graph} (version {self.version}): {self.direction} call, "
             f"{party} {self.caller}, our number {self.called or '-'}, at {self.at}"
         )
         width = max([len(line.node or "") for line in self.lines] + [4])
-        body = [f"  {(line.node or ''):<{width}}  {line.kind:<11} {line.text}".rstrip()
-                for line in self.lines]  # fmt: skip
-        if self.error is None:
-            tail = f"ended: {self.outcome} at node {self.ended_at} after {self.steps} steps"
-        else:
-            tail = f"error: {self.error}"
-        return "\n".join([head, *body, tail]) + "\n"
+        body = []
+        for line in self.lines:
+            node, kind = paint("dim", f"{line.node or '':<{width}}"), f"{line.kind:<11}"
+            text = _one_line(line.text)
+            text = paint(_PAINT[line.kind], text) if line.kind in _PAINT else text
+            if line.detail:
+                text += " " + paint("dim", f"({line.detail})")
+            body.append(f"  {node}  {kind} {text}".rstrip())
+        if self.error is not None:
+            return "\n".join([paint("bold", head), *body]) + "\n"
+        tail = f"ended: {self.outcome} at node {self.ended_at} after {self.steps} steps"
+        return "\n".join([paint("bold", head), *body, paint("ok", tail)]) + "\n"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["lines"] = [line.to_json() for line in self.lines]
         data["ok"] = self.ok
         return data
 
@@ -436,8 +508,8 @@ class _Walker:
         if waiting.waiting is Waiting.HOLDING:
             if played > 0 or not due:  # an offer at once: the caller hears none of it
                 until = ", until an agent is free" if due else ""
-                heard = f"{_heard(action.prompt)} for {_s(played)} s{until}"
-                self.result.add(state.node, "hold", heard)
+                self.result.add(state.node, "hold", _heard(action.prompt),
+                                f"for {_s(played)} s{until}")  # fmt: skip
         else:
             self.result.add(state.node, "hears", _heard(action.prompt))
         self.now += played
@@ -478,4 +550,4 @@ class _Walker:
 def _heard(prompt: actions.Prompt) -> str:
     if isinstance(prompt, actions.Play):
         return "(audio) " + ", ".join(prompt.urls)
-    return json.dumps(prompt.text, ensure_ascii=False)
+    return prompt.text

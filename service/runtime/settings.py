@@ -1,7 +1,7 @@
 """Configuration: every environment variable the service reads, read here once.
 
 :func:`Settings.from_env` returns a frozen :class:`Settings` or raises
-:class:`SettingsError` naming the first variable that is missing or malformed.
+:class:`SettingsError` naming every variable that is missing or malformed, at once.
 Secrets are kept out of ``repr`` so that logging a settings object never leaks them.
 """
 
@@ -10,15 +10,26 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from service.runtime.clock import parse_moment
 
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(Exception):
-    """A setting is missing or malformed. The message is one line naming it."""
+    """Settings are missing or malformed. The message is one line naming every one
+    (``missing: BIRD_ACCESS_KEY, PUBLIC_BASE_URL; LOG_LEVEL 'loud' is not one of ...``);
+    ``problems`` has what is wrong with each malformed one, ``missing`` the names."""
+
+    def __init__(self, missing: list[str], problems: list[str]) -> None:
+        parts = ([f"missing: {', '.join(missing)}"] if missing else []) + problems
+        super().__init__("; ".join(parts))
+        self.missing = missing
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,9 @@ class Settings:
     # The largest request body taken (webhooks, the operator API): 413 beyond, before
     # the rest is read. Bird's deliveries are a few KiB.
     max_body_bytes: int = 1_048_576
+    # For trying graphs: the moment graphs see (hours nodes, templates) at start-up,
+    # running on from there; webhook signatures, timers and queues stay on real time.
+    ivr_clock: datetime | None = None
 
     @property
     def webhook_url(self) -> str:
@@ -83,16 +97,19 @@ class Settings:
             new_call_max_age_s=reader.integer("NEW_CALL_MAX_AGE_S", 120, minimum=5),
             bird_timeout_s=float(reader.integer("BIRD_TIMEOUT_S", 10, minimum=1)),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576, minimum=4096),
+            ivr_clock=reader.moment("IVR_CLOCK"),
         )
         token = settings.ivr_admin_token
-        if token is not None and len(token) < 16:
-            raise SettingsError("IVR_ADMIN_TOKEN must be at least 16 characters long")
-        if settings.call_ttl_s < settings.webhook_max_age_s:
-            raise SettingsError(
+        if token is not None and len(token) < 16:  # not shown: it is a secret
+            reader.malformed(f"IVR_ADMIN_TOKEN is {len(token)} characters long, fewer than 16")
+        ages = ("CALL_TTL_S", "WEBHOOK_MAX_AGE_S")
+        if settings.call_ttl_s < settings.webhook_max_age_s and not reader.failed(*ages):
+            reader.malformed(
                 "CALL_TTL_S must be at least WEBHOOK_MAX_AGE_S "
                 f"({settings.call_ttl_s} < {settings.webhook_max_age_s}): late retries "
                 "would find no state and could restart an ended call"
             )
+        reader.done()
         return settings
 
 
@@ -101,8 +118,28 @@ def _path(value: str | None) -> Path | None:
 
 
 class _Reader:
+    """Reads each variable, noting what is missing or malformed instead of stopping at
+    the first: a value that is neither gives its default (or a blank), and :meth:`done`
+    raises one :class:`SettingsError` naming them all."""
+
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
+        self._missing: list[str] = []
+        self._problems: list[str] = []
+        self._failed: set[str] = set()
+
+    def malformed(self, problem: str, name: str | None = None) -> None:
+        self._problems.append(problem)
+        if name is not None:
+            self._failed.add(name)
+
+    def failed(self, *names: str) -> bool:
+        """Whether any of ``names`` is missing or malformed."""
+        return any(name in self._failed for name in names)
+
+    def done(self) -> None:
+        if self._missing or self._problems:
+            raise SettingsError(self._missing, self._problems)
 
     def optional(self, name: str) -> str | None:
         value = self._env.get(name, "").strip()
@@ -111,22 +148,22 @@ class _Reader:
     def required(self, name: str) -> str:
         value = self.optional(name)
         if value is None:
-            raise SettingsError(f"{name} is required but not set")
+            self._missing.append(name)
+            self._failed.add(name)
+            return ""
         return value
 
     def url(self, name: str, *, default: str | None = None, required: bool = False) -> str:
-        value = self.optional(name)
-        if value is None:
-            if required or default is None:
-                raise SettingsError(
-                    f"{name} is required but not set (e.g. https://ivr.example.com)"
-                )
-            return default
+        value = self.required(name) if required or default is None else self.optional(name)
+        if not value:
+            return default or ""
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SettingsError(f"{name} must be an http(s) URL, got {value!r}")
+            self.malformed(f"{name} {value!r} is not an http(s) URL", name)
+            return default or ""
         if parts.query or parts.fragment:
-            raise SettingsError(f"{name} must not have a query or fragment, got {value!r}")
+            self.malformed(f"{name} {value!r} has a query or fragment (it must not)", name)
+            return default or ""
         return value
 
     def redis_url(self, name: str) -> str | None:
@@ -134,13 +171,16 @@ class _Reader:
         if value is None:
             return None
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL")
+            # Not shown: a Redis URL may hold a password.
+            self.malformed(f"{name} is not a redis://, rediss:// or unix:// URL", name)
+            return None
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
         value = (self.optional(name) or default).lower()
         if value not in choices:
-            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+            self.malformed(f"{name} {value!r} is not one of {', '.join(choices)}", name)
+            return default
         return value
 
     def boolean(self, name: str, *, default: bool) -> bool:
@@ -152,7 +192,18 @@ class _Reader:
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise SettingsError(f"{name} must be true or false, got {value!r}")
+        self.malformed(f"{name} {value!r} is not true or false", name)
+        return default
+
+    def moment(self, name: str) -> datetime | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        try:
+            return parse_moment(value)
+        except ValueError as exc:
+            self.malformed(f"{name} {exc}", name)
+            return None
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         value = self.optional(name)
@@ -161,7 +212,9 @@ class _Reader:
         try:
             number = int(value)
         except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {value!r}") from None
+            self.malformed(f"{name} {value!r} is not a whole number", name)
+            return default
         if number < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}, got {number}")
+            self.malformed(f"{name} {number} is less than {minimum}, its minimum", name)
+            return default
         return number

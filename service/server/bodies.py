@@ -1,7 +1,8 @@
 """Request bodies, read within a limit: ``413`` as soon as a body is known to be over
 it (its ``Content-Length``, or the bytes received so far), before more is read; ``408``
 when it has not all come within :data:`BODY_TIMEOUT_S`; ``400`` for JSON that cannot
-be read (``service.core.jsondoc``); a client that goes away mid-body is logged in one
+be read (``service.core.jsondoc``: :class:`NotJSON`, which an endpoint may answer its own
+way); a client that goes away mid-body is logged in one
 line, not as a traceback."""
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ class BodyRefused(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.status_code)
         self.response = response
+
+
+class NotJSON(BodyRefused):
+    """The body is not JSON this service reads: ``reason`` says why ("the body is not
+    JSON: ..."); ``response`` is a 400 with it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(JSONResponse({"error": "bad_request", "reason": reason}, 400))
+        self.reason = reason
 
 
 def _refused(status: int, error: str, reason: str) -> BodyRefused:
@@ -63,8 +73,9 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """The body's JSON value, or :class:`BodyRefused` (413, 400)."""
+    """The body's JSON value, or :class:`BodyRefused` (413, 408, 400; :class:`NotJSON`
+    when it came but is not JSON)."""
     try:
         return jsondoc.load(await read_body(request, limit))
     except jsondoc.JSONTextError as exc:
-        raise _refused(400, "bad_request", f"the body {exc.reason}") from None
+        raise NotJSON(f"the body {exc.reason}") from None

@@ -3,13 +3,15 @@
 Body: ``{"to", "graph", "vars"?, "from"?, "scheduled_for"?}``. The callee is
 called through Bird with this service's ``notification.url``; when they answer,
 the graph runs from ``start`` with ``vars``. ``no-answer``, ``busy`` and
-``failed`` end the call and are logged. A bad request gets 422 with every reason;
-a body that is not readable JSON 400, one over ``MAX_BODY_BYTES`` 413; Bird refusing
-the call 502; Redis unreachable 503 (nothing was placed).
+``failed`` end the call and are logged. A bad request gets 422 with every reason
+(``/field: what is wrong with the value given``), a body that is not JSON too; a body
+over ``MAX_BODY_BYTES`` 413; Bird refusing the call 502; Redis unreachable 503
+(nothing was placed).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +27,17 @@ from service.bird.errors import BirdError
 from service.core.graph import Graph
 from service.runtime.calls import CallHandler
 from service.runtime.registry import Registry
-from service.server.bodies import BodyRefused, read_json
+from service.server.bodies import BodyRefused, NotJSON, read_json
 
 log = structlog.get_logger("outbound")
 
 DESTINATION = re.compile(r"^(\+[1-9][0-9]{6,14}|sips?:[^\s@]+@\S+)$")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 FIELDS = {"to", "graph", "vars", "from", "scheduled_for"}
+E164_TEXT = "an E.164 number (+ and 7-15 digits, e.g. +31612345678)"
+MOMENT_TEXT = "an ISO-8601 date-time with a time zone (e.g. 2026-12-01T10:00:00+01:00)"
+SHOWN_CHARS = 60
 
 
 @dataclass(frozen=True)
@@ -44,45 +50,67 @@ class OutboundRequest:
     delay_s: float
 
 
+def shown(value: Any) -> str:
+    """A value given, as a problem quotes it: ``'abc'``, ``12``, ``["x"]`` (cut short)."""
+    text = repr(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
+def _pointer(name: str) -> str:
+    """``name`` as a JSON pointer's part (RFC 6901)."""
+    return name.replace("~", "~0").replace("/", "~1")
+
+
 def parse_request(body: Any, registry: Registry, now: float) -> OutboundRequest | list[str]:
-    """The request, or every reason it is not one (``/field: message``)."""
+    """The request, or every reason it is not one (``/field: message``): "required"
+    for a field that is missing, what is wrong with the value given otherwise."""
     if not isinstance(body, dict):
-        return ["/: the body must be a JSON object"]
-    problems = [f"/{name}: unknown field" for name in sorted(set(body) - FIELDS)]
+        return [f"/: the body must be a JSON object, got {shown(body)}"]
+    allowed = ", ".join(sorted(FIELDS))
+    problems = [f"/{_pointer(name)}: unknown field (allowed: {allowed})"
+                for name in sorted(set(body) - FIELDS)]  # fmt: skip
     to = body.get("to")
-    if not isinstance(to, str) or not DESTINATION.match(to):
-        problems.append("/to: required, an E.164 number (+31612345678) or a sip: URI")
+    to_text = f"{E164_TEXT} or a sip: URI"
+    if "to" not in body:
+        problems.append(f"/to: required: {to_text}")
+    elif not isinstance(to, str) or not DESTINATION.match(to):
+        problems.append(f"/to: {shown(to)} is not {to_text}")
     graph_id = body.get("graph")
     graph = registry.get(graph_id) if isinstance(graph_id, str) else None
-    if graph is None:
-        known = ", ".join(sorted(registry.current.graphs))
-        problems.append(f"/graph: required, one of the loaded graphs ({known})")
+    loaded = ", ".join(sorted(registry.current.graphs)) or "none"
+    if "graph" not in body:
+        problems.append(f"/graph: required: the id of a loaded graph ({loaded})")
+    elif graph is None:
+        problems.append(f"/graph: {shown(graph_id)} is not a loaded graph (loaded: {loaded})")
     raw_vars = body.get("vars", {})
     variables: dict[str, str] = {}
     if not isinstance(raw_vars, dict):
-        problems.append("/vars: must be an object of names to values")
+        problems.append(f"/vars: {shown(raw_vars)} is not an object of names to values")
     else:
         for name, value in raw_vars.items():
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                problems.append(f"/vars/{name}: not a variable name")
+            where = f"/vars/{_pointer(name)}"
+            if not VARIABLE.fullmatch(name):
+                problems.append(f"{where}: {shown(name)} is not a variable name (letters, "
+                                "digits and _, not starting with a digit)")  # fmt: skip
             elif isinstance(value, bool) or not isinstance(value, str | int | float):
-                problems.append(f"/vars/{name}: must be a string or a number")
+                problems.append(f"{where}: {shown(value)} is not a string or a number")
             else:
                 variables[name] = str(value)
     if graph is not None and isinstance(raw_vars, dict):
-        problems += [f"/vars/{name}: required by graph {graph.id}" for name in graph.params
-                     if name not in raw_vars]  # fmt: skip
+        problems += [f"/vars/{_pointer(name)}: required by graph {graph.id}"
+                     for name in graph.params if name not in raw_vars]  # fmt: skip
     from_ = body.get("from")
     if from_ is not None and (not isinstance(from_, str) or not E164.match(from_)):
-        problems.append("/from: must be an E.164 number")
+        problems.append(f"/from: {shown(from_)} is not {E164_TEXT}")
     scheduled_for = body.get("scheduled_for")
     delay_s = 0.0
     if scheduled_for is not None:
         moment = _moment(scheduled_for)
         if moment is None:
-            problems.append("/scheduled_for: must be an ISO-8601 date-time with a time zone")
+            problems.append(f"/scheduled_for: {shown(scheduled_for)} is not {MOMENT_TEXT}")
         elif moment.timestamp() <= now:
-            problems.append("/scheduled_for: must be in the future")
+            problems.append(f"/scheduled_for: {shown(scheduled_for)} is in the past; it must "
+                            "be in the future")  # fmt: skip
         else:
             delay_s = moment.timestamp() - now
             scheduled_for = moment.isoformat()
@@ -110,6 +138,11 @@ def make_endpoint(
     async def create_call(request: Request) -> Response:
         try:
             body = await read_json(request, max_body_bytes)
+        except NotJSON as exc:  # a bad request like any other (README): 422, with why
+            problems = [f"/: {exc.reason}"]
+            return JSONResponse(
+                {"error": "invalid_request", "reason": exc.reason, "problems": problems}, 422
+            )
         except BodyRefused as exc:
             return exc.response
         parsed = parse_request(body, registry(), clock())

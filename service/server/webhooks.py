@@ -3,9 +3,11 @@ every call's ``notification.url`` updates.
 
 Answers: 413 for a body over ``MAX_BODY_BYTES`` (before it is read further, and
 before the signature is checked); 401 when the signature is missing, wrong or too
-old (nothing changes); 400 for a body that is not a readable delivery; 2xx with what was done
-otherwise, including for events this service does not act on; 503 when Redis is
-unreachable, so that Bird delivers again later.
+old (nothing changes; a signature that does not match is logged with the URL it was
+checked against, ``PUBLIC_BASE_URL``'s, and the URL the request came to); 400 for a
+body that is not a readable delivery; 2xx with what was done otherwise, including for
+events this service does not act on; 503 when Redis is unreachable, so that Bird
+delivers again later.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from service.server.bodies import BodyRefused, read_body
 
 log = structlog.get_logger("webhooks")
 
+URL_HINT = (
+    "the signature covers PUBLIC_BASE_URL's URL; is PUBLIC_BASE_URL the URL Bird (or the "
+    "simulator) posts to?"
+)
+
 # The references this service puts in a notification.url's query (?ref= of an
 # outbound call, ?offer= of a queue's bridge): uuid4().hex.
 OUR_REFERENCE = re.compile(r"[0-9a-f]{32}")
@@ -36,6 +43,16 @@ def public_url(settings: Settings, request: Request) -> str:
     (behind a proxy the Host and scheme seen here are not Bird's)."""
     query = request.url.query
     return settings.public_base_url + request.url.path + (f"?{query}" if query else "")
+
+
+def _urls(exc: signature.SignatureError, request: Request) -> dict[str, str]:
+    """For a signature that does not match: the URL it was checked against and the one
+    the request came to (as this process saw it: behind a proxy, the proxy's), with a
+    hint when they differ. Neither holds a secret."""
+    if not isinstance(exc, signature.SignatureMismatch):
+        return {}
+    urls = {"checked_url": exc.url, "request_url": str(request.url)}
+    return {**urls, "hint": URL_HINT} if exc.url != urls["request_url"] else urls
 
 
 def make_endpoint(
@@ -62,7 +79,8 @@ def make_endpoint(
                 max_age_s=settings.webhook_max_age_s,
             )
         except signature.SignatureError as exc:
-            log.warning("webhook_rejected", reason=exc.reason, request_id=request_id)
+            log.warning("webhook_rejected", reason=exc.reason, request_id=request_id,
+                        **_urls(exc, request))  # fmt: skip
             return JSONResponse({"error": "unauthorized", "reason": exc.reason}, status_code=401)
         try:
             delivery = deliveries.parse_delivery(body)

@@ -53,8 +53,29 @@ def test_every_variable_is_read() -> None:
 @pytest.mark.parametrize("name", sorted(REQUIRED))
 def test_a_missing_required_setting_is_named(name: str) -> None:
     env = {k: v for k, v in REQUIRED.items() if k != name}
-    with pytest.raises(SettingsError, match=f"^{name} is required"):
+    with pytest.raises(SettingsError, match=f"^missing: {name}$"):
         Settings.from_env(env)
+
+
+def test_every_missing_and_malformed_setting_is_named_at_once() -> None:
+    env = {"BIRD_CHANNEL_ID": "ch", "LOG_LEVEL": "loud", "LOG_MASK_NUMBERS": "maybe",
+           "WEBHOOK_MAX_AGE_S": "soon", "IVR_ADMIN_TOKEN": "short-secret"}  # fmt: skip
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value) == (
+        "missing: BIRD_ACCESS_KEY, BIRD_WORKSPACE_ID, BIRD_SIGNING_KEY, PUBLIC_BASE_URL; "
+        "LOG_LEVEL 'loud' is not one of debug, info, warning, error; "
+        "LOG_MASK_NUMBERS 'maybe' is not true or false; "
+        "WEBHOOK_MAX_AGE_S 'soon' is not a whole number; "
+        "IVR_ADMIN_TOKEN is 12 characters long, fewer than 16"
+    )
+    assert caught.value.missing == [
+        "BIRD_ACCESS_KEY",
+        "BIRD_WORKSPACE_ID",
+        "BIRD_SIGNING_KEY",
+        "PUBLIC_BASE_URL",
+    ]
+    assert "short-secret" not in str(caught.value)  # a secret is never shown
 
 
 @pytest.mark.parametrize(

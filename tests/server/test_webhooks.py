@@ -66,7 +66,9 @@ async def test_a_signed_new_call_is_answered_and_its_state_kept(
     assert response.status_code == 200
     assert response.json()["status"] == "applied"
     assert service.bird.commands == ["answer"]
-    assert await keys_of(redis, call_id) == [keys.call(call_id).encode()]
+    assert sorted(await keys_of(redis, call_id)) == [
+        keys.call(call_id).encode(), keys.call_journal(call_id).encode()
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -228,7 +230,7 @@ async def test_a_webhook_body_over_the_limit_is_413_before_it_is_read(
     ],
     ids=["5000 digits", "deep nesting", "lone surrogate", "not json"],
 )
-async def test_post_calls_with_a_json_bomb_gets_400(
+async def test_post_calls_with_a_json_bomb_gets_422_with_the_reason(
     redis: Redis, content: bytes, reason: str
 ) -> None:
     sock = bind()
@@ -237,8 +239,10 @@ async def test_post_calls_with_a_json_bomb_gets_400(
     headers = {"Authorization": "Bearer right-token-123456"}
     async with serve(app, sock=sock) as running, httpx.AsyncClient() as http:
         answer = await http.post(running.url + "/calls", content=content, headers=headers)
-    assert answer.status_code == 400
+    assert answer.status_code == 422  # a bad request, as the README says
+    assert answer.json()["error"] == "invalid_request"
     assert answer.json()["reason"].startswith(reason)
+    assert answer.json()["problems"] == ["/: " + answer.json()["reason"]]
 
 
 async def test_post_calls_with_redis_away_is_503_like_the_webhook() -> None:
