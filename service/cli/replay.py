@@ -11,29 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from service.cli.style import Style
+from service.cli.service_redis import CliError, redis_url_of, with_redis
+from service.runtime.style import Style
+from service.core.journal import Entry
 from service.core.replay import Replay, ReplayError, Step, replay
+from service.core.state import CallState
 
-NO_REDIS = (
-    "no Redis to read from: set REDIS_URL (or --redis-url) to the service's Redis "
-    "(an embedded Redis lives only inside its `ivr serve`)"
-)
-
-
-class CliError(Exception):
-    """A failure the user can fix: printed as one ``ivr: error:`` line."""
-
-
-def redis_url(given: str | None) -> str:
-    """``--redis-url``, else ``REDIS_URL``; :class:`CliError` when neither is set."""
-    url = given or os.environ.get("REDIS_URL")
-    if not url:
-        raise CliError(NO_REDIS)
-    return url
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,30 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from redis.exceptions import RedisError
-
     from service.graphs.loader import GraphError
     from service.graphs.simulate import load
-    from service.runtime import journal
-    from service.runtime.store import CallStore, connect
 
     err = Style(sys.stderr)
     try:
-        url = redis_url(args.redis_url)
+        url = redis_url_of(args.redis_url)
         try:
             draft = load(args.graph)  # with the queues.json beside it, as the service loads it
         except GraphError as exc:
             for problem in exc.problems:
                 print(err.error(str(problem)), file=sys.stderr)
             raise CliError(f"{args.graph}: not a graph the service would load") from None
-        redis = connect(url)
-        try:
-            entries = await journal.read(redis, args.call_id)
-            stored = await CallStore(redis, ended_ttl_s=1).load(args.call_id)
-        except (OSError, RedisError) as exc:
-            raise CliError(f"cannot read Redis at {url}: {exc}") from None
-        finally:
-            await redis.aclose()
+        entries, stored = await with_redis(url, lambda redis: _read(redis, args.call_id))
         if not entries:
             raise CliError(
                 f"no journal for call {args.call_id!r} in that Redis (a wrong id, another "
@@ -85,7 +63,7 @@ async def run(args: argparse.Namespace) -> int:
             raise CliError(f"call {args.call_id}: {exc}") from None
     except CliError as exc:
         print(err.error(f"ivr: error: {exc}"), file=sys.stderr)
-        return 2
+        return exc.code
     if stored is not None and stored.graph != draft.id:
         print(err.warning(f"warning: the call ran graph {stored.graph!r}, the draft is "
                           f"{draft.id!r}"), file=sys.stderr)  # fmt: skip
@@ -96,13 +74,22 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if result.divergence is None else 1
 
 
+async def _read(redis: Redis, call_id: str) -> tuple[list[Entry], CallState | None]:
+    from service.runtime import journal
+    from service.runtime.store import CallStore
+
+    return await journal.read(redis, call_id), await CallStore(redis, ended_ttl_s=1).load(call_id)
+
+
 def _print(result: Replay, out: Style, recorded_version: str | None, draft_version: str) -> None:
     print(out.bold(f"call {result.call_id}: recorded on version {recorded_version or '?'}, "
                    f"replayed on {draft_version}"))  # fmt: skip
     for step in result.steps:
+        if step.same and not (step.recorded or step.recorded_outcome or _an_input(step)):
+            continue  # a step that walked nowhere (ringing, a repeat): not worth a line
         when = f"+{step.t - result.started_at:6.1f}s"
         where = f" at {step.node}" if step.node else ""
-        walked = " -> ".join(step.recorded) or "-"
+        walked = " -> ".join(step.recorded) or "stays"
         line = f"{when}  {step.fed}{where}: {walked}"
         if step.recorded_outcome:
             line += f" (ends: {step.recorded_outcome})"
@@ -110,11 +97,16 @@ def _print(result: Replay, out: Style, recorded_version: str | None, draft_versi
             print(out.dim(when) + line[len(when) :])
             continue
         print(out.error(line))
-        drafted = " -> ".join(step.draft) or "-"
+        drafted = " -> ".join(step.draft) or "stays"
         ends = f" (ends: {step.draft_outcome})" if step.draft_outcome else ""
         print(out.error(f"{' ' * len(when)}  the draft: {drafted}{ends}"))
     verdict = result.describe()
     print(out.ok(verdict) if result.divergence is None else out.warning(verdict))
+
+
+def _an_input(step: Step) -> bool:
+    """Whether the step was fed something the caller did (keys, silence)."""
+    return step.fed.startswith("the caller")
 
 
 def _as_json(result: Replay) -> dict[str, object]:

@@ -59,7 +59,7 @@ class Replay:
         step = self.divergence
         if step is None:
             return f"the draft walks the same path as the call, {len(self.steps)} steps"
-        where = f" at {step.node!r}" if step.node else ""
+        where = f" at {step.node}" if step.node else ""
         return (
             f"the draft diverges at step {step.index} (+{step.t - self.started_at:.1f} s): "
             f"{step.fed}{where}: the caller went {_walk(step.recorded, step.recorded_outcome)}, "

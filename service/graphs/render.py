@@ -10,7 +10,11 @@ Both formats draw the same picture from the same helpers, so they never disagree
   (``vars.tier eq gold``) and every other exit its name (``on_failure``, ``open``, ...);
 * the shape of a node by kind: rounded for ``say``, a rhombus for the nodes that decide
   (``menu``, ``branch``, ``hours``), a stadium (a double rounded box in dot) for the nodes a
-  call ends on (``hangup``, ``transfer``, ``voicemail``, ``queue``, ``callback``).
+  call ends on (``hangup``, ``transfer``, ``voicemail``, ``queue``, ``callback``);
+* with traffic counts (``ivr render --stats``: per node, ``service.core.traffic.NodeTraffic``,
+  read by the caller): every edge's label ends with how many calls took it (``1 (12)``,
+  ``(20)`` for a ``next``) and every node gets a last line, :func:`traffic_line`
+  (``18 in, 3 hung up``).
 
 Output is deterministic (file order) and ends with a newline. Labels are escaped for each
 format; Mermaid ids are made safe (``main-menu`` becomes ``n_main_menu``) while the label
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +46,13 @@ from service.core.graph import (
     SetNode,
     TransferNode,
 )
+from service.core.traffic import NodeTraffic
 
 __all__ = [
     "LABEL_CHARS",
     "Edge",
     "condition",
+    "counted",
     "dot",
     "edge_label",
     "edges",
@@ -53,6 +60,8 @@ __all__ = [
     "mermaid_ids",
     "node_lines",
     "shorten",
+    "traffic_line",
+    "walk_order",
 ]
 
 LABEL_CHARS = 40
@@ -158,6 +167,59 @@ def edges(graph: Graph) -> list[Edge]:
     ]
 
 
+def walk_order(graph: Graph) -> list[str]:
+    """Every node id: ``start`` first, then the nodes a call can reach in walking order
+    (breadth first, exits in file order), then the others in file order."""
+    order = [graph.start] if graph.start in graph.nodes else []
+    seen = set(order)
+    waiting = deque(order)
+    while waiting:
+        for target in graph.nodes[waiting.popleft()].exits.values():
+            if target not in seen and target in graph.nodes:
+                seen.add(target)
+                order.append(target)
+                waiting.append(target)
+    return order + [node_id for node_id in graph.nodes if node_id not in seen]
+
+
+# --- traffic counts -----------------------------------------------------------------------
+
+
+def traffic_line(traffic: NodeTraffic) -> str:
+    """A node's counts in one line: entries, then (when any) callers who hung up there,
+    other calls that ended there and calls there now: ``18 in, 3 hung up, 1 here``."""
+    parts = [f"{traffic.entered} in"]
+    ended = sum(traffic.ended.values()) - traffic.hung_up
+    for count, what in ((traffic.hung_up, "hung up"), (ended, "ended"), (traffic.here, "here")):
+        if count:
+            parts.append(f"{count} {what}")
+    return ", ".join(parts)
+
+
+def counted(label: str | None, count: int) -> str:
+    """An edge's label with how many calls took it: ``1 (12)``; ``(20)`` unlabelled."""
+    return f"({count})" if label is None else f"{label} ({count})"
+
+
+def _labels(
+    graph: Graph, traffic: Mapping[str, NodeTraffic] | None
+) -> tuple[dict[str, tuple[str, ...]], list[Edge]]:
+    """Each node's label lines and the edges, with the counts when given."""
+    lines = {node.id: node_lines(node) for node in graph.nodes.values()}
+    drawn = edges(graph)
+    if traffic is None:
+        return lines, drawn
+    none = NodeTraffic()
+    for node_id in lines:
+        lines[node_id] += (traffic_line(traffic.get(node_id, none)),)
+    drawn = [
+        Edge(e.source, e.target, counted(e.label, traffic.get(e.source, none).exits.get(e.exit, 0)),
+             e.exit)
+        for e in drawn
+    ]  # fmt: skip
+    return lines, drawn
+
+
 # --- shapes by kind -----------------------------------------------------------------------
 
 
@@ -226,17 +288,19 @@ def mermaid_ids(graph: Graph) -> dict[str, str]:
     return ids
 
 
-def mermaid(graph: Graph) -> str:
-    """The graph as a Mermaid ``flowchart TD``; a small dark circle points at ``start``."""
+def mermaid(graph: Graph, traffic: Mapping[str, NodeTraffic] | None = None) -> str:
+    """The graph as a Mermaid ``flowchart TD``; a small dark circle points at ``start``.
+    With ``traffic`` (per node id), the counts on every node and edge."""
     ids = mermaid_ids(graph)
+    node_labels, drawn = _labels(graph, traffic)
     lines = ["flowchart TD", f'{INDENT}start((" "))']
     for node in graph.nodes.values():
         opening, closing = _shape(node).mermaid
-        label = "<br/>".join(_mermaid_text(line) for line in node_lines(node))
+        label = "<br/>".join(_mermaid_text(line) for line in node_labels[node.id])
         lines.append(f'{INDENT}{ids[node.id]}{opening}"{label}"{closing}')
     if graph.start in ids:
         lines.append(f"{INDENT}start --> {ids[graph.start]}")
-    for edge in edges(graph):
+    for edge in drawn:
         arrow = "-->" if edge.label is None else f'-->|"{_mermaid_text(edge.label)}"|'
         lines.append(f"{INDENT}{ids[edge.source]} {arrow} {ids[edge.target]}")
     lines.append(f"{INDENT}classDef entry fill:#333,stroke:#333")
@@ -264,17 +328,19 @@ def _dot_attributes(pairs: list[tuple[str, str]]) -> str:
     return " [" + ", ".join(f"{key}={value}" for key, value in pairs) + "]"
 
 
-def dot(graph: Graph) -> str:
-    """The graph as a Graphviz ``digraph``; a point node points at ``start``."""
+def dot(graph: Graph, traffic: Mapping[str, NodeTraffic] | None = None) -> str:
+    """The graph as a Graphviz ``digraph``; a point node points at ``start``. With
+    ``traffic`` (per node id), the counts on every node and edge."""
+    node_labels, drawn = _labels(graph, traffic)
     lines = [f"digraph {_dot_string(graph.id)} {{"]
     start = [("label", '""'), ("shape", "point"), ("width", "0.15")]
     lines.append(f"{INDENT}{_dot_string(DOT_START)}{_dot_attributes(start)};")
     for node in graph.nodes.values():
-        attributes = [("label", _dot_label(node_lines(node))), *_shape(node).dot]
+        attributes = [("label", _dot_label(node_labels[node.id])), *_shape(node).dot]
         lines.append(f"{INDENT}{_dot_string(node.id)}{_dot_attributes(attributes)};")
     if graph.start in graph.nodes:
         lines.append(f"{INDENT}{_dot_string(DOT_START)} -> {_dot_string(graph.start)};")
-    for edge in edges(graph):
+    for edge in drawn:
         label = "" if edge.label is None else _dot_attributes([("label", _dot_string(edge.label))])
         lines.append(f"{INDENT}{_dot_string(edge.source)} -> {_dot_string(edge.target)}{label};")
     lines.append("}")

@@ -14,8 +14,19 @@ from typing import Any
 import pytest
 
 from service.core.graph import BranchNode, Graph, Node
+from service.core.traffic import NodeTraffic
 from service.graphs.loader import load_file, parse
-from service.graphs.render import dot, edges, mermaid, mermaid_ids, node_lines, shorten
+from service.graphs.render import (
+    counted,
+    dot,
+    edges,
+    mermaid,
+    mermaid_ids,
+    node_lines,
+    shorten,
+    traffic_line,
+    walk_order,
+)
 from tests.paths import SHIPPED_GRAPHS
 
 SUPPORT_LINE = SHIPPED_GRAPHS / "support-line.json"
@@ -466,3 +477,95 @@ def test_labels_cut_long_prompts_and_name_played_files() -> None:
     assert node_lines(graph.nodes["a"]) == ("a", "say", "play intro.wav, two.mp3")
     assert node_lines(graph.nodes["b"]) == ("b", "transfer {{vars.agent}}")
     assert node_lines(graph.nodes["c"]) == ("c", "hangup")
+
+
+# --- traffic counts (ivr render --stats) ---------------------------------------------------
+
+# 20 calls through EVERY_TYPE (as service.core.traffic.read gives them); vip_flag has none.
+EVERY_TYPE_TRAFFIC = {
+    "welcome": NodeTraffic(20, {"next": 19}, ended={"ended_by_caller": 1}),
+    "office-hours": NodeTraffic(19, {"open": 15, "closed": 4}),
+    "main-menu": NodeTraffic(15, {"options/1": 9, "options/2": 3, "on_failure": 1}, invalid=3,
+                             silent=1, ended={"ended_by_caller": 2}),
+    "account": NodeTraffic(9, {"next": 8}),  # one caller still there
+    "lookup": NodeTraffic(8, {"next": 6, "on_error": 2}),
+    "route": NodeTraffic(6, {"cases/1/next": 5, "default": 1}),
+    "agent": NodeTraffic(10, {"on_failure": 2}, ended={"transferred": 7, "ended_by_caller": 1}),
+    "voicemail": NodeTraffic(6, {"next": 6}),
+    "bye": NodeTraffic(8, ended={"hangup_node": 8}),
+}  # fmt: skip
+
+
+def test_traffic_lines_and_counted_labels() -> None:
+    assert traffic_line(NodeTraffic()) == "0 in"
+    assert traffic_line(EVERY_TYPE_TRAFFIC["main-menu"]) == "15 in, 2 hung up"
+    assert traffic_line(EVERY_TYPE_TRAFFIC["account"]) == "9 in, 1 here"
+    assert traffic_line(EVERY_TYPE_TRAFFIC["agent"]) == "10 in, 1 hung up, 7 ended"
+    assert traffic_line(EVERY_TYPE_TRAFFIC["bye"]) == "8 in, 8 ended"
+    assert counted("1", 12) == "1 (12)"
+    assert counted(None, 20) == "(20)"
+
+
+def counted_edges(graph: Graph) -> list[tuple[str, str | None, str]]:
+    """The expected edges, each label with its count (0 for an exit never taken)."""
+    return [
+        (node.id, counted(expected_label(node, where),
+                          EVERY_TYPE_TRAFFIC.get(node.id, NodeTraffic()).exits.get(where, 0)),
+         target)
+        for node in graph.nodes.values()
+        for where, target in node.exits.items()
+    ]  # fmt: skip
+
+
+def test_mermaid_draws_the_counts_on_every_edge_and_node() -> None:
+    graph = every_type()
+    text = mermaid(graph, EVERY_TYPE_TRAFFIC)
+    nodes, found = read_mermaid(text)
+    ids = mermaid_ids(graph)
+    by_mermaid_id = {mermaid_id: node_id for node_id, mermaid_id in ids.items()}
+    for node in graph.nodes.values():
+        _, label = nodes[ids[node.id]]
+        expected = traffic_line(EVERY_TYPE_TRAFFIC.get(node.id, NodeTraffic()))
+        assert label == [*node_lines(node), expected]
+    assert found[0] == ("start", None, ids[graph.start])
+    drawn = [(by_mermaid_id[s], label, by_mermaid_id[t]) for s, label, t in found[1:]]
+    assert drawn == counted_edges(graph)
+    assert '    n_main_menu -->|"1 (9)"| n_account' in text
+    assert '    n_welcome -->|"(19)"| n_office_hours' in text
+    assert '    n_route -->|"vars.tier eq gold (0)"| n_vip_flag' in text
+    assert (
+        '    n_main_menu{"main-menu<br/>menu<br/>play main-menu.wav<br/>15 in, 2 hung up"}' in text
+    )
+    assert '    n_vip_flag["vip_flag<br/>set vars.priority<br/>0 in"]' in text
+
+
+def test_dot_draws_the_counts_on_every_edge_and_node() -> None:
+    graph = every_type()
+    text = dot(graph, EVERY_TYPE_TRAFFIC)
+    nodes, found = read_dot(text)
+    for node in graph.nodes.values():
+        expected = traffic_line(EVERY_TYPE_TRAFFIC.get(node.id, NodeTraffic()))
+        assert nodes[node.id]["label"].split("\n") == [*node_lines(node), expected]
+    assert found[0] == ("_start", None, graph.start)
+    assert found[1:] == counted_edges(graph)
+    assert '    "main-menu" -> "account" [label="1 (9)"];' in text
+    assert '    "welcome" -> "office-hours" [label="(19)"];' in text
+
+
+def test_counts_that_add_up_are_drawn_so() -> None:
+    """Per node: entries = the edges out + the ends (hung up, ended) + the calls there."""
+    graph = every_type()
+    for render in (mermaid, dot):
+        assert render(graph, EVERY_TYPE_TRAFFIC) != render(graph)
+        assert render(graph, None) == render(graph)  # no counts: the plain diagram
+    for node_id, traffic in EVERY_TYPE_TRAFFIC.items():
+        assert traffic.entered == traffic.left + traffic.here, node_id
+    assert "0 in" in mermaid(graph, {})
+
+
+def test_walk_order_starts_at_start_and_follows_the_exits_breadth_first() -> None:
+    assert walk_order(every_type()) == [
+        "welcome", "office-hours", "main-menu", "voicemail", "account", "agent", "bye",
+        "lookup", "route", "vip_flag",
+    ]  # fmt: skip
+    assert walk_order(tricky()) == ["end", "main-menu", "main_menu", "o-x"]
