@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -12,15 +13,25 @@ from service.runtime.redis_server import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_url(worker_id: str) -> Iterator[str]:
     """REDIS_URL when set (tests only write keys under fresh call ids), else a
-    redis-server started for this session."""
+    redis-server started for this session (for each worker of ``pytest -n``). Agents
+    and queues are the whole Redis's, so with REDIS_URL each worker takes its own
+    database: worker N the URL's database + N."""
     configured = os.environ.get("REDIS_URL")
     if configured:
-        yield configured
+        yield _database_of_worker(configured, worker_id)
         return
     with EmbeddedRedis() as server:
         yield server.url
+
+
+def _database_of_worker(url: str, worker_id: str) -> str:
+    if not worker_id.startswith("gw"):  # not under pytest-xdist
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + int(worker_id[2:])}"))
 
 
 @pytest.fixture

@@ -36,6 +36,42 @@ def test_every_setting_is_documented() -> None:
     assert missing == []
 
 
+def settings_read() -> dict[str, bool]:
+    """Every variable ``service/runtime/settings.py`` reads, and whether it is required."""
+    source = (ROOT / "service" / "runtime" / "settings.py").read_text()
+    found = re.findall(r'reader\.(\w+)\(\s*"([A-Z_]+)"([^)]*)\)', source)
+    assert found, "no settings found"
+    return {name: how == "required" or "required=True" in rest for how, name, rest in found}
+
+
+def readme_settings_table() -> dict[str, bool]:
+    """The settings of the README's table, and whether it says they are required."""
+    table: dict[str, bool] = {}
+    for line in README.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.strip().startswith("| `") and len(cells) == 3 and cells[1] in ("yes", "no"):
+            table.update(
+                dict.fromkeys(re.findall(r"`([A-Z][A-Z_]+)`", cells[0]), cells[1] == "yes")
+            )
+    return table
+
+
+def test_every_setting_is_in_the_readme_table_and_the_env_example() -> None:
+    settings = settings_read()
+    assert readme_settings_table() == settings  # every one, and which are required
+    example = (ROOT / "deploy" / "ivr.env.example").read_text()
+    set_there = set(re.findall(r"^([A-Z][A-Z_]+)=", example, flags=re.M))
+    commented = set(re.findall(r"^# ([A-Z][A-Z_]+)=", example, flags=re.M))
+    # The required ones to fill in; the optional ones shown, commented out.
+    assert set_there == {name for name, required in settings.items() if required}
+    assert commented == {name for name, required in settings.items() if not required}
+    # The README section it points to exists.
+    sections = re.findall(r'see README, "([^"]+)"', example)
+    assert sections
+    headings = re.findall(r"^#+ (.+)$", README, flags=re.M)
+    assert [name for name in sections if name not in headings] == []
+
+
 # A path of this repository as docs and docstrings cite it (``service/bird/client.py``,
 # ``docs/graphs.md``), or a bare Markdown file name (``README.md``: at the root, or
 # beside the document that links it).
@@ -105,18 +141,98 @@ def test_a_dotted_name_resolves_to_a_module_or_what_it_holds() -> None:
     assert not resolves("service.core.engine.no_such_thing")
 
 
+NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}  # fmt: skip
+# "9 calls", "three agents", "eight callers", "1 outbound reminder", "four scripted calls".
+COUNTED = re.compile(
+    rf"\b(\d+|{'|'.join(NUMBER_WORDS)})\s+"
+    r"(?:(?:scripted|simulated|demo|inbound|outbound|incoming|appointment|more|other)\s+){0,2}"
+    r"(calls?|callers?|agents?|reminders?)\b",
+    flags=re.IGNORECASE,
+)
+
+
+def counts(text: str) -> list[tuple[str, int]]:
+    """What ``text`` counts: ``("calls", 9)``, ``("agents", 3)``, ..."""
+    text = " ".join(text.split())
+    return [
+        (
+            noun.lower().rstrip("s"),
+            int(number) if number.isdigit() else NUMBER_WORDS[number.lower()],
+        )
+        for number, noun in COUNTED.findall(text)
+    ]
+
+
+def demo_help_line() -> str:
+    """The demo's line of ``ivr --help``, with its continuation lines."""
+    lines = ivr("--help").stdout.splitlines()
+    (start,) = [i for i, line in enumerate(lines) if line.split()[:1] == ["demo"]]
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    found = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.strip() or len(line) - len(line.lstrip()) <= indent:
+            break
+        found.append(line)
+    return " ".join(" ".join(found).split())
+
+
+def demo_paragraphs() -> dict[str, str]:
+    """Every text that says what the demo does, by where it is."""
+    quick_start = README[README.index("## Quick start") :]
+    places = {
+        "README.md, Quick start": quick_start[: quick_start.index("\n## ", 1)],
+        "ivr --help": demo_help_line(),
+        "ivr demo --help": " ".join(ivr("demo", "--help").stdout.split()),
+        "the demo's first line": demo.banner("+31970102030"),
+        "service/cli/demo.py": demo.__doc__ or "",
+    }
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for index, paragraph in enumerate(path.read_text().split("\n\n")):
+            if re.search(r"\bdemo\b", paragraph):
+                places[f"{path.relative_to(ROOT)}, paragraph {index + 1}"] = paragraph
+    return places
+
+
 def test_the_readme_the_help_and_the_demo_agree_on_what_the_demo_does() -> None:
-    calls, agents = demo.CALLS, len(demo.CENTER)
+    """The README, ``ivr --help``, ``ivr demo --help``, the line the demo starts with and
+    its docstring give the counts of the demo's actual call list and agents."""
+    callers = len(demo.demo_calls("+31970102030"))
+    truth = {"call": callers + demo.REMINDERS, "caller": callers, "agent": len(demo.CENTER),
+             "reminder": demo.REMINDERS}  # fmt: skip
+    assert truth == {"call": 9, "caller": 8, "agent": 3, "reminder": 1}  # as the texts say
+    assert truth["call"] == demo.CALLS
+    wrong = [
+        f"{where}: {number} {noun}s, but the demo has {truth[noun]}"
+        for where, text in demo_paragraphs().items()
+        for noun, number in counts(text)
+        if number != truth[noun]
+    ]
+    assert wrong == []
+    # Each place says it, not only none contradicts it.
     (make_demo,) = [line for line in README.splitlines() if line.startswith("make demo")]
-    assert f"a call center of {agents} agents and {calls} calls" in make_demo
-    help_text = " ".join(ivr("--help").stdout.split())
-    assert f"a call center of {agents} agents and {calls} calls" in help_text
+    assert "a call center of 3 agents and 9 calls" in make_demo
+    assert "a call center of 3 agents and 9 calls (8 callers, 1 outbound reminder)" in (
+        demo_help_line()
+    )
     demo_help = " ".join(ivr("demo", "--help").stdout.split())
-    assert f"Seat {agents} agents (PUT /agents/{{id}}) and place {calls} calls" in demo_help
-    assert f"{calls - 1} callers of the support line" in demo_help
-    words = {3: "three", 8: "eight", 9: "nine"}
-    assert f"seats {words[agents]} agents" in README
-    assert f"places {words[calls]} calls: {words[calls - 1]} callers" in README
+    assert "Seat 3 agents (PUT /agents/{id}) and place 9 calls" in demo_help
+    assert "8 callers of the support line" in demo_help
+    assert "and 1 outbound appointment reminder" in demo_help
+    assert "seats three agents" in README
+    assert "places nine calls: eight callers" in README
+    assert demo.banner("+31970102030").startswith(
+        "ivr demo: 9 calls: 8 to +31970102030 (support-line) and an outbound reminder; 3 agents."
+    )
+    docstring = " ".join((demo.__doc__ or "").split())
+    assert "seats three agents" in docstring
+    assert "places nine calls: eight callers" in docstring
+
+
+def test_counts_are_found_in_prose() -> None:
+    assert counts("three scripted calls; four callers and one outbound reminder; 9\n calls") == [
+        ("call", 3), ("caller", 4), ("reminder", 1), ("call", 9)
+    ]  # fmt: skip
 
 
 def test_the_readme_s_agents_file_is_one_the_service_takes() -> None:
@@ -126,3 +242,13 @@ def test_the_readme_s_agents_file_is_one_the_service_takes() -> None:
         ("dan", "available"),
     ]
     assert "IVR_AGENTS_FILE=deploy/agents.example.json" in README
+
+
+def test_every_variable_the_readme_commands_use_is_a_setting_or_explained() -> None:
+    settings = set(re.findall(r"^\s*\| `([A-Z_]+)` \|", README, flags=re.M))
+    blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", README, flags=re.S)
+    prose = re.sub(r"```.*?```", "", README, flags=re.S)
+    used = {name for block in blocks for name in re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", block)}
+    assert used, "no variables found"
+    unexplained = sorted(n for n in used if n not in settings and f"`${n}`" not in prose)
+    assert unexplained == []

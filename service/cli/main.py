@@ -1,13 +1,17 @@
-"""The ``ivr`` command: ``serve``, ``validate``, ``sim`` and ``demo``.
+"""The ``ivr`` command: run the service (``serve``), work on graphs (``validate``,
+``simulate``, ``render``), learn from real calls (``stats``, ``replay``), try it all
+without a phone (``sim``, ``call``, ``demo``).
 
 Every failure a user can cause ends with one clear message and a non-zero exit,
-never a traceback: 2 for bad settings or arguments, 1 for invalid graphs.
+never a traceback: 2 for bad settings or arguments, 1 for invalid graphs (and for a
+script that does not fit, a replay that diverges), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +27,17 @@ if TYPE_CHECKING:
     from service.runtime.settings import Settings
 
 
+def port(value: str) -> int:
+    """A TCP port (0: any free one), as argparse takes ``--port``."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535)") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{number} is not a port number (0-65535)")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ivr", description="IVR orchestration service for the Bird Voice API."
@@ -34,12 +49,25 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="run the service (settings from the environment, see README)"
     )
     serve.add_argument("--host", default="0.0.0.0", help="interface to listen on (%(default)s)")  # noqa: S104
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (%(default)s)")
+    serve.add_argument(
+        "--port", type=port, default=8080, help="port to listen on, 0-65535 (%(default)s)"
+    )
 
     validate = commands.add_parser(
-        "validate", help="check IVR graph files (or every graph of a directory) against the format"
+        "validate",
+        help="check IVR graph files (or every graph of a directory) against the format",
+        description="Check graph files, graph directories (their graphs and queues.json) and "
+        "queues.json files as the service loads them: every problem of every file in one run, "
+        "as FILE: /json/path: message. Exits 1 on any error (warnings alone: 0).",
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE|DIR")
+    validate.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default: problems on stderr, ok lines on stdout) or one JSON document "
+        "for CI and editors (docs/graphs.md)",
+    )
 
     simulate = commands.add_parser(
         "simulate",
@@ -51,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--keys",
         default="",
-        help="inputs in order, comma-separated; _ is silence (1,4321#,_,2); a queue's "
-        "callback offer takes one too (1 takes the callback)",
+        help="inputs in order, comma-separated: keys (digits 0-9, * and #) or _ for silence "
+        "(1,4321#,_,2); a queue's callback offer takes one too (1 takes the callback)",
     )
     simulate.add_argument(
         "--at", help="the moment of the call, ISO-8601 with offset (default: now)"
@@ -60,8 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="a variable (repeat)"
     )
-    simulate.add_argument("--caller", default="+31600000000", help="the caller's number")
-    simulate.add_argument("--called", help="the number called (default: the graph's first)")
+    simulate.add_argument(
+        "--caller", default="+31600000000", help="the caller's number, E.164 (%(default)s)"
+    )
+    simulate.add_argument("--called", help="the number called, E.164 (default: the graph's first)")
     simulate.add_argument(
         "--http-fixture",
         type=Path,
@@ -89,6 +119,25 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="print a graph as a Mermaid (or dot) flowchart")
     render.add_argument("file", type=Path, metavar="FILE")
     render.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    render.add_argument(
+        "--stats",
+        action="store_true",
+        help="draw the traffic counts of FILE's version (from the service's Redis) on it",
+    )
+    render.add_argument("--redis-url", help="with --stats: the service's Redis ($REDIS_URL)")
+
+    from service.cli import stats as stats_cli
+
+    stats_cli.add_arguments(
+        commands.add_parser(
+            "stats",
+            help="traffic of a graph from the service's Redis: a drop-off funnel per node",
+            description="How calls moved through GRAPH (an id): per node, in walking "
+            "order, the calls that entered it, each exit taken, wrong keys and silences, "
+            "callers who hung up there and other ends. Reads the service's Redis "
+            "(--redis-url, else REDIS_URL).",
+        )
+    )
 
     from service.cli import replay as replay_cli
 
@@ -109,6 +158,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim_cli.add_arguments(sim)
 
+    from service.sim import call_cli
+
+    call_cli.add_arguments(
+        commands.add_parser(
+            "call",
+            help="place a call on a running ivr sim and print its transcript as it happens",
+            description="Place a call on a running simulator (its control endpoint) and print "
+            "what the caller heard and pressed and whom they reached, as it happens. Exits 0 "
+            "when the keys fit the call, 1 when they do not (a gather with no keys left, keys "
+            "left over at the end) or the call did not end, 2 on a bad argument.",
+        )
+    )
+
     commands.add_parser(
         "demo",
         help="embedded Redis + simulator + service: a call center of 3 agents and 9 calls "
@@ -120,7 +182,8 @@ def _parser() -> argparse.ArgumentParser:
         "Christmas Day voicemail; a caller who never presses a key) and 1 outbound "
         "appointment reminder (POST /calls). Prints each call's transcript and log lines, then "
         "who waited how long, who took them, and GET /agents and GET /queues. Exits 1 if a "
-        "call ends anywhere else. Uses REDIS_URL when set, else an embedded Redis.",
+        "call ends anywhere else. Always runs on its own embedded Redis (gone when it ends) "
+        "and the shipped graphs (ivr_graphs/), whatever REDIS_URL and IVR_GRAPHS_DIR say.",
     )
     return parser
 
@@ -131,11 +194,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(args.host, args.port)
         if args.command == "validate":
-            return _validate(args.files)
+            return _validate(args.files, args.format)
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "render":
-            return _render(args.file, args.format)
+            return _render(args.file, args.format, args.stats, args.redis_url)
+        if args.command == "stats":
+            from service.cli import stats as stats_cli
+
+            return stats_cli.run(args)
         if args.command == "replay":
             from service.cli import replay as replay_cli
 
@@ -144,105 +211,44 @@ def main(argv: Sequence[str] | None = None) -> int:
             from service.sim import cli as sim_cli
 
             return asyncio.run(sim_cli.run(args))
+        if args.command == "call":
+            from service.sim import call_cli
+
+            return asyncio.run(call_cli.run(args))
         if args.command == "demo":
             from service.cli import demo
 
             return asyncio.run(demo.run())
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ivr validate --format json | head`: the reader has gone
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes it at exit)
+        return 141
     raise AssertionError(args.command)  # pragma: no cover
 
 
 def _fail(message: str, code: int = 2) -> int:
-    print(f"ivr: error: {message}", file=sys.stderr)
+    from service.runtime.style import Style
+
+    print(Style(sys.stderr).error(f"ivr: error: {message}"), file=sys.stderr)
     return code
 
 
-def _validate(files: list[Path]) -> int:
-    """Graph files, directories (their graphs and queues.json) and queues.json files.
-    A graph is checked against the queues.json beside it, as the service loads it."""
-    from service.core.queues import Queue
-    from service.graphs.loader import (
-        QUEUES_FILE,
-        QUEUES_SCHEMA_FILE,
-        SCHEMA_FILE,
-        GraphError,
-        graph_files,
-        load_file,
-        with_queues,
-    )
-    from service.graphs.queues import read_queues
+def _validate(files: list[Path], fmt: str = "text") -> int:
+    """Graph files, directories (their graphs and queues.json) and queues.json files,
+    checked as the service loads them (service.cli.validate)."""
+    from service.cli import validate
 
-    failed = 0
-    # The queues of each directory met (None: it has no queues.json), read once; the
-    # directories whose queues.json cannot be loaded (its problems printed once).
-    directories: dict[Path, dict[str, Queue] | None] = {}
-    broken: set[Path] = set()
-
-    def queues_file(path: Path, *, named: bool) -> None:
-        """Load a queues.json for its directory; when ``named``, print how it went."""
-        nonlocal failed
-        key = path.parent.resolve()
-        if not named and (key in directories or key in broken):
-            return
-        if not named and not path.exists():
-            directories[key] = None
-            return
-        try:
-            queues, warnings = read_queues(path)
-        except GraphError as exc:
-            if key not in broken:
-                failed += 1
-                broken.add(key)
-                for problem in exc.problems:
-                    print(problem, file=sys.stderr)
-            return
-        directories[key] = queues
-        if named:
-            for warning in warnings:
-                print(warning, file=sys.stderr)
-            names = ", ".join(sorted(queues))
-            count = {0: "no queues", 1: f"1 queue: {names}"}.get(len(queues))
-            print(f"{path}: ok ({count or f'{len(queues)} queues: {names}'})")
-
-    expanded: list[Path] = []
-    for item in files:
-        if item.is_dir():
-            queues_path = item / QUEUES_FILE
-            expanded += [queues_path] if queues_path.exists() else []
-            expanded += graph_files(item)
-        else:
-            expanded.append(item)
-    for path in expanded:
-        if path.name in (SCHEMA_FILE, QUEUES_SCHEMA_FILE):
-            print(f"{path}: skipped (a JSON Schema, not a graph)", file=sys.stderr)
-            continue
-        if path.name == QUEUES_FILE:
-            queues_file(path, named=True)
-            continue
-        try:
-            graph = load_file(path)
-            queues_file(path.parent / QUEUES_FILE, named=False)
-            directory = path.parent.resolve()
-            if directory not in broken:  # else its own problems were printed
-                graph = with_queues(graph, directories[directory])
-        except GraphError as exc:
-            failed += 1
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            continue
-        for warning in graph.warnings:
-            print(warning, file=sys.stderr)
-        print(f"{path}: ok (id {graph.id}, {len(graph.nodes)} nodes, version {graph.version})")
-    return 1 if failed else 0
+    return validate.run(files, fmt)
 
 
 def _simulate(args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
+    from service.runtime.style import Style
     from service.graphs.loader import GraphError
-    from service.graphs.simulate import load, parse_agents, simulate
+    from service.graphs.simulate import check_number, load, parse_agents, parse_keys, simulate
 
     if args.at is None:
         at = datetime.now(UTC)
@@ -253,6 +259,16 @@ def _simulate(args: argparse.Namespace) -> int:
             return _fail(f"--at {args.at!r} is not an ISO-8601 date-time (2026-12-25T10:00+01:00)")
         if at.tzinfo is None:
             return _fail(f"--at {args.at!r} needs a UTC offset, e.g. {args.at}+01:00")
+    try:
+        keys = parse_keys(args.keys)
+    except ValueError as exc:
+        return _fail(f"--keys {args.keys!r}: {exc}")
+    for flag, number in (("--caller", args.caller), ("--called", args.called)):
+        if number is not None:
+            try:
+                check_number(number)
+            except ValueError as exc:
+                return _fail(f"{flag}: {exc}")
     variables: dict[str, str] = {}
     for item in args.var:
         name, sep, value = item.partition("=")
@@ -279,22 +295,25 @@ def _simulate(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    keys = [k.strip() for k in args.keys.split(",")] if args.keys.strip() else []
     result = simulate(
         graph, keys, at=at, caller=args.caller, called=args.called, variables=variables,
         fixtures=fixtures, agent=turns, outbound=args.outbound,
     )  # fmt: skip
-    if args.json:
+    if args.json:  # the error is in it too, as "error"
         print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(result.render(), end="")
+    else:  # the transcript up to where it stopped; the error once, below, on stderr
+        print(result.render(Style(sys.stdout).paint), end="")
     if not result.ok:
-        print(f"ivr simulate: {result.error}", file=sys.stderr)
+        sys.stdout.flush()
+        print(Style(sys.stderr).error(f"ivr simulate: {result.error}"), file=sys.stderr)
         return 1
     return 0
 
 
-def _render(path: Path, fmt: str) -> int:
+def _render(path: Path, fmt: str, stats: bool = False, redis_url: str | None = None) -> int:
+    from service.cli import service_redis
+    from service.cli import stats as stats_cli
+    from service.runtime.style import Style
     from service.graphs import render
     from service.graphs.loader import GraphError, load_file
 
@@ -304,7 +323,16 @@ def _render(path: Path, fmt: str) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    print(render.mermaid(graph) if fmt == "mermaid" else render.dot(graph), end="")
+    counts = None
+    if stats:  # the counts of this file's version; a draft has none
+        try:
+            url = service_redis.redis_url_of(redis_url)
+            counts, note = stats_cli.traffic_for_render(graph, url)
+        except service_redis.CliError as exc:
+            return _fail(str(exc), exc.code)
+        if note:
+            print(Style(sys.stderr).warning(f"ivr render: {note}"), file=sys.stderr)
+    print(render.mermaid(graph, counts) if fmt == "mermaid" else render.dot(graph, counts), end="")
     return 0
 
 
@@ -325,7 +353,9 @@ def _serve(host: str, port: int) -> int:
     except GraphError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return _fail(f"refusing to start: {len(exc.problems)} problem(s) in the IVR graphs", 1)
+        errors = sum(problem.severity == "error" for problem in exc.problems)
+        return _fail(f"refusing to start: {errors} error(s) in the IVR graphs "
+                     f"({settings.ivr_graphs_dir}; `ivr validate` shows the same)", 1)  # fmt: skip
     seed: Sequence[tuple[Agent, AgentStatus]] = ()
     if settings.ivr_agents_file is not None:
         try:
@@ -379,6 +409,14 @@ async def _run_service(
         log_format=settings.log_format, level=settings.log_level, mask=settings.log_mask_numbers
     )
     log = structlog.get_logger("serve")
+    graph_clock = None
+    if settings.ivr_clock is not None:  # IVR_CLOCK: for trying graphs, never in production
+        from service.runtime.clock import PinnedClock
+
+        graph_clock = PinnedClock(settings.ivr_clock)
+        log.warning("clock_pinned", at=settings.ivr_clock.isoformat(),
+                    graphs_see="this moment at start-up, running on (IVR_CLOCK)",
+                    real_clock="webhook signatures, timers, queues")  # fmt: skip
     redis = connect(redis_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -387,7 +425,7 @@ async def _run_service(
     app = create_app(
         settings, redis=redis, graphs=graphs, graphs_dir=settings.ivr_graphs_dir,
         store_alive=(lambda: embedded.running) if embedded is not None else None,
-        agents_seed=agents_seed,
+        agents_seed=agents_seed, graph_clock=graph_clock,
     )  # fmt: skip
     reloads: set[asyncio.Task[object]] = set()
 

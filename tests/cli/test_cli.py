@@ -8,10 +8,12 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,16 +21,46 @@ import pytest
 from service.cli import demo
 from service.runtime.serving import bind, serve, url_of
 from service.sim import AgentScript, BirdSimulator, CallerScript
-from tests.paths import IVR, ROOT, ivr
+from tests.paths import IVR, ivr
 
 TECH = "sip:tech@pbx.example.com"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    names = ("BIRD_", "PUBLIC_BASE_URL", "REDIS_URL", "IVR_", "LOG_")
+    names = ("BIRD_", "PUBLIC_BASE_URL", "REDIS_URL", "IVR_", "LOG_", "NO_COLOR", "FORCE_COLOR")
     env = {k: v for k, v in os.environ.items() if not k.startswith(names)}
     env.update(extra)
     return env
+
+
+def process_against_a_sim(
+    **sim_options: Any,
+) -> tuple[int, BirdSimulator, socket.socket, dict[str, str]]:
+    """For ``ivr serve`` as a process against a simulator on loopback: the port it is
+    to listen on, the simulator (its socket bound, to serve once the service listens)
+    and the environment the service needs to reach it (fresh keys, JSON logs)."""
+    reserved = bind()
+    port = reserved.getsockname()[1]
+    reserved.close()
+    service_url = f"http://127.0.0.1:{port}"
+    keys = {
+        "BIRD_ACCESS_KEY": secrets.token_hex(8),
+        "BIRD_WORKSPACE_ID": str(uuid.uuid4()),
+        "BIRD_CHANNEL_ID": str(uuid.uuid4()),
+        "BIRD_SIGNING_KEY": secrets.token_hex(8),
+    }
+    bird_sock = bind()
+    sim = BirdSimulator(
+        access_key=keys["BIRD_ACCESS_KEY"],
+        workspace_id=keys["BIRD_WORKSPACE_ID"],
+        channel_id=keys["BIRD_CHANNEL_ID"],
+        signing_key=keys["BIRD_SIGNING_KEY"],
+        subscription_url=f"{service_url}/webhooks/bird",
+        **{"time_scale": 0.01, **sim_options},
+    )
+    env = clean_env(**keys, PUBLIC_BASE_URL=service_url, BIRD_API_URL=url_of(bird_sock),
+                    LOG_FORMAT="json")  # fmt: skip
+    return port, sim, bird_sock, env
 
 
 def test_validate_accepts_the_shipped_graphs() -> None:
@@ -55,14 +87,21 @@ def test_validate_reports_every_problem_with_file_and_path(tmp_path: Path) -> No
     assert result.stderr.splitlines() == [
         f"{bad}: /nodes/menu/options/1: exit names 'x', which is not a node",
         f"{bad}: /nodes/menu/on_failure: exit names 'y', which is not a node",
+        f"{bad}: /numbers: warning: answers no number: only reachable as IVR_DEFAULT_GRAPH or "
+        "for outbound calls",
+        "2 errors, 1 warning in 3 files",  # support-line.json, the queues.json beside it
     ]
     assert "Traceback" not in result.stderr
 
 
-def test_serve_without_settings_names_the_missing_one_and_exits_2() -> None:
-    result = ivr("serve", env=clean_env())
+def test_serve_without_settings_names_every_missing_one_and_exits_2() -> None:
+    result = ivr("serve", env=clean_env(LOG_LEVEL="loud"))
     assert result.returncode == 2
-    assert result.stderr == "ivr: error: BIRD_ACCESS_KEY is required but not set\n"
+    assert result.stderr == (
+        "ivr: error: missing: BIRD_ACCESS_KEY, BIRD_WORKSPACE_ID, BIRD_CHANNEL_ID, "
+        "BIRD_SIGNING_KEY, PUBLIC_BASE_URL; LOG_LEVEL 'loud' is not one of debug, info, "
+        "warning, error\n"
+    )
 
 
 def test_serve_refuses_an_invalid_graph_directory(tmp_path: Path) -> None:
@@ -102,30 +141,10 @@ async def test_ivr_serve_pointed_at_another_bird_drives_a_call_to_the_right_pers
     """`ivr serve` as a process (its own embedded Redis), BIRD_API_URL at the simulator.
     (An always-open graph: the process runs on the real clock.)"""
     (tmp_path / "front-desk.json").write_text(json.dumps(FRONT_DESK))
-    reserved = bind()
-    port = reserved.getsockname()[1]
-    reserved.close()
-    service_url = f"http://127.0.0.1:{port}"
-    keys = {
-        "BIRD_ACCESS_KEY": secrets.token_hex(8),
-        "BIRD_WORKSPACE_ID": str(uuid.uuid4()),
-        "BIRD_CHANNEL_ID": str(uuid.uuid4()),
-        "BIRD_SIGNING_KEY": secrets.token_hex(8),
-    }
-    bird_sock = bind()
-    sim = BirdSimulator(
-        access_key=keys["BIRD_ACCESS_KEY"],
-        workspace_id=keys["BIRD_WORKSPACE_ID"],
-        channel_id=keys["BIRD_CHANNEL_ID"],
-        signing_key=keys["BIRD_SIGNING_KEY"],
-        subscription_url=f"{service_url}/webhooks/bird",
-        agents={TECH: AgentScript("answer", answer_after_s=1, talk_s=2)},
-        time_scale=0.01,
+    port, sim, bird_sock, env = process_against_a_sim(
+        agents={TECH: AgentScript("answer", answer_after_s=1, talk_s=2)}
     )
-    env = clean_env(
-        **keys, PUBLIC_BASE_URL=service_url, BIRD_API_URL=url_of(bird_sock), LOG_FORMAT="json",
-        IVR_GRAPHS_DIR=str(tmp_path),
-    )  # fmt: skip
+    env["IVR_GRAPHS_DIR"] = str(tmp_path)
     process = await asyncio.create_subprocess_exec(
         *IVR, "serve", "--host", "127.0.0.1", "--port", str(port),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -416,15 +435,24 @@ async def test_serve_creates_the_agents_of_the_agents_file(tmp_path: Path) -> No
 # -- ivr demo: the call center, as `make demo` runs it ---------------------------------
 
 
-def test_the_demo_shows_a_call_center() -> None:
+def test_the_demo_shows_a_call_center(tmp_path: Path) -> None:
     """`ivr demo` end to end (its own embedded Redis, the simulator in real time: about
-    a minute). It checks every call itself (exit 1 otherwise); here: what it shows."""
+    a minute). It checks every call itself (exit 1 otherwise); here: what it shows.
+    Run from a shell set up for production (a Redis it must not touch, here one that is
+    not there, other graphs, another directory) and in colour, as in a terminal."""
+    production = clean_env(REDIS_URL="redis://127.0.0.1:1/0", FORCE_COLOR="1",
+                           IVR_GRAPHS_DIR=str(tmp_path / "production-graphs"))  # fmt: skip
     result = subprocess.run(  # noqa: S603 - our own CLI
-        [*IVR, "demo"], capture_output=True, text=True, env=clean_env(), cwd=ROOT,
+        [*IVR, "demo"], capture_output=True, text=True, env=production, cwd=tmp_path,
         timeout=240, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout[-3000:]
-    out = result.stdout
+    coloured = result.stdout
+    assert coloured.startswith(f"\x1b[1m{demo.banner('+31970102030')}\x1b[0m\n")
+    assert "\x1b[36m=== Call 1: Christmas Day: voicemail" in coloured
+    assert coloured.rstrip("\n").endswith("all valid.\x1b[0m")
+    assert coloured.splitlines()[-1].startswith("\x1b[32mivr demo: all ")
+    out = re.sub(r"\x1b\[[0-9;]*m", "", coloured)
     assert out.startswith(f"ivr demo: {demo.CALLS} calls: 8 to +31970102030 (support-line)")
     assert f"ivr demo: all {demo.CALLS} calls ended where their graph says" in out
     # Callers queued and heard their place; the missing agent went on break.

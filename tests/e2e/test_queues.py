@@ -14,7 +14,7 @@ from service.core.queues import Agent, Membership
 from service.runtime import keys
 from service.runtime.agents import Agents
 from service.sim import AgentScript, CallerScript
-from tests.e2e.test_e2e import NUMBER, stack
+from tests.e2e.test_e2e import NUMBER, Stack, stack
 
 ANN, BOB, CYD = "+31610000001", "+31610000002", "+31610000003"
 
@@ -78,21 +78,31 @@ async def test_callers_wait_in_line_and_each_reaches_one_agent(
     async with stack(
         redis, graphs_dir=tmp_path, service_options={"bird_channel_id": channel}, agents=scripts
     ) as s:
-        _ann, bob, _cyd = await add_agents(redis, channel, ANN, BOB, CYD)
-        callers = [CallerScript(f"caller-{n}", f"+3161234560{n}", NUMBER) for n in range(5)]
-        call_ids = [await s.sim.place_inbound_call(script) for script in callers]
-        transcripts = await asyncio.gather(
-            *(s.sim.wait_ended(call_id, timeout_s=60) for call_id in call_ids)
-        )
-        s.assert_every_request_was_valid()
-        for call_id, transcript in zip(call_ids, transcripts, strict=True):
-            assert transcript.reached in (ANN, CYD), transcript.render()
-            stored = await s.store.load(call_id)
-            assert stored is not None
-            assert stored.outcome == "agent_connected"
-        # Bob missed his offer: max_no_answer 1 put him on break.
-        bob_status = await redis.hget(keys.agent(bob), "status")
-        assert bob_status == b"on_break"
-        # Nobody is left in line.
-        assert await redis.zcard(keys.queue_waiting("support")) == 0
-        assert await redis.zcard(keys.queue_offered("support")) == 0
+        ann, bob, cyd = await add_agents(redis, channel, ANN, BOB, CYD)
+        try:
+            await _five_callers_each_reach_one_agent(s, redis, bob)
+        finally:  # agents and queues are the whole Redis's: leave none for other tests
+            agents = Agents(redis, channel_id=channel)
+            for agent_id in (ann, bob, cyd):
+                await agents.set_status(agent_id, "offline")
+                await agents.delete(agent_id)
+
+
+async def _five_callers_each_reach_one_agent(s: Stack, redis: Redis, bob: str) -> None:
+    callers = [CallerScript(f"caller-{n}", f"+3161234560{n}", NUMBER) for n in range(5)]
+    call_ids = [await s.sim.place_inbound_call(script) for script in callers]
+    transcripts = await asyncio.gather(
+        *(s.sim.wait_ended(call_id, timeout_s=60) for call_id in call_ids)
+    )
+    s.assert_every_request_was_valid()
+    for call_id, transcript in zip(call_ids, transcripts, strict=True):
+        assert transcript.reached in (ANN, CYD), transcript.render()
+        stored = await s.store.load(call_id)
+        assert stored is not None
+        assert stored.outcome == "agent_connected"
+    # Bob missed his offer: max_no_answer 1 put him on break.
+    bob_status = await redis.hget(keys.agent(bob), "status")
+    assert bob_status == b"on_break"
+    # Nobody is left in line.
+    assert await redis.zcard(keys.queue_waiting("support")) == 0
+    assert await redis.zcard(keys.queue_offered("support")) == 0
