@@ -43,7 +43,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import structlog
 
-from service.runtime.style import Style
 from service.core.graph import GraphSet
 from service.core.line import callback_id
 from service.core.queues import queues_of
@@ -54,6 +53,7 @@ from service.runtime.redis_server import EmbeddedRedis
 from service.runtime.serving import bind, serve, url_of
 from service.runtime.settings import Settings
 from service.runtime.store import connect
+from service.runtime.style import Style
 from service.server.app import create_app
 from service.sim import AgentScript, BirdSimulator, CalleeScript, CallerScript, Transcript
 from service.sim.transcript import OFFER_ANSWERED, OFFER_MISSED

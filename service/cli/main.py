@@ -246,9 +246,9 @@ def _simulate(args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
-    from service.runtime.style import Style
     from service.graphs.loader import GraphError
     from service.graphs.simulate import check_number, load, parse_agents, parse_keys, simulate
+    from service.runtime.style import Style
 
     if args.at is None:
         at = datetime.now(UTC)
@@ -313,9 +313,9 @@ def _simulate(args: argparse.Namespace) -> int:
 def _render(path: Path, fmt: str, stats: bool = False, redis_url: str | None = None) -> int:
     from service.cli import service_redis
     from service.cli import stats as stats_cli
-    from service.runtime.style import Style
     from service.graphs import render
     from service.graphs.loader import GraphError, load_file
+    from service.runtime.style import Style
 
     try:
         graph = load_file(path)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.cli.service_redis import CliError, redis_url_of, with_redis
-from service.runtime.style import Style
 from service.core.journal import Entry
 from service.core.replay import Replay, ReplayError, Step, replay
 from service.core.state import CallState
+from service.runtime.style import Style
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from service.cli.service_redis import CliError, redis_url_of, with_redis
-from service.runtime.style import Style
 from service.core.graph import Graph
 from service.core.traffic import NodeTraffic
 from service.graphs.render import edge_label, walk_order
+from service.runtime.style import Style
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

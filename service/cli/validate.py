@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from service.runtime.style import Style
 from service.core.graph import Problem
 from service.graphs.check import FileReport, Report, check_paths
+from service.runtime.style import Style
 
 FORMATS = ("text", "json")
 SKIPPED = "a JSON Schema, not a graph"
