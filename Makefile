@@ -15,8 +15,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ivr demo
 
+# The supervisor page's browser test (tests/server/test_ui_browser.py) drives the
+# system's Chromium; no browser is downloaded. .ci/run installs it on Debian.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "make: $(CHROMIUM) is missing: the browser test of the supervisor page needs it." >&2
+	@echo "  Debian/Ubuntu: sudo apt-get install -y --no-install-recommends chromium" >&2
+	@exit 1
+
 # Two workers, a test file each at a time (a file's tests share its fixtures and order).
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import structlog
 from redis.asyncio import Redis
 
+from service.runtime import logs
 from service.runtime.redis_server import EmbeddedRedis
 
 
@@ -39,3 +43,21 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """A stream for the log lines of a test that sets logging up; what it set up
+    (structlog's configuration, ``sys.excepthook``) is undone after it."""
+    stream = io.StringIO()
+    hook = sys.excepthook
+    yield stream
+    structlog.reset_defaults()
+    sys.excepthook = hook
+
+
+@pytest.fixture
+def logged(captured: io.StringIO) -> io.StringIO:
+    """The service's logging, as ``ivr serve`` configures it (JSON), into ``captured``."""
+    logs.configure(log_format="json", stream=captured)
+    return captured

@@ -14,7 +14,9 @@ and what to do when Bird may have performed a command, is the caller's decision
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +38,19 @@ from service.bird.limits import Throttle
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 JSON = dict[str, Any]
+
+Observer = Callable[[str, str, float], None]
+"""Told of every request to Bird: ``observe(command, result, seconds)``. ``command``
+is ``create_call``, ``get_call``, ``answer``, ``hangup``, ``say``, ``playback``,
+``gather``, ``record`` or ``bridge``; ``result`` the class of Bird's answer (``2xx``,
+``3xx``, ``4xx``, ``429``, ``5xx``) or ``timeout`` (sent, no answer in time) or
+``connection_error`` (not connected, or the connection broke); ``seconds`` the
+request's time, a throttle's wait excluded. Each retry is a request of its own."""
+
+
+def result_class(status: int) -> str:
+    """The result of an answered request, as :data:`Observer` names it."""
+    return "429" if status == 429 else f"{status // 100}xx"
 
 
 def _error_for(response: httpx.Response) -> BirdHTTPError:
@@ -97,9 +112,11 @@ class BirdClient:
         backoff_s: float = 0.2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         throttle: Throttle | None = None,
+        observe: Observer | None = None,
     ) -> None:
         """``throttle`` is awaited before every request: the service shares Bird's
-        per-workspace limits (``service.bird.limits``) across its replicas with it."""
+        per-workspace limits (``service.bird.limits``) across its replicas with it.
+        ``observe`` is told of every request (:data:`Observer`: the service's metrics)."""
         self._calls_path = f"/workspaces/{workspace_id}/channels/{channel_id}/calls"
         self._http = httpx.AsyncClient(
             base_url=base_url,
@@ -111,24 +128,37 @@ class BirdClient:
         self._backoff_s = backoff_s
         self._sleep = sleep
         self._throttle = throttle
+        self._observe = observe
+
+    def _observed(self, command: str, result: str, started: float) -> None:
+        if self._observe is not None:
+            with contextlib.suppress(Exception):  # metrics never fail a request
+                self._observe(command, result, time.perf_counter() - started)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, body: JSON | None = None) -> JSON:
+    async def _request(
+        self, command: str, method: str, path: str, body: JSON | None = None
+    ) -> JSON:
         url = self._calls_path + path
         attempt = 0
         while True:
             if self._throttle is not None:
                 await self._throttle(method)
+            started = time.perf_counter()
             try:
                 response = await self._http.request(method, url, json=body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing reached Bird: safe to try again.
+                self._observed(command, "connection_error", started)
                 error: BirdError = BirdUnreachable(f"{method} {url}: {exc!r}")
             except httpx.TransportError as exc:
+                timed_out = isinstance(exc, httpx.TimeoutException)
+                self._observed(command, "timeout" if timed_out else "connection_error", started)
                 raise BirdNoAnswer(f"{method} {url}: {exc!r}") from exc
             else:
+                self._observed(command, result_class(response.status_code), started)
                 if response.is_success:
                     if not response.content:
                         return {}
@@ -149,19 +179,19 @@ class BirdClient:
 
     async def create_call(self, body: JSON) -> JSON:
         """Place an outbound call; ``body`` is a createCall request (``to`` required)."""
-        return await self._request("POST", "", _compact(body))
+        return await self._request("create_call", "POST", "", _compact(body))
 
     async def get_call(self, call_id: str) -> JSON:
-        return await self._request("GET", f"/{_call(call_id)}")
+        return await self._request("get_call", "GET", f"/{_call(call_id)}")
 
     # -- commands ------------------------------------------------------------
 
     async def answer(self, call_id: str) -> JSON:
-        return await self._request("POST", f"/{_call(call_id)}/answer")
+        return await self._request("answer", "POST", f"/{_call(call_id)}/answer")
 
     async def hangup(self, call_id: str, cause: str | None = None) -> JSON:
         body = {"cause": cause} if cause else None
-        return await self._request("POST", f"/{_call(call_id)}/hangup", body)
+        return await self._request("hangup", "POST", f"/{_call(call_id)}/hangup", body)
 
     async def say(
         self,
@@ -174,7 +204,7 @@ class BirdClient:
         timeout_s: int | None = None,
     ) -> JSON:
         body = {"text": text, "locale": locale, "voice": voice, "loop": loop, "timeout": timeout_s}
-        return await self._request("POST", f"/{_call(call_id)}/say", _compact(body))
+        return await self._request("say", "POST", f"/{_call(call_id)}/say", _compact(body))
 
     async def playback(
         self,
@@ -186,7 +216,9 @@ class BirdClient:
         pause_ms: int | None = None,
     ) -> JSON:
         body = {"media": media, "loop": loop, "timeout": timeout_s, "pauseMilliseconds": pause_ms}
-        return await self._request("POST", f"/{_call(call_id)}/playback", _compact(body))
+        return await self._request(
+            "playback", "POST", f"/{_call(call_id)}/playback", _compact(body)
+        )
 
     async def gather(
         self,
@@ -207,7 +239,7 @@ class BirdClient:
             "say": _compact(say) if say else None,
             "playback": _compact(playback) if playback else None,
         }
-        return await self._request("POST", f"/{_call(call_id)}/gather", _compact(body))
+        return await self._request("gather", "POST", f"/{_call(call_id)}/gather", _compact(body))
 
     async def record(
         self,
@@ -228,7 +260,7 @@ class BirdClient:
             "transcribe": transcribe,
             "transcribeLocale": transcribe_locale,
         }
-        return await self._request("POST", f"/{_call(call_id)}/record", _compact(body))
+        return await self._request("record", "POST", f"/{_call(call_id)}/record", _compact(body))
 
     async def bridge(
         self,
@@ -249,4 +281,4 @@ class BirdClient:
             "record": record,
             "notification": {"url": notification_url} if notification_url else None,
         }
-        return await self._request("POST", f"/{_call(call_id)}/bridge", _compact(body))
+        return await self._request("bridge", "POST", f"/{_call(call_id)}/bridge", _compact(body))

@@ -27,7 +27,7 @@ from typing import assert_never
 
 import httpx
 
-from service.bird.client import DEFAULT_TIMEOUT, JSON, BirdClient
+from service.bird.client import DEFAULT_TIMEOUT, JSON, BirdClient, Observer
 from service.bird.deliveries import FINAL_STATUSES, LEG_ENDED, UNREACHABLE
 from service.bird.errors import BirdError, BirdRateLimited, BirdServerError
 from service.bird.limits import Throttle
@@ -136,8 +136,10 @@ class BirdCalls:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         throttle: Throttle | None = None,
+        observe: Observer | None = None,
     ) -> BirdCalls:
-        """Over a new :class:`~service.bird.client.BirdClient` (close with :meth:`aclose`)."""
+        """Over a new :class:`~service.bird.client.BirdClient` (close with :meth:`aclose`);
+        ``observe`` is told of every request (:data:`~service.bird.client.Observer`)."""
         return cls(
             BirdClient(
                 base_url=base_url,
@@ -147,6 +149,7 @@ class BirdCalls:
                 transport=transport,
                 timeout=timeout,
                 throttle=throttle,
+                observe=observe,
             )
         )
 

@@ -148,6 +148,12 @@ def read_json(body: bytes) -> Any:
         raise DeliveryError(f"body {exc.reason}") from None
 
 
+def is_call_id(value: str) -> bool:
+    """Whether ``value`` looks like the id Bird gives a call (letters, digits, ``-``
+    and ``_``, at most 128): what the service accepts where a call id is asked for."""
+    return CALL_ID.fullmatch(value) is not None
+
+
 def _call_id(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise DeliveryError(f"payload.{field} (the call id) is missing")

@@ -9,7 +9,9 @@ Cyd first, who misses them and is put on break, then to Dan; a technician's call
 who finds Dan busy asks to be called back, and is, by Dan, in their turn. At the end it prints
 each call's transcript with the service's log lines for it, and what the call center
 did: who waited how long, which agent took whom, the agents and the queues as
-``GET /agents`` and ``GET /queues`` show them. Exits 0 when every call ended where
+``GET /agents`` and ``GET /queues`` show them, and what the service's ``GET /metrics``
+counted meanwhile (calls started and ended, deliveries, requests to Bird, offers
+missed). Exits 0 when every call ended where
 its graph says and the call center did what is described above.
 
 Nothing of the environment is read: whatever ``REDIS_URL`` and ``IVR_GRAPHS_DIR`` say
@@ -42,6 +44,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from service.core.graph import GraphSet
 from service.core.line import callback_id
@@ -643,6 +646,65 @@ def _print_summary(run: _Run, book: _LogBook, out: Style) -> None:
     print()
 
 
+# -- what GET /metrics counted -------------------------------------------------------
+
+Counted = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+"""Samples of ``GET /metrics``: (name, sorted labels) -> value."""
+
+
+async def _scrape(service_url: str) -> Counted:
+    """The service's ``GET /metrics`` (no token: counts only)."""
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        answer = await http.get(service_url + "/metrics")
+    answer.raise_for_status()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def _since(before: Counted, after: Counted) -> Counted:
+    """What the counters counted between two scrapes."""
+    return {key: value - before.get(key, 0.0) for key, value in after.items()
+            if key[0].endswith("_total") and value != before.get(key, 0.0)}  # fmt: skip
+
+
+def _by(counted: Counted, name: str, *labels: str) -> dict[str, float]:
+    """``name``'s counts by these labels' values (joined by a space), in name order."""
+    found: dict[str, float] = defaultdict(float)
+    for (metric, series), value in counted.items():
+        if metric == name:
+            named = dict(series)
+            found[" ".join(named.get(label) or "-" for label in labels)] += value
+    return dict(sorted(found.items()))
+
+
+def _print_metrics(counted: Counted, played: _Run, out: Style) -> None:
+    follow_ups = sum(p.follow_up is not None for p in played.placed)
+    print(out.info("=== Metrics (GET /metrics: what the service counted during the demo) ==="))
+    rows = [
+        ("calls started", _by(counted, "ivr_calls_started_total", "graph", "direction"),
+         f"the {len(played.placed)} calls and {follow_ups} follow-up call"),
+        ("calls ended", _by(counted, "ivr_calls_ended_total", "outcome"), ""),
+        ("deliveries", _by(counted, "ivr_webhook_deliveries_total", "outcome"),
+         "webhooks from Bird, by what the service did"),
+        ("Bird requests", _by(counted, "ivr_bird_requests_total", "command"), ""),
+        ("Bird errors", {r: v for r, v in _by(counted, "ivr_bird_requests_total", "result").items()
+                         if r != "2xx"}, "not 2xx"),
+        ("offers missed", _by(counted, "ivr_offers_missed_total", "queue"), ""),
+        ("agent events", _by(counted, "ivr_agent_events_total", "event"), ""),
+        ("timers fired", _by(counted, "ivr_timers_fired_total", "kind"), ""),
+        ("retried", _by(counted, "ivr_commands_retried_total", "action"), "commands sent again"),
+    ]  # fmt: skip
+    for title, counts, note in rows:
+        parts = ", ".join(f"{key} {value:g}" for key, value in counts.items())
+        shown = f"  {title:<14} {sum(counts.values()):>4g}"
+        shown += f"  {parts}" if parts else ""
+        print(shown + (f"  ({note})" if note else ""))
+    print()
+
+
 async def run() -> int:
     graphs = _load_graphs()
     number = graphs.graphs[GRAPH].numbers[0]
@@ -666,7 +728,9 @@ async def run() -> int:
         admin = _Admin(settings)
         try:
             async with serve(sim.app, sock=bird_sock), serve(app, sock=service_sock):
+                before = await _scrape(settings.public_base_url)
                 played = await _play(sim, admin, book, clock, calls, out)
+                counted = _since(before, await _scrape(settings.public_base_url))
         except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
             print(err.error("ivr demo: FAILED"), f"  {exc or type(exc).__name__}", sep="\n",
                   file=sys.stderr)  # fmt: skip
@@ -678,6 +742,7 @@ async def run() -> int:
     for placed in played.placed:
         _print_call(placed, book, out)
     _print_summary(played, book, out)
+    _print_metrics(counted, played, out)
     failures = played.failures
     rejected = [r for r in sim.requests if not r.accepted]
     failures += [f"Bird simulator rejected {r.method} {r.path}: {r.problems}" for r in rejected]

@@ -1,6 +1,6 @@
 """The ``ivr`` command: run the service (``serve``), work on graphs (``validate``,
-``simulate``, ``render``), learn from real calls (``stats``, ``replay``), try it all
-without a phone (``sim``, ``call``, ``demo``).
+``simulate``, ``render``), learn from real calls (``stats``, ``replay``), watch a call
+(``trace``), try it all without a phone (``sim``, ``call``, ``demo``).
 
 Every failure a user can cause ends with one clear message and a non-zero exit,
 never a traceback: 2 for bad settings or arguments, 1 for invalid graphs (and for a
@@ -116,9 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    render = commands.add_parser("render", help="print a graph as a Mermaid (or dot) flowchart")
+    render = commands.add_parser(
+        "render", help="print a graph as a Mermaid flowchart (or dot, or an SVG drawing)"
+    )
     render.add_argument("file", type=Path, metavar="FILE")
-    render.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    render.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid")
     render.add_argument(
         "--stats",
         action="store_true",
@@ -150,6 +152,21 @@ def _parser() -> argparse.ArgumentParser:
         "replay cannot run.",
     )
     replay_cli.add_arguments(replay)
+
+    from service.cli import trace as trace_cli
+
+    trace_cli.add_arguments(
+        commands.add_parser(
+            "trace",
+            help="one call's timeline from the service's Redis: deliveries, steps, "
+            "requests to Bird, with times",
+            description="Print a call's timeline, kept in the service's Redis for CALL_TTL_S "
+            "(--redis-url, else REDIS_URL): every delivery from Bird and what came of it, "
+            "every step of its graph (the nodes walked, what it asked for), every request to "
+            "Bird and its answer, in order, with times. --follow prints new lines until the "
+            "call ends. Exits 0, or 2 when the call cannot be read.",
+        )
+    )
 
     from service.sim import cli as sim_cli
 
@@ -207,6 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from service.cli import replay as replay_cli
 
             return asyncio.run(replay_cli.run(args))
+        if args.command == "trace":
+            from service.cli import trace as trace_cli
+
+            return asyncio.run(trace_cli.run(args))
         if args.command == "sim":
             from service.sim import cli as sim_cli
 
@@ -332,7 +353,8 @@ def _render(path: Path, fmt: str, stats: bool = False, redis_url: str | None = N
             return _fail(str(exc), exc.code)
         if note:
             print(Style(sys.stderr).warning(f"ivr render: {note}"), file=sys.stderr)
-    print(render.mermaid(graph, counts) if fmt == "mermaid" else render.dot(graph, counts), end="")
+    drawn = {"mermaid": render.mermaid, "dot": render.dot, "svg": render.svg}[fmt](graph, counts)
+    print(drawn, end="")
     return 0
 
 

@@ -118,3 +118,40 @@ class Dial:
 Action = (
     Answer | Speak | Gather | Bridge | Record | HttpRequest | Hangup | HangupLeg | AskLine | Dial
 )
+
+
+def describe(action: Action) -> str:
+    """One line saying what ``action`` asks for (a call's timeline): prompts' texts,
+    whom a bridge rings; a lookup's method, host and path only (its query and
+    headers may hold secrets)."""
+    match action:
+        case Speak(prompt=prompt, loop=loop):
+            again = f" x{loop}" if loop and loop > 1 else ""
+            return f"speak {_prompt(prompt)}{again}"
+        case Gather(prompt=prompt, max_digits=digits, timeout_s=timeout, end_key=end):
+            ending = f", ends with {end}" if end else ""
+            return f"gather up to {digits} keys ({timeout} s{ending}) after {_prompt(prompt)}"
+        case Bridge(to=to, ring_timeout_s=ring, offer=offer):
+            kind = "offer to agent" if offer else "bridge to"
+            return f"{kind} {to} (rings up to {ring} s)"
+        case Record(max_length_s=length):
+            return f"record up to {length} s"
+        case HttpRequest(method=method, url=url):
+            return f"lookup {method} {url.split('?', 1)[0]}"
+        case HangupLeg(leg_id=leg):
+            return f"hang up leg {leg}" if leg else "hang up the agent's leg"
+        case AskLine(queue=queue, priority=priority):
+            return f"ask the line (queue {queue}, priority {priority})"
+        case Answer():
+            return "answer"
+        case Hangup():
+            return "hang up"
+        case Dial():
+            return "dial (Bird rings the callee)"
+    return type(action).__name__.lower()  # pragma: no cover
+
+
+def _prompt(prompt: Prompt) -> str:
+    if isinstance(prompt, Say):
+        return f'"{prompt.text}"'
+    return " ".join(prompt.urls)

@@ -77,11 +77,13 @@ def entry(
     notes: Sequence[Note],
     at: str | None,
     outcome: str | None,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """One journal entry (JSON): the step fed ``fed`` (``begin``, ``event`` or
-    ``abandon``) at ``now``, begun at ``node``, ended at ``at``."""
+    ``abandon``) at ``now``, begun at ``node``, ended at ``at``; ``extra``: what
+    the runtime adds for a call's timeline (not replayed)."""
     found: dict[str, Any] = {"t": round(now, 3), **fed, "node": node, "path": path_of(notes),
-                             "at": at}  # fmt: skip
+                             "at": at, **(extra or {})}  # fmt: skip
     if outcome is not None:
         found["outcome"] = outcome
     return json.dumps(found, separators=(",", ":"), ensure_ascii=False)
@@ -102,7 +104,11 @@ class Entry:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Entry:
-        doc = json.loads(raw)
+        return cls.from_doc(json.loads(raw))
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Entry:
+        """The step an entry's decoded JSON holds."""
         return cls(
             t=float(doc["t"]),
             node=doc.get("node"),

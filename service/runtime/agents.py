@@ -161,7 +161,12 @@ def parse_agent(agent_id: str, document: Any, known_queues: Mapping[str, Any]) -
 def _is_address(value: str) -> bool:
     if value.startswith("sip:"):
         return len(value) > 4 and " " not in value
-    return value.startswith("+") and value[1:].isdigit() and 8 <= len(value) <= 16
+    return (
+        value.startswith("+")
+        and value[1:].isascii()
+        and value[1:].isdigit()
+        and (8 <= len(value) <= 16)
+    )
 
 
 def agent_json(agent: Agent) -> dict[str, Any]:

@@ -64,7 +64,8 @@ from service.core.engine import Transition
 from service.core.events import HttpResponded
 from service.core.graph import Graph
 from service.core.state import CallState, Direction, InLine
-from service.runtime import keys, outbox
+from service.runtime import journal as call_journal
+from service.runtime import keys, metrics, outbox
 from service.runtime.line import CallbackCall, Line, LineResult, Offer
 from service.runtime.lookups import Fetch
 from service.runtime.outbox import Pending
@@ -195,21 +196,31 @@ class _Plan:
     fed: Mapping[str, Any]  # what the engine was fed, for the call's journal
     now: float  # the time the graph saw
     detail: str = ""  # of what is Handled, once applied
+    via: str = ""  # the delivery that caused the step
 
-    def journal_entry(self, before: CallState | None) -> str:
-        """The call's journal entry for this step (``service.core.journal``)."""
+    def journal_entry(self, before: CallState | None, real_now: float) -> str:
+        """The call's journal entry for this step (``service.core.journal``, with
+        what ``service.runtime.journal`` adds for the call's timeline)."""
         state = self.transition.state
+        extra: dict[str, Any] = {"rt": round(real_now, 3)}
+        if self.via:
+            extra["via"] = self.via
+        if self.transition.actions:
+            extra["do"] = [actions.describe(action) for action in self.transition.actions]
+        if before is None:
+            extra.update(graph=state.graph, version=state.graph_version)
         return journal.entry(
             self.fed, now=self.now, node=before.node if before is not None else None,
             notes=self.transition.notes, at=state.node,
-            outcome=str(state.outcome) if state.outcome is not None else None,
+            outcome=str(state.outcome) if state.outcome is not None else None, extra=extra,
         )  # fmt: skip
 
     def remembering(self, delivery: Delivery) -> _Plan:
         """The same plan, with the call remembering ``delivery`` (repeats, late ones)."""
         state = _remember(self.transition.state, delivery)
         transition = replace(self.transition, state=state)
-        return replace(self, transition=transition, detail=delivery.describe())
+        described = delivery.describe()
+        return replace(self, transition=transition, detail=described, via=described)
 
 
 class CallHandler:
@@ -254,6 +265,12 @@ class CallHandler:
         if delivery.leg_id != delivery.call_id:
             bound = bound.bind(leg_id=delivery.leg_id)
         handled = await self.apply(delivery.call_id, Delivered(delivery, ref, offer), bound)
+        if handled.status in ("duplicate", "stale", "contended"):
+            note = call_journal.delivery_note(
+                self._clock(), delivery=delivery.describe(), status=handled.status,
+                detail=handled.detail,
+            )  # fmt: skip
+            await self._store.note(delivery.call_id, note)
         if handled.status in ("duplicate", "stale"):
             # Bird delivers again what we did not answer: a worker may have died
             # between committing a step and sending its command.
@@ -284,8 +301,9 @@ class CallHandler:
         ref = uuid.uuid4().hex
         ttl = int(OUTBOUND_REF_TTL_S + max(delay_s, 0))
         await self._redis.set(keys.outbound(ref), pending.to_json(), ex=ttl)
+        started = time.monotonic()
         try:
-            return await self._bird.create_call(
+            call_id = await self._bird.create_call(
                 to=pending.to,
                 from_=pending.from_ or None,
                 notification_url=f"{self._notification_url}?ref={ref}",
@@ -294,6 +312,13 @@ class CallHandler:
         except BirdError:
             await self._redis.delete(keys.outbound(ref))
             raise
+        later = f", scheduled for {scheduled_for}" if scheduled_for else ""
+        note = call_journal.command_note(
+            self._clock(), action="create_call", result="placed",
+            ms=(time.monotonic() - started) * 1000, detail=f"to {pending.to}{later}",
+        )  # fmt: skip
+        await self._store.note(call_id, note)
+        return call_id
 
     async def place_callback(self, offer: Offer) -> None:
         """Call a callback's customer back for the agent ``offer`` reserved: the
@@ -415,7 +440,9 @@ class CallHandler:
                 done = await self._store.commit_changes(
                     transition.state, expected_version=plan.expected_version, pending=pending,
                     changes=transition.line,
-                    journal=plan.journal_entry(stored.state if stored is not None else None),
+                    journal=plan.journal_entry(
+                        stored.state if stored is not None else None, self._clock()
+                    ),
                     traffic=traffic.counts(transition.notes),
                 )  # fmt: skip
             except OfferGone:
@@ -428,6 +455,7 @@ class CallHandler:
             if done is None:
                 continue  # another worker advanced this call first: plan again from its state
             written, line_result = done
+            _count(stored, written)
             self._log_notes(bound, transition, plan.graph)
             self._log_agents(bound, line_result)
             if isinstance(pending, Pending):
@@ -642,8 +670,16 @@ class CallHandler:
         if isinstance(action, actions.Dial):
             return  # placed already: nothing to send
         name = type(action).__name__.lower()
+        started = time.monotonic()
         sent = await self._bird.perform(call_id, action, notification_url=self._notification_url)
         now = self._clock()
+
+        def noted(result: str, detail: str = "", command_id: str | None = None) -> str:
+            return call_journal.command_note(
+                now, action=name, result=result, ms=(time.monotonic() - started) * 1000,
+                attempt=pending.attempts, detail=detail, command_id=command_id,
+            )  # fmt: skip
+
         match sent:
             case CommandReceipt():
                 self._log(bound, current, "bird_command_sent", "debug", action=name,
@@ -652,42 +688,49 @@ class CallHandler:
                 window = outbox.outcome_window_s(action)
                 accepted = replace(pending.becomes("sent", now + window), leg=sent.leg_id)
                 done = None if isinstance(action, actions.Hangup | actions.HangupLeg) else accepted
-                await self._store.update_pending(call_id, pending.seq, done)
+                said = noted("accepted", "already done" if sent.already_done else "",
+                             sent.command_id)  # fmt: skip
+                await self._store.update_pending(call_id, pending.seq, done, journal=said)
             case NotPerformed():
-                await self._retry_later(bound, current, pending, name, sent.reason)
+                await self._retry_later(bound, current, pending, name, sent.reason,
+                                        noted("not_performed", sent.reason))  # fmt: skip
             case Unsure():
                 self._log(bound, current, "bird_command_unsure", "warning", action=name,
                           error=sent.reason, attempt=pending.attempts)  # fmt: skip
                 window = outbox.outcome_window_s(action)
-                await self._store.update_pending(
-                    call_id, pending.seq, pending.becomes("unsure", now + window)
-                )
+                unsure = pending.becomes("unsure", now + window)
+                said = noted("unsure", sent.reason)
+                await self._store.update_pending(call_id, pending.seq, unsure, journal=said)
             case Refused() if isinstance(action, actions.HangupLeg):
                 # The leg is over already, or Bird never knew it: nothing rings.
-                await self._store.update_pending(call_id, pending.seq, None)
+                said = noted("refused", "the leg is over")
+                await self._store.update_pending(call_id, pending.seq, None, journal=said)
             case Refused(call_ended=True) | Refused(call_status=None):
                 # The caller hung up meanwhile (or Bird could not say): its own
                 # delivery ends the state, or the timer reads the call back.
                 self._log(bound, current, "command_refused_call_ended", "info", action=name,
                           status=sent.call_status)  # fmt: skip
-                await self._store.update_pending(
-                    call_id, pending.seq, pending.becomes("unsure", now + outbox.MARGIN_S)
-                )
+                unsure = pending.becomes("unsure", now + outbox.MARGIN_S)
+                said = noted("refused", f"the call is {sent.call_status or 'unknown'}")
+                await self._store.update_pending(call_id, pending.seq, unsure, journal=said)
             case Refused():
                 self._log(bound, current, "bird_command_failed", "error", action=name,
                           error=sent.reason)  # fmt: skip
                 if isinstance(action, actions.Hangup):
-                    await self._retry_later(bound, current, pending, name, sent.reason)
+                    await self._retry_later(bound, current, pending, name, sent.reason,
+                                            noted("refused", sent.reason))  # fmt: skip
                 else:
+                    await self._store.note(call_id, noted("refused", sent.reason))
                     await self.apply(call_id, CommandRefused(name, pending.seq), bound)
             case _:  # pragma: no cover
                 assert_never(sent)
 
     async def _retry_later(
-        self, bound: Any, current: CallState, pending: Pending, name: str, reason: str
+        self, bound: Any, current: CallState, pending: Pending, name: str, reason: str, noted: str
     ) -> None:
-        """Bird surely did not perform the command: send it again after a backoff,
-        within the retry horizon; a hang-up for as long as the call lives."""
+        """Bird surely did not perform the command (``noted``: its journal note):
+        send it again after a backoff, within the retry horizon; a hang-up for as
+        long as the call lives."""
         now = self._clock()
         hangup = isinstance(pending.action, actions.Hangup)
         cap = outbox.HANGUP_RETRY_CAP_S if hangup else outbox.RETRY_CAP_S
@@ -696,12 +739,14 @@ class CallHandler:
             given_s = round(now - pending.since, 1)
             self._log(bound, current, "bird_command_failed", "error", action=name, error=reason,
                       attempts=pending.attempts, gave_up_after_s=given_s)  # fmt: skip
+            await self._store.note(current.call_id, noted)
             await self.apply(current.call_id, CommandRefused(name, pending.seq), bound)
             return
+        metrics.command_retried(name)
         self._log(bound, current, "bird_command_retrying", "warning", action=name, error=reason,
                   attempt=pending.attempts, retry_in_s=round(delay, 2))  # fmt: skip
         queued = pending.becomes("queued", now + delay)
-        await self._store.update_pending(current.call_id, pending.seq, queued)
+        await self._store.update_pending(current.call_id, pending.seq, queued, journal=noted)
 
     async def _resend(
         self, bound: Any, stored: StoredCall, pending: Pending, *, attempts: int
@@ -725,9 +770,16 @@ class CallHandler:
             looked = replace(pending, looks=pending.looks + 1)
             await self._resend(bound, stored, looked, attempts=pending.attempts + 1)
             return
+        started = time.monotonic()
         found = await self._bird.call_status(current.call_id)
         self._log(bound, current, "call_read_back", "warning", action=name,
                   pending=pending.status, status=found.status if found else None)  # fmt: skip
+        note = call_journal.command_note(
+            self._clock(), action="read_call", result="read" if found else "not_read",
+            ms=(time.monotonic() - started) * 1000,
+            detail=f"{name} {pending.status}: the call is {found.status if found else 'unknown'}",
+        )  # fmt: skip
+        await self._store.note(current.call_id, note)
         always_safe = isinstance(action, actions.Answer | actions.Hangup | actions.HangupLeg)
         if found is None:  # Bird cannot be asked now: look again later (not a look)
             later = self._clock() + outbox.retry_delay_s(pending.looks + 1, self._rng)
@@ -805,6 +857,7 @@ class CallHandler:
     def _log_agents(bound: Any, result: LineResult) -> None:
         """What the call's changes did to agents: one line each, with ``agent_id``."""
         for agent_id, event, queue in result.agents:
+            metrics.agent_event(event, queue or None)
             bound.info(f"agent_{event}", agent_id=agent_id, queue=queue or None,
                        graph=None, node=None)  # fmt: skip
 
@@ -812,6 +865,14 @@ class CallHandler:
     def _log_notes(bound: Any, transition: Transition, graph: Graph) -> None:
         for note in transition.notes:
             getattr(bound, note.level)(note.event, graph=graph.id, node=note.node, **note.fields)
+
+
+def _count(stored: StoredCall | None, written: CallState) -> None:
+    """The metrics of calls started and ended, for a step just committed."""
+    if stored is None:
+        metrics.call_started(written.graph, str(written.direction))
+    if written.ended and (stored is None or not stored.state.ended):
+        metrics.call_ended(written.graph, str(written.outcome))
 
 
 def _plan_step(graph: Graph, current: CallState, event: events.Event, now: float) -> _Plan:

@@ -29,6 +29,29 @@ def graph_traffic(graph_id: str, version: str) -> str:
     return f"{PREFIX}:traffic:{graph_id}:{version}"
 
 
+def graph_traffic_day(graph_id: str, version: str, day: str) -> str:
+    """Hash: the same counts as ``graph_traffic``, of one UTC day (YYYY-MM-DD) only
+    (the supervisor page's "today"); kept ``store.TRAFFIC_DAY_TTL_S``."""
+    return f"{PREFIX}:traffic:{graph_id}:{version}:day:{day}"
+
+
+def live_calls(channel_id: str = "") -> str:
+    """Hash: call id -> what the supervisor sees of a live call, JSON ``{"graph",
+    "version", "node", "phase", "direction", "caller", "called", "started",
+    "updated"}`` (times in ms, numbers unmasked), written by each commit of the call
+    and removed by the one that ends it (``GET /admin/calls``, the live-calls gauge)."""
+    return f"{PREFIX}:calls:live:{channel_id}" if channel_id else f"{PREFIX}:calls:live"
+
+
+def recent_errors(channel_id: str = "") -> str:
+    """List: the service's latest warning and error log lines, newest first, one JSON
+    object each (``{"at", "level", "event", "call_id", "graph", "node", "text"}``,
+    numbers masked), pushed by every replica serving the channel
+    (``service.runtime.errors``), capped at ``errors.KEPT`` and expiring
+    ``errors.TTL_S`` after the last push (``GET /admin/errors``)."""
+    return f"{PREFIX}:errors:{channel_id}" if channel_id else f"{PREFIX}:errors"
+
+
 def timers(channel_id: str = "") -> str:
     """Sorted set: call ids by when their pending command is next due (ms), for any
     replica serving the channel to claim (``service.runtime.timers``): deployments

@@ -28,6 +28,8 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from service.runtime import errors
+
 _SECRET_KEY = re.compile(r"(access_?key|signing_?key|secret|token|authorization|password)", re.I)
 _E164 = re.compile(r"(?<![\d+])\+\d{7,15}(?!\d)")
 _BARE_NUMBER = re.compile(r"\s*\d{7,15}\s*")
@@ -43,6 +45,11 @@ def mask_number(text: str) -> str:
         return text
     plus = "+" if text.startswith("+") else ""
     return plus + digits[:2] + "*" * (len(digits) - 5) + digits[-3:]
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every phone number in it masked (the rule of the logs)."""
+    return _mask_text(text)
 
 
 def _mask_text(text: str) -> str:
@@ -162,6 +169,9 @@ def configure(
     ]
     if mask:
         exceptions.append(mask_numbers)
+    # Warnings and errors, as shown (masked whatever LOG_MASK_NUMBERS says), for the
+    # supervisor page's "recent errors" (GET /admin/errors).
+    exceptions.append(errors.RECENT.processor(mask=None if mask else _mask_value))
     _configure_stdlib(shared, exceptions, renderer, level, stream, quiet)
     sys.excepthook = _log_uncaught
     processors: list[Processor] = [structlog.processors.add_log_level, *shared, *exceptions]

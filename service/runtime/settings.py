@@ -67,6 +67,10 @@ class Settings:
     # For trying graphs: the moment graphs see (hours nodes, templates) at start-up,
     # running on from there; webhook signatures, timers and queues stay on real time.
     ivr_clock: datetime | None = None
+    # Several worker processes behind one port: the directory (it must exist, emptied
+    # before they start) where prometheus-client keeps each process's counters, for
+    # GET /metrics to add them up. Unset: one process, its counters in memory.
+    prometheus_multiproc_dir: Path | None = None
 
     @property
     def webhook_url(self) -> str:
@@ -98,10 +102,14 @@ class Settings:
             bird_timeout_s=float(reader.integer("BIRD_TIMEOUT_S", 10, minimum=1)),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576, minimum=4096),
             ivr_clock=reader.moment("IVR_CLOCK"),
+            prometheus_multiproc_dir=_path(reader.optional("PROMETHEUS_MULTIPROC_DIR")),
         )
         token = settings.ivr_admin_token
         if token is not None and len(token) < 16:  # not shown: it is a secret
             reader.malformed(f"IVR_ADMIN_TOKEN is {len(token)} characters long, fewer than 16")
+        multiproc = settings.prometheus_multiproc_dir
+        if multiproc is not None and not multiproc.is_dir():
+            reader.malformed(f"PROMETHEUS_MULTIPROC_DIR {str(multiproc)!r} is not a directory")
         ages = ("CALL_TTL_S", "WEBHOOK_MAX_AGE_S")
         if settings.call_ttl_s < settings.webhook_max_age_s and not reader.failed(*ages):
             reader.malformed(

@@ -26,10 +26,12 @@ from service.runtime.line import LineResult
 from service.runtime.outbox import Pending
 
 # A call's journal keeps its last entries (a call walks at most engine.MAX_STEPS
-# steps, each one entry or less); a graph version's traffic counts last this long
-# after the last call that ran on it.
-JOURNAL_MAX_ENTRIES = 1000
+# steps, each one entry or less, and sends a command or two per step); a graph
+# version's traffic counts last this long after the last call that ran on it, a
+# day's counts (the supervisor page's "today") a week.
+JOURNAL_MAX_ENTRIES = 2000
 TRAFFIC_TTL_S = 90 * 24 * 3600
+TRAFFIC_DAY_TTL_S = 8 * 24 * 3600
 
 # Active calls also get a TTL, as a safety net for calls whose end was never
 # delivered: longer than Bird's longest call (a bridge may last 8 hours).
@@ -58,6 +60,11 @@ ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 # ARGV[14] how many journal entries are kept (the oldest go)
 # ARGV[15] traffic counts to add, JSON {field: n} ("" for none)
 # ARGV[16] TTL of the traffic counts, in seconds
+# KEYS[5]  the channel's live calls (keys.live_calls): field the call id
+# KEYS[6]  today's traffic counts of the call's graph version (keys.graph_traffic_day)
+# ARGV[17] the call's live summary JSON (store.live_summary), or "" to remove it
+#          (the call ended); a summary already there keeps its "started"
+# ARGV[18] TTL of today's traffic counts, in seconds
 # Returns "0" when the stored version is not ARGV[1] (lost race), "-1" when an
 # offer to take is no longer the line's (nothing written), else the line's result
 # (line.LineResult: queues that may dispatch, what to log about agents).
@@ -93,6 +100,22 @@ if ARGV[15] ~= '' then
     redis.call('HINCRBY', KEYS[4], name, n)
   end
   redis.call('EXPIRE', KEYS[4], tonumber(ARGV[16]))
+  for name, n in pairs(cjson.decode(ARGV[15])) do
+    redis.call('HINCRBY', KEYS[6], name, n)
+  end
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[18]))
+end
+if ARGV[17] == '' then
+  redis.call('HDEL', KEYS[5], ARGV[9])
+else
+  local summary = ARGV[17]
+  local before = redis.call('HGET', KEYS[5], ARGV[9])
+  if before then  -- the call started when its first summary was written
+    local kept = cjson.decode(summary)
+    kept['started'] = cjson.decode(before)['started']
+    summary = cjson.encode(kept)
+  end
+  redis.call('HSET', KEYS[5], ARGV[9], summary)
 end
 apply_ops(ops, ARGV[9])
 return line_result()
@@ -107,8 +130,18 @@ return line_result()
 # ARGV[2]  the command's new JSON, or "" to remove it
 # ARGV[3]  when its timer is due (ms); ignored when removed
 # ARGV[4]  the call id (the timer's member)
+# KEYS[3]  the call's journal (keys.call_journal)
+# ARGV[5]  a journal entry to append whatever the seq ("" for none), kept as long
+#          as the call's hash
+# ARGV[6]  how many journal entries are kept
 # Returns 1 when changed, 0 when the call has no pending command with that seq.
 PENDING_SCRIPT = """
+if ARGV[5] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[5])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[6]), -1)
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
+end
 if redis.call('HGET', KEYS[1], 'cs') ~= ARGV[1] then
   return 0
 end
@@ -133,6 +166,21 @@ if redis.call('HEXISTS', KEYS[1], 'cs') == 1 then
   return 0
 end
 return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
+
+# Appends an entry to a call's journal, kept as long as the call's hash.
+# KEYS[1]  the call's hash (keys.call)
+# KEYS[2]  the call's journal (keys.call_journal)
+# ARGV[1]  the entry   ARGV[2] how many entries are kept
+# ARGV[3]  the TTL (s) when the call's hash has none (not written yet)
+NOTE_SCRIPT = """
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local ttl = redis.call('TTL', KEYS[1])
+if ttl <= 0 then ttl = tonumber(ARGV[3]) end
+redis.call('EXPIRE', KEYS[2], ttl)
+return 1
 """
 
 
@@ -182,9 +230,11 @@ class CallStore:
         self.channel_id = channel_id
         self._ended_ttl_s = ended_ttl_s
         self._timers = keys.timers(channel_id)
+        self._live = keys.live_calls(channel_id)
         self._commit = redis.register_script(COMMIT_SCRIPT)
         self._pending = redis.register_script(PENDING_SCRIPT)
         self._forget_timer = redis.register_script(FORGET_TIMER_SCRIPT)
+        self._note = redis.register_script(NOTE_SCRIPT)
 
     async def load_call(self, call_id: str) -> StoredCall | None:
         """The call's state and its pending command."""
@@ -248,14 +298,17 @@ class CallStore:
             args += ["set", str(pending.seq), pending.to_json(), _ms(pending.until)]
         now = self._clock()
         counted = json.dumps(traffic, separators=(",", ":")) if traffic else ""
+        today = line.today(now)
         raw = await self._commit(
             keys=[
                 keys.call(new.call_id), self._timers, keys.call_journal(new.call_id),
-                keys.graph_traffic(new.graph, new.graph_version),
+                keys.graph_traffic(new.graph, new.graph_version), self._live,
+                keys.graph_traffic_day(new.graph, new.graph_version, today),
             ],
             args=[
-                *args, new.call_id, _ms(now), line.today(now), line.ops_json(changes),
+                *args, new.call_id, _ms(now), today, line.ops_json(changes),
                 journal, JOURNAL_MAX_ENTRIES, counted, TRAFFIC_TTL_S,
+                "" if written.ended else live_summary(written, now), TRAFFIC_DAY_TTL_S,
             ],
         )  # fmt: skip
         answer = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -265,20 +318,49 @@ class CallStore:
             raise OfferGone(new.call_id)
         return written, LineResult.read(answer)
 
-    async def update_pending(self, call_id: str, seq: int, new: Pending | None) -> bool:
+    async def update_pending(
+        self, call_id: str, seq: int, new: Pending | None, *, journal: str = ""
+    ) -> bool:
         """Change (or with None, remove) the call's pending command, if it is still
-        the command ``seq``; its timer follows. False when the call moved on."""
+        the command ``seq``; its timer follows. False when the call moved on. With
+        it, whatever the seq, ``journal`` (an entry of ``service.runtime.journal``:
+        what Bird answered) joins the call's journal."""
         args: list[str | int] = [
             str(seq), new.to_json() if new is not None else "", _ms(new.until) if new else 0,
+            call_id, journal, JOURNAL_MAX_ENTRIES,
         ]  # fmt: skip
         changed = await self._pending(
-            keys=[keys.call(call_id), self._timers], args=[*args, call_id]
+            keys=[keys.call(call_id), self._timers, keys.call_journal(call_id)], args=args
         )
         return bool(changed == 1)
+
+    async def note(self, call_id: str, journal: str) -> None:
+        """Add an entry to a call's journal (what happened beside its steps: a
+        delivery that changed nothing, a request to Bird), kept as long as the
+        call's hash (an active call's TTL when it has none yet)."""
+        await self._note(
+            keys=[keys.call(call_id), keys.call_journal(call_id)],
+            args=[journal, JOURNAL_MAX_ENTRIES, ACTIVE_CALL_TTL_S],
+        )
 
     async def forget_timer(self, call_id: str) -> None:
         """Remove the call's timer unless the call waits on a command again."""
         await self._forget_timer(keys=[keys.call(call_id), self._timers], args=[call_id])
+
+
+def live_summary(state: CallState, now: float) -> str:
+    """What ``keys.live_calls`` keeps of a live call at ``now`` (real time; the
+    commit keeps the first summary's ``started``). Numbers unmasked, as the call's
+    state has them: whoever shows them masks them."""
+    return json.dumps(
+        {
+            "graph": state.graph, "version": state.graph_version, "node": state.node,
+            "phase": str(state.phase), "direction": str(state.direction),
+            "caller": state.caller, "called": state.called,
+            "started": _ms(now), "updated": _ms(now),
+        },
+        separators=(",", ":"),
+    )  # fmt: skip
 
 
 def _ms(moment: float) -> int:

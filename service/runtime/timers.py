@@ -9,6 +9,9 @@ handling one leaves it to fire again. The timer carries no other data: what to d
 read from the call itself when it fires, so a late or repeated firing of a timer
 whose command has moved on finds nothing due and changes nothing (the fence is the
 pending command's ``seq`` and ``until``, checked by the handler).
+
+Each firing is counted by kind (``call``, ``agent``, ``offer``, ``callback``) with how
+late it fired: when it was claimed minus when it was due (``service.runtime.metrics``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.runtime import keys
+from service.runtime import keys, metrics
 
 log = structlog.get_logger("timers")
 
@@ -36,11 +39,12 @@ POLL_EVERY_S = 0.5
 # ARGV[1]  now (ms)
 # ARGV[2]  when a claimed timer fires again unless settled (ms)
 # ARGV[3]  at most this many
-# Returns the claimed call ids.
+# Returns the claimed members and when each was due: [member, due (ms), ...].
 CLAIM_SCRIPT = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], ARGV[2], member)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES',
+                       'LIMIT', 0, tonumber(ARGV[3]))
+for i = 1, #due, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[2], due[i])
 end
 return due
 """
@@ -68,13 +72,19 @@ class TimerLoop:
         self._claim = redis.register_script(CLAIM_SCRIPT)
 
     async def claim(self) -> list[str]:
-        """The call ids whose timers are due now, claimed for this replica."""
+        """The call ids whose timers are due now, claimed for this replica (each
+        counted as fired, with how late: ``service.runtime.metrics.timer_fired``)."""
         now = self._clock()
         claimed = await self._claim(
             keys=[self._key],
             args=[int(now * 1000), int((now + CLAIM_LEASE_S) * 1000), CLAIM_BATCH],
         )
-        return [c.decode() if isinstance(c, bytes) else str(c) for c in claimed]
+        members: list[str] = []
+        for raw, due_ms in zip(claimed[::2], claimed[1::2], strict=True):
+            member = raw.decode() if isinstance(raw, bytes) else str(raw)
+            metrics.timer_fired(member, now - float(due_ms) / 1000)
+            members.append(member)
+        return members
 
     async def fire_due(self) -> int:
         """Handle every timer due now; how many fired."""

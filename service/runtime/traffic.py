@@ -1,5 +1,5 @@
-"""Traffic counts of graph versions, read back from Redis for ``ivr stats`` and
-``ivr render --stats``.
+"""Traffic counts of graph versions, read back from Redis for ``ivr stats``,
+``ivr render --stats`` and the supervisor page's diagrams (all time, or one day).
 
 Each committed step of a call adds its counts to its graph version's hash
 (``keys.graph_traffic``, written by ``service.runtime.store``; the fields are named
@@ -29,6 +29,15 @@ def _text(value: Any) -> str:
 async def read_traffic(redis: Redis, graph_id: str, version: str) -> dict[str, NodeTraffic]:
     """Per node, the counts of one graph version (empty when it has none)."""
     raw = await redis.hgetall(keys.graph_traffic(graph_id, version))
+    return read({_text(name): int(value) for name, value in raw.items()})
+
+
+async def read_traffic_day(
+    redis: Redis, graph_id: str, version: str, day: str
+) -> dict[str, NodeTraffic]:
+    """Per node, the counts of one graph version on one UTC day (``YYYY-MM-DD``,
+    ``keys.graph_traffic_day``; empty when it has none): the supervisor page's "today"."""
+    raw = await redis.hgetall(keys.graph_traffic_day(graph_id, version, day))
     return read({_text(name): int(value) for name, value in raw.items()})
 
 

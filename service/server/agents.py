@@ -52,7 +52,7 @@ def _error(status: int, error: str, reason: str, **extra: Any) -> _Refused:
 
 def _agent_id(request: Request) -> str:
     agent_id = str(request.path_params["agent_id"])
-    if not AGENT_ID.match(agent_id):
+    if not AGENT_ID.fullmatch(agent_id):
         raise _error(400, "invalid_agent_id",
                      "an agent id is 1-64 letters, digits, '_', '.' or '-', starting with a "
                      "letter or digit")  # fmt: skip

@@ -8,7 +8,11 @@ Routes: ``POST /webhooks/bird`` (Bird), ``GET /healthz``, ``GET /readyz``, and
 behind the ``IVR_ADMIN_TOKEN`` bearer token: ``GET /admin/graphs``,
 ``POST /admin/graphs/reload``, ``POST /calls``, ``GET /agents``,
 ``GET|PUT|DELETE /agents/{id}``, ``PUT /agents/{id}/status``, ``GET /queues`` and
-``GET /queues/{name}`` (docs/agents.md).
+``GET /queues/{name}`` (docs/agents.md), ``GET /admin/calls`` and
+``GET /admin/calls/{id}`` (docs/tracing.md). ``GET /metrics`` (Prometheus, no token:
+counts only) is ``service.server.metrics``. The supervisor page, ``GET /admin/ui``,
+and what only it reads, ``GET /admin/graphs/{id}/diagram.svg`` and ``GET
+/admin/errors``, are ``service.server.ui``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from starlette.routing import Route
 from service.bird.commands import BirdCalls
 from service.core.graph import GraphSet
 from service.core.queues import Agent, AgentStatus
+from service.runtime import errors, metrics
 from service.runtime.agents import Agents
 from service.runtime.board import Board
 from service.runtime.calls import CallHandler
@@ -43,9 +48,11 @@ from service.runtime.settings import Settings
 from service.runtime.store import CallStore
 from service.runtime.timers import TimerLoop
 from service.server import agents as agents_api
-from service.server import outbound, webhooks
+from service.server import calls as calls_api
+from service.server import metrics as metrics_api
+from service.server import openapi, outbound, ui, webhooks
 from service.server import queues as queues_api
-from service.server.auth import require_token
+from service.server.auth import by_method, require_token
 
 log = structlog.get_logger("app")
 
@@ -97,6 +104,7 @@ def create_app(
             transport=bird_transport,
             timeout=httpx.Timeout(settings.bird_timeout_s, connect=3.0),
             throttle=RateLimiter(redis, settings.bird_workspace_id, clock=clock),
+            observe=metrics.bird_request,
         )
         lookups = httpx.AsyncClient(transport=lookup_transport, follow_redirects=False)
         channel = settings.bird_channel_id
@@ -139,6 +147,8 @@ def create_app(
             redis, resources.handler.fire_timer, channel_id=settings.bird_channel_id, clock=clock
         )
         timing = asyncio.create_task(timers.run())
+        # This process's warnings and errors, to every replica's page (GET /admin/errors).
+        flushing = asyncio.create_task(errors.RECENT.keep_flushing(redis, channel))
         log.info(
             "service_started",
             graphs={g.id: g.version for g in registry.current.graphs.values()},
@@ -154,6 +164,9 @@ def create_app(
             refresher.cancel()
             follower.cancel()
             timing.cancel()
+            flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flushing  # its last flush
             await bird.aclose()
             await lookups.aclose()
             log.info("service_stopped")
@@ -187,9 +200,14 @@ def create_app(
         return JSONResponse(registry.describe())
 
     async def reload_graphs(_: Request) -> Response:
-        result = await registry.reload()
-        if result.ok and resources.line is not None:
-            await resources.line.configure(registry.queues)
+        try:
+            result = await registry.reload()
+            if result.ok and resources.line is not None:
+                await resources.line.configure(registry.queues)
+        except (RedisError, OSError) as exc:
+            log.warning("graphs_not_reloaded", error=str(exc))
+            reason = "Redis does not answer: the graphs were not reloaded everywhere; try again"
+            return JSONResponse({"error": "unavailable", "reason": reason}, status_code=503)
         body = {
             "reloaded": result.ok,
             "changed": {k: {"from": a, "to": b} for k, (a, b) in result.changed.items()},
@@ -200,6 +218,10 @@ def create_app(
 
     token = settings.ivr_admin_token
     agent_api = agents_api.make_endpoints(agents, handler, registry)
+    agent_endpoint = by_method(
+        get=agent_api.get_agent, put=agent_api.put_agent, delete=agent_api.delete_agent
+    )
+    list_calls, get_call = calls_api.make_endpoints(redis, settings, clock)
     queue_api = queues_api.make_endpoints(Board(redis, clock=clock), registry, clock)
     app = Starlette(
         routes=[
@@ -208,6 +230,12 @@ def create_app(
             ),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/openapi.json", openapi.make_endpoint(), methods=["GET"]),
+            Route(
+                "/metrics",
+                metrics_api.make_endpoint(settings, redis, registry, clock),
+                methods=["GET"],
+            ),
             Route("/admin/graphs", require_token(token, list_graphs), methods=["GET"]),
             Route("/admin/graphs/reload", require_token(token, reload_graphs), methods=["POST"]),
             Route(
@@ -221,12 +249,10 @@ def create_app(
                 methods=["POST"],
             ),
             Route("/agents", require_token(token, agent_api.list_agents), methods=["GET"]),
-            Route("/agents/{agent_id}", require_token(token, agent_api.get_agent), methods=["GET"]),
-            Route("/agents/{agent_id}", require_token(token, agent_api.put_agent), methods=["PUT"]),
             Route(
                 "/agents/{agent_id}",
-                require_token(token, agent_api.delete_agent),
-                methods=["DELETE"],
+                require_token(token, agent_endpoint),
+                methods=["GET", "PUT", "DELETE"],
             ),
             Route(
                 "/agents/{agent_id}/status",
@@ -235,6 +261,9 @@ def create_app(
             ),
             Route("/queues", require_token(token, queue_api.list_queues), methods=["GET"]),
             Route("/queues/{name}", require_token(token, queue_api.get_queue), methods=["GET"]),
+            Route("/admin/calls", require_token(token, list_calls), methods=["GET"]),
+            Route("/admin/calls/{call_id}", require_token(token, get_call), methods=["GET"]),
+            *ui.routes(token, redis, registry, settings.bird_channel_id, clock),
         ],
         lifespan=lifespan,
     )

@@ -36,3 +36,14 @@ def require_token(token: str | None, endpoint: Endpoint) -> Endpoint:
         return await endpoint(request)
 
     return guarded
+
+
+def by_method(**endpoints: Endpoint) -> Endpoint:
+    """One endpoint for a route of several methods (``get=``, ``put=`` ...): Starlette's
+    ``405`` then names all of them in its ``Allow`` header."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "get" if request.method == "HEAD" else request.method.lower()
+        return await endpoints[method](request)
+
+    return dispatch

@@ -73,7 +73,7 @@ def parse_request(body: Any, registry: Registry, now: float) -> OutboundRequest 
     to_text = f"{E164_TEXT} or a sip: URI"
     if "to" not in body:
         problems.append(f"/to: required: {to_text}")
-    elif not isinstance(to, str) or not DESTINATION.match(to):
+    elif not isinstance(to, str) or not DESTINATION.fullmatch(to):
         problems.append(f"/to: {shown(to)} is not {to_text}")
     graph_id = body.get("graph")
     graph = registry.get(graph_id) if isinstance(graph_id, str) else None
@@ -100,7 +100,7 @@ def parse_request(body: Any, registry: Registry, now: float) -> OutboundRequest 
         problems += [f"/vars/{_pointer(name)}: required by graph {graph.id}"
                      for name in graph.params if name not in raw_vars]  # fmt: skip
     from_ = body.get("from")
-    if from_ is not None and (not isinstance(from_, str) or not E164.match(from_)):
+    if from_ is not None and (not isinstance(from_, str) or not E164.fullmatch(from_)):
         problems.append(f"/from: {shown(from_)} is not {E164_TEXT}")
     scheduled_for = body.get("scheduled_for")
     delay_s = 0.0

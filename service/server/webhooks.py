@@ -8,6 +8,10 @@ checked against, ``PUBLIC_BASE_URL``'s, and the URL the request came to); 400 fo
 body that is not a readable delivery; 2xx with what was done otherwise, including for
 events this service does not act on; 503 when Redis is unreachable, so that Bird
 delivers again later.
+
+Every delivery is counted by outcome (``ivr_webhook_deliveries_total``: what the call
+handler did, or ``rejected`` with the reason of a 4xx/5xx) and timed
+(``ivr_webhook_seconds``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.bird import deliveries, signature
+from service.runtime import metrics
 from service.runtime.calls import CallHandler
 from service.runtime.settings import Settings
 from service.server.bodies import BodyRefused, read_body
@@ -36,6 +41,16 @@ URL_HINT = (
 # The references this service puts in a notification.url's query (?ref= of an
 # outbound call, ?offer= of a queue's bridge): uuid4().hex.
 OUR_REFERENCE = re.compile(r"[0-9a-f]{32}")
+
+# The reason a delivery is rejected, by status (the metric's ``reason`` label; the
+# body's ``error`` says the same).
+REJECTED: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    408: "too_slow",
+    413: "too_large",
+    503: "unavailable",
+}
 
 
 def public_url(settings: Settings, request: Request) -> str:
@@ -61,13 +76,27 @@ def make_endpoint(
     clock: Callable[[], float] = time.time,
 ) -> Callable[[Request], Awaitable[Response]]:
     async def bird_webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            response, outcome = await handle(request)
+        except Exception:
+            metrics.webhook_delivery("rejected", "error", time.perf_counter() - started)
+            raise
+        reason = ""
+        if response.status_code >= 400 or not outcome:
+            outcome, reason = "rejected", REJECTED.get(response.status_code, "other")
+        metrics.webhook_delivery(outcome, reason, time.perf_counter() - started)
+        return response
+
+    async def handle(request: Request) -> tuple[Response, str]:
+        """The answer, and what the handler did (``Handled.status``; "" when refused)."""
         request_id = request.headers.get(signature.REQUEST_ID_HEADER)
         try:
             body = await read_body(request, settings.max_body_bytes)
         except BodyRefused as exc:
             log.warning("webhook_refused", status=exc.response.status_code,
                         request_id=request_id, call_id=None, graph=None, node=None)  # fmt: skip
-            return exc.response
+            return exc.response, ""
         try:
             signature.verify(
                 signing_key=settings.bird_signing_key,
@@ -81,15 +110,17 @@ def make_endpoint(
         except signature.SignatureError as exc:
             log.warning("webhook_rejected", reason=exc.reason, request_id=request_id,
                         **_urls(exc, request))  # fmt: skip
-            return JSONResponse({"error": "unauthorized", "reason": exc.reason}, status_code=401)
+            return JSONResponse(
+                {"error": "unauthorized", "reason": exc.reason}, status_code=401
+            ), ""
         try:
             delivery = deliveries.parse_delivery(body)
         except deliveries.DeliveryError as exc:
             log.warning("webhook_malformed", reason=exc.reason, request_id=request_id)
-            return JSONResponse({"error": "bad_request", "reason": exc.reason}, status_code=400)
+            return JSONResponse({"error": "bad_request", "reason": exc.reason}, status_code=400), ""
         except deliveries.UnhandledDelivery as exc:
             log.info("webhook_ignored", reason=exc.reason, request_id=request_id)
-            return JSONResponse({"status": "ignored", "reason": exc.reason})
+            return JSONResponse({"status": "ignored", "reason": exc.reason}), "ignored"
         query = request.query_params
         ref, offer = query.get("ref"), query.get("offer")
         for name, value in (("ref", ref), ("offer", offer)):
@@ -97,7 +128,7 @@ def make_endpoint(
                 # Our own references (A10): hex ids; anything else names no key of ours.
                 reason = f"?{name}= is not a reference this service gives"
                 log.warning("webhook_malformed", reason=reason, request_id=request_id)
-                return JSONResponse({"error": "bad_request", "reason": reason}, status_code=400)
+                return JSONResponse({"error": "bad_request", "reason": reason}, status_code=400), ""
         try:
             outcome = await handler().handle(delivery, ref=ref, offer=offer)
         except RedisError as exc:
@@ -108,7 +139,8 @@ def make_endpoint(
             return JSONResponse(
                 {"error": "unavailable", "reason": "call state store unavailable; retry later"},
                 status_code=503,
-            )
-        return JSONResponse({"status": outcome.status, "detail": outcome.detail})
+            ), ""
+        done = {"status": outcome.status, "detail": outcome.detail}
+        return JSONResponse(done), outcome.status
 
     return bird_webhook

@@ -470,3 +470,28 @@ def test_the_demo_shows_a_call_center(tmp_path: Path) -> None:
     assert "--- called back in their turn: the follow-up call" in out
     assert "heard     Hello, this is the call back you asked for." in out
     assert re.search(r"^  support  joined 3, answered 3, handled 3", summary, flags=re.M)
+    # What the service's GET /metrics counted meanwhile: every call, started and ended.
+    counted = out[out.index("=== Metrics (GET /metrics") :]
+
+    def metric(title: str) -> tuple[int, str]:
+        (found,) = re.findall(rf"^  {title} +(\d+)(.*)$", counted, flags=re.M)
+        return int(found[0]), found[1]
+
+    started, by_graph = metric("calls started")
+    assert started == demo.CALLS + 1  # and the follow-up call of the callback
+    assert "support-line inbound 8" in by_graph
+    assert "appointment-reminder outbound 1" in by_graph
+    ended, by_outcome = metric("calls ended")
+    assert ended == started
+    assert "agent_connected 6" in by_outcome  # 3 taken by ann, 3 by dan
+    deliveries, by_result = metric("deliveries")
+    applied = re.search(r"applied (\d+)", by_result)
+    assert applied is not None
+    assert 0 < int(applied[1]) <= deliveries
+    assert "rejected" not in by_result
+    requests, by_command = metric("Bird requests")
+    assert f"; {requests} requests to Bird, all valid." in out  # as the simulator counted
+    assert "answer 8" in by_command  # the 8 incoming calls
+    assert "create_call 2" in by_command  # the reminder and the call back
+    assert metric("Bird errors")[0] == 0
+    assert metric("offers missed") == (2, "  support 2")  # cyd missed both of hers

@@ -6,10 +6,13 @@ Python too (and also handed to Graphviz when ``dot`` happens to be installed).
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -24,10 +27,11 @@ from service.graphs.render import (
     mermaid_ids,
     node_lines,
     shorten,
+    svg,
     traffic_line,
     walk_order,
 )
-from tests.paths import SHIPPED_GRAPHS
+from tests.paths import SHIPPED_GRAPHS, ivr
 
 SUPPORT_LINE = SHIPPED_GRAPHS / "support-line.json"
 
@@ -504,6 +508,8 @@ def test_traffic_lines_and_counted_labels() -> None:
     assert traffic_line(EVERY_TYPE_TRAFFIC["bye"]) == "8 in, 8 ended"
     assert counted("1", 12) == "1 (12)"
     assert counted(None, 20) == "(20)"
+    # One day's counts: a call that entered the day before and left today.
+    assert traffic_line(NodeTraffic(0, {"next": 1})) == "0 in"
 
 
 def counted_edges(graph: Graph) -> list[tuple[str, str | None, str]]:
@@ -569,3 +575,200 @@ def test_walk_order_starts_at_start_and_follows_the_exits_breadth_first() -> Non
         "lookup", "route", "vip_flag",
     ]  # fmt: skip
     assert walk_order(tricky()) == ["end", "main-menu", "main_menu", "o-x"]
+
+
+# --- SVG -----------------------------------------------------------------------------------
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+
+
+@dataclass(frozen=True)
+class DrawnNode:
+    kind: str  # the class after "node": say, decision, terminal...
+    type: str
+    lines: list[str]
+    box: tuple[float, float, float, float]  # x, y, width, height of its outline
+
+
+def svg_tree(text: str) -> ElementTree.Element:
+    """The document parsed as XML: a raw ``<``, ``&`` or quote of a label would fail here."""
+    root = ElementTree.fromstring(text)  # noqa: S314 - our own output, parsed to check it
+    assert root.tag == f"{SVG_NS}svg"
+    return root
+
+
+def outline(group: ElementTree.Element) -> tuple[float, float, float, float]:
+    """The bounding box of a node's first shape (a rect or a polygon)."""
+    shape = next(iter(group))
+    if shape.tag == f"{SVG_NS}rect":
+        x, y, width, height = (float(shape.attrib[k]) for k in ("x", "y", "width", "height"))
+        return x, y, width, height
+    points = [tuple(map(float, p.split(","))) for p in shape.attrib["points"].split()]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+
+
+def read_svg(text: str) -> tuple[dict[str, DrawnNode], list[tuple[str, str | None, str, str]]]:
+    """Nodes {id: what is drawn} and edges (from, label, to, exit), the start's first."""
+    root = svg_tree(text)
+    nodes: dict[str, DrawnNode] = {}
+    found: list[tuple[str, str | None, str, str]] = []
+    for group in root.iter(f"{SVG_NS}g"):
+        classes = group.attrib.get("class", "").split()
+        if classes[:1] == ["node"]:
+            node_id = group.attrib["data-node"]
+            assert node_id not in nodes, f"{node_id} drawn twice"
+            lines = [t.text or "" for t in group.iter(f"{SVG_NS}text")]
+            nodes[node_id] = DrawnNode(classes[1], group.attrib["data-type"], lines, outline(group))
+        elif classes[:1] == ["edge"]:
+            labels = [t.text or "" for t in group.iter(f"{SVG_NS}text")]
+            assert len(labels) <= 1
+            assert group.find(f"{SVG_NS}path") is not None
+            found.append((group.attrib["data-from"], labels[0] if labels else None,
+                          group.attrib["data-to"], group.attrib["data-exit"]))  # fmt: skip
+    start = [e for e in found if e[3] == "start"]
+    return nodes, start + [e for e in found if e[3] != "start"]
+
+
+def title_of(root: ElementTree.Element) -> str | None:
+    title = root.find(f"{SVG_NS}title")
+    assert title is not None
+    return title.text
+
+
+def overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+@pytest.mark.parametrize("graph", graphs(), ids=lambda g: g.id)
+def test_svg_draws_every_node_once_and_every_exit(graph: Graph) -> None:
+    nodes, found = read_svg(svg(graph))
+    assert set(nodes) == set(graph.nodes)
+    for node in graph.nodes.values():
+        assert nodes[node.id].lines == list(node_lines(node))
+        assert nodes[node.id].type == node.type
+    assert found[0] == ("", None, graph.start, "start")
+    assert [(s, label, t) for s, label, t, _ in found[1:]] == expected_edges(graph)
+    assert [where for *_, where in found[1:]] == [e.exit for e in edges(graph)]
+
+
+@pytest.mark.parametrize("graph", graphs(), ids=lambda g: g.id)
+def test_svg_lays_nodes_out_in_rows_from_the_start_without_overlap(graph: Graph) -> None:
+    root = svg_tree(svg(graph))
+    nodes, _ = read_svg(svg(graph))
+    width, height = float(root.attrib["width"]), float(root.attrib["height"])
+    assert root.attrib["viewBox"] == f"0 0 {root.attrib['width']} {root.attrib['height']}"
+    boxes = {node_id: drawn.box for node_id, drawn in nodes.items()}
+    for node_id, (x, y, w, h) in boxes.items():
+        assert 0 <= x <= x + w <= width, node_id
+        assert 0 <= y <= y + h <= height, node_id
+    for a, b in itertools.combinations(boxes, 2):
+        assert not overlap(boxes[a], boxes[b]), (a, b)
+    top = min(y for _, y, _, _ in boxes.values())
+    assert boxes[graph.start][1] == top  # the start alone in the first row
+    assert [n for n, box in boxes.items() if box[1] == top] == [graph.start]
+    # Every node is drawn below a node that leads to it (the rows follow the walk).
+    for node_id in graph.nodes:
+        sources = [e.source for e in edges(graph) if e.target == node_id]
+        if node_id != graph.start:
+            assert any(boxes[s][1] < boxes[node_id][1] for s in sources), node_id
+
+
+def test_svg_node_shapes_by_kind() -> None:
+    nodes, _ = read_svg(svg(every_type()))
+    kinds = {node_id: drawn.kind for node_id, drawn in nodes.items()}
+    assert kinds == {
+        "welcome": "say", "office-hours": "decision", "main-menu": "decision",
+        "account": "collect", "lookup": "http", "route": "decision", "vip_flag": "plain",
+        "agent": "terminal", "voicemail": "terminal", "bye": "terminal",
+    }  # fmt: skip
+
+
+def test_svg_draws_the_counts_on_every_edge_and_node() -> None:
+    graph = every_type()
+    text = svg(graph, EVERY_TYPE_TRAFFIC)
+    nodes, found = read_svg(text)
+    for node in graph.nodes.values():
+        expected = traffic_line(EVERY_TYPE_TRAFFIC.get(node.id, NodeTraffic()))
+        assert nodes[node.id].lines == [*node_lines(node), expected]
+    assert [(s, label, t) for s, label, t, _ in found[1:]] == counted_edges(graph)
+    root = svg_tree(text)
+    counts = {
+        (g.attrib["data-from"], g.attrib["data-exit"]): (g.attrib["data-count"], g.attrib["class"])
+        for g in root.iter(f"{SVG_NS}g")
+        if g.attrib.get("class", "").startswith("edge") and g.attrib["data-exit"] != "start"
+    }
+    assert counts[("main-menu", "options/1")] == ("9", "edge")
+    assert counts[("route", "cases/0/next")] == ("0", "edge unused")  # never taken: dashed
+    assert svg(graph, None) == svg(graph)
+    assert "data-count" not in svg(graph)
+
+
+def test_svg_escapes_user_text() -> None:
+    graph = tricky()
+    text = svg(graph, caption='Tricky <script>alert("x")</script> & co')
+    nodes, found = read_svg(text)  # well-formed XML whatever the labels hold
+    assert nodes["end"].lines == ["end", "say", 'Say "hi" & <b>|#1;`\\n']
+    assert ("main_menu", 'caller matches ^(a|b)"$', "o-x", "cases/0/next") in found
+    assert "<script>" not in text
+    assert "<b>" not in text
+    assert title_of(svg_tree(text)) == 'Tricky <script>alert("x")</script> & co'
+
+
+def test_svg_replaces_characters_xml_cannot_hold() -> None:
+    graph = parse(
+        {
+            "id": "odd",
+            "start": "a",
+            "nodes": {
+                "a": {"type": "say", "say": "bell \x07 and \ud800 here", "next": "b"},
+                "b": {"type": "hangup"},
+            },
+        },
+        "odd.json",
+    )
+    text = svg(graph)
+    text.encode("utf-8")  # no lone surrogate left
+    nodes, _ = read_svg(text)
+    assert nodes["a"].lines[2] == "bell \ufffd and \ufffd here"
+
+
+def test_svg_draws_loops_back_up_and_nodes_no_call_reaches() -> None:
+    graph = parse(
+        {
+            "id": "loops",
+            "start": "menu",
+            "nodes": {
+                "menu": {"type": "menu", "say": "Press 1 to hear this again.",
+                         "options": {"1": "again", "2": "bye"}, "on_failure": "bye"},
+                "again": {"type": "say", "say": "Once more.", "next": "menu"},
+                "bye": {"type": "hangup"},
+                "orphan": {"type": "say", "say": "Nobody comes here.", "next": "bye"},
+            },
+        },
+        "loops.json",
+    )  # fmt: skip
+    nodes, found = read_svg(svg(graph))
+    assert ("again", None, "menu", "next") in found
+    boxes = {node_id: drawn.box for node_id, drawn in nodes.items()}
+    assert boxes["menu"][1] < boxes["again"][1] < boxes["orphan"][1]  # orphan: rows below
+    assert boxes["bye"][1] > boxes["menu"][1]
+
+
+def test_svg_is_deterministic_and_a_caption_is_drawn_and_titles_it() -> None:
+    graph = load_file(SUPPORT_LINE)
+    text = svg(graph, caption="support-line · today: 3 calls")
+    assert text == svg(graph, caption="support-line · today: 3 calls")
+    assert text.endswith("</svg>\n")
+    root = svg_tree(text)
+    assert root.attrib["data-graph"] == "support-line"
+    assert root.attrib["data-version"] == graph.version
+    captions = [t.text for t in root.iter(f"{SVG_NS}text") if t.attrib.get("class") == "caption"]
+    assert captions == ["support-line · today: 3 calls"]
+    assert title_of(svg_tree(svg(graph))) == f"IVR graph support-line, version {graph.version}"
+
+
+def test_ivr_render_prints_svg() -> None:
+    done = ivr("render", str(SUPPORT_LINE), "--format", "svg")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == svg(load_file(SUPPORT_LINE))

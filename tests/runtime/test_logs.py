@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,15 +19,6 @@ from service.core import engine
 from service.runtime import logs
 from service.runtime.serving import serve
 from tests.sample_graphs import support_line_with_transfers
-
-
-@pytest.fixture
-def captured() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    hook = sys.excepthook
-    yield stream
-    structlog.reset_defaults()
-    sys.excepthook = hook
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:

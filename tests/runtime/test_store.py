@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from service.core.state import After, CallState, Direction, Outcome, Phase
 from service.runtime import keys
-from service.runtime.store import ACTIVE_CALL_TTL_S, CallStore
+from service.runtime.live import live_calls
+from service.runtime.store import ACTIVE_CALL_TTL_S, TRAFFIC_DAY_TTL_S, CallStore
 
 
 def new_state() -> CallState:
@@ -116,3 +117,65 @@ def test_a_state_read_back_has_its_phase_direction_and_outcome_as_enum_members()
         assert type(read.direction) is Direction
     assert type(CallState.from_json(ended.to_json()).outcome) is Outcome
     assert type(CallState.from_json(prompting.to_json()).after) is After
+
+
+async def test_a_live_call_is_listed_with_where_it_is_until_the_commit_that_ends_it(
+    redis: Redis,
+) -> None:
+    channel = str(uuid.uuid4())
+    moments = iter([1000.0, 1005.0, 1009.0])
+    store = CallStore(redis, ended_ttl_s=600, channel_id=channel, clock=lambda: next(moments))
+    first = await store.commit(replace(new_state(), node="welcome"), expected_version=0)
+    assert first is not None
+    second = await store.commit(replace(first, node="main-menu", phase=Phase.GATHERING),
+                                expected_version=1)  # fmt: skip
+    assert second is not None
+    [listed] = await live_calls(redis, channel)
+    assert (listed.call_id, listed.node, listed.phase) == (first.call_id, "main-menu", "gathering")
+    assert (listed.started, listed.updated) == (1000.0, 1005.0)  # started at its first commit
+    assert listed.caller == "+31612345678"
+    ended = replace(second, phase=Phase.ENDED, outcome=Outcome.ENDED_BY_CALLER)
+    assert await store.commit(ended, expected_version=2) is not None
+    assert await live_calls(redis, channel) == []
+
+
+async def test_a_live_call_whose_state_expired_unended_is_forgotten(redis: Redis) -> None:
+    channel = str(uuid.uuid4())
+    store = CallStore(redis, ended_ttl_s=600, channel_id=channel)
+    lost = await store.commit(new_state(), expected_version=0)
+    kept = await store.commit(new_state(), expected_version=0)
+    assert lost is not None
+    assert kept is not None
+    await redis.delete(keys.call(lost.call_id))  # as its TTL would, its end never delivered
+    assert [call.call_id for call in await live_calls(redis, channel)] == [kept.call_id]
+    assert await redis.hkeys(keys.live_calls(channel)) == [kept.call_id.encode()]
+
+
+async def test_traffic_is_counted_per_version_and_per_day(redis: Redis) -> None:
+    state = replace(new_state(), graph=f"g-{uuid.uuid4().hex[:8]}")
+    store = CallStore(redis, ended_ttl_s=600, clock=lambda: 86400.0 * 3)  # 1970-01-04
+    await store.commit_changes(state, expected_version=0, traffic={"welcome|in": 1})
+    total = await redis.hgetall(keys.graph_traffic(state.graph, "abc"))
+    day = await redis.hgetall(keys.graph_traffic_day(state.graph, "abc", "1970-01-04"))
+    assert total == day == {b"welcome|in": b"1"}
+    assert (
+        0
+        < await redis.ttl(keys.graph_traffic_day(state.graph, "abc", "1970-01-04"))
+        <= (TRAFFIC_DAY_TTL_S)
+    )
+
+
+async def test_a_note_joins_the_call_s_journal_and_lives_as_long_as_its_state(
+    redis: Redis,
+) -> None:
+    store = CallStore(redis, ended_ttl_s=600)
+    early = str(uuid.uuid4())
+    await store.note(early, '{"kind":"command","rt":1}')  # before the call's first commit
+    assert 0 < await redis.ttl(keys.call_journal(early)) <= ACTIVE_CALL_TTL_S
+    written = await store.commit(replace(new_state(), phase=Phase.ENDED), expected_version=0)
+    assert written is not None
+    await store.note(written.call_id, '{"kind":"delivery","rt":2}')
+    assert 0 < await redis.ttl(keys.call_journal(written.call_id)) <= 600
+    assert await redis.lrange(keys.call_journal(written.call_id), 0, -1) == [
+        b'{"kind":"delivery","rt":2}'
+    ]
