@@ -16,12 +16,11 @@ demo: $(STAMP)
 	$(BIN)/ivr demo
 
 # The supervisor page's browser test (tests/server/test_ui_browser.py) drives the
-# system's Chromium; no browser is downloaded. .ci/run installs it on Debian.
+# system's Chromium; no browser is downloaded. Installed from Debian's packages when
+# missing and allowed (root, or sudo without a password), else make says how.
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
-	@echo "make: $(CHROMIUM) is missing: the browser test of the supervisor page needs it." >&2
-	@echo "  Debian/Ubuntu: sudo apt-get install -y --no-install-recommends chromium" >&2
-	@exit 1
+	@sh tests/tools/ensure-chromium
 
 # Two workers, a test file each at a time (a file's tests share its fixtures and order).
 test: $(STAMP) $(CHROMIUM)

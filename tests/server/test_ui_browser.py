@@ -38,7 +38,8 @@ def installed_chromium() -> str:
         pytest.fail(
             f"Chromium is missing: this test drives the system's Chromium at {CHROMIUM} "
             "(no browser is downloaded). Install it - Debian/Ubuntu: "
-            "sudo apt-get install -y --no-install-recommends chromium (.ci/run does this).",
+            "sudo apt-get install -y --no-install-recommends chromium (`make test` does it "
+            "where it may: tests/tools/ensure-chromium).",
             pytrace=False,
         )
     return str(CHROMIUM)
