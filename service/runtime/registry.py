@@ -15,12 +15,19 @@ then in case it missed one (a dropped connection).
 The queues of the directory's ``queues.json`` are part of the current set: the record
 carries them (as a queues document, under ``"queues"``), a reload reads the file
 again, and every graph served, of whatever version, carries the current queues.
+
+A directory that changes with nobody telling the process (a Kubernetes ConfigMap
+volume: the kubelet swaps its ``..data`` symlink to a new copy) is
+:meth:`Registry.watch` ed when ``IVR_GRAPHS_WATCH_S`` is set: a cheap
+:func:`fingerprint` of its files, taken every so many seconds, and a reload as on
+SIGHUP when it differs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -67,6 +74,32 @@ return 1
 """
 
 
+# What a graph directory holds, as far as a reload would notice: each ``*.json``
+# entry (what the loader reads) with the size, modification time and inode of the
+# file it leads to, symlinks followed. A kubelet's ``..data`` swap changes the inodes
+# even where sizes and times stay; ``None`` for an entry that leads nowhere, and for a
+# directory that cannot be read.
+Fingerprint = tuple[tuple[str, tuple[int, int, int, int] | None], ...] | None
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """The directory's :data:`Fingerprint`: a few ``stat`` calls, no file read."""
+    try:
+        with os.scandir(directory) as entries:
+            names = sorted(entry.name for entry in entries if entry.name.endswith(".json"))
+    except OSError:
+        return None
+    found: list[tuple[str, tuple[int, int, int, int] | None]] = []
+    for name in names:
+        try:
+            st = os.stat(directory / name)  # follows symlinks
+        except OSError:
+            found.append((name, None))
+            continue
+        found.append((name, (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)))
+    return tuple(found)
+
+
 @dataclass
 class ReloadResult:
     ok: bool
@@ -95,6 +128,10 @@ class Registry:
         # Set once this replica has offered its set, and each time it adopts another's.
         self.announced = asyncio.Event()
         self.adopted = asyncio.Event()
+        # Set each time watch() has reloaded a changed directory (well or not).
+        self.watched = asyncio.Event()
+        # The directory as the set was read from it (the caller loaded it just now).
+        self._seen = fingerprint(directory) if directory is not None else None
         self.loaded_at = clock()
         self.last_reload: dict[str, Any] | None = None
         self._versions: dict[tuple[str, str], Graph] = {
@@ -168,6 +205,8 @@ class Registry:
     async def _reload(self) -> ReloadResult:
         if self._directory is None:
             return ReloadResult(False, problems=[Problem("-", "/", "no graph directory")])
+        # Taken before reading: a change made while it reads is seen by the next watch.
+        self._seen = await asyncio.to_thread(fingerprint, self._directory)
         try:
             fresh = load_directory(self._directory, self.current.default)
         except GraphError as exc:
@@ -281,6 +320,29 @@ class Registry:
             except (RedisError, OSError) as exc:
                 log.warning("graphs_follow_failed", graph=None, node=None, error=str(exc))
                 await asyncio.sleep(every_s)
+
+    async def watch(self, every_s: float) -> None:
+        """For as long as the service runs, when ``every_s`` > 0 (``IVR_GRAPHS_WATCH_S``):
+        every ``every_s`` seconds, compare the graph directory's :func:`fingerprint`
+        with the one it had when last read, and reload it when it changed, as SIGHUP
+        and ``POST /admin/graphs/reload`` do (the new set becomes every replica's; an
+        invalid one is refused and logged, and the last good set keeps serving until
+        the directory changes again)."""
+        if every_s <= 0 or self._directory is None:
+            return
+        directory = self._directory
+        while True:
+            await asyncio.sleep(every_s)
+            now = await asyncio.to_thread(fingerprint, directory)
+            if now == self._seen:
+                continue
+            log.info("graphs_changed", graph=None, node=None, directory=str(directory))
+            try:
+                await self.reload()
+            except (RedisError, OSError) as exc:
+                log.warning("graphs_watch_failed", graph=None, node=None, error=str(exc))
+                self._seen = now  # not again until it changes again
+            self.watched.set()
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /admin/graphs`` shows."""

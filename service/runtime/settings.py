@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from service.runtime.clock import parse_moment
+from service.runtime.redis_client import RedisUrlError, check_url
 
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -42,6 +43,9 @@ class Settings:
     redis_url: str | None = None
     bird_api_url: str = "https://api.bird.com"
     ivr_graphs_dir: Path = Path("ivr_graphs")
+    # Seconds between checks of the graph directory, reloaded (as on SIGHUP) when a file
+    # changed: for a directory updated in place (a Kubernetes ConfigMap volume). 0: off.
+    ivr_graphs_watch_s: float = 0.0
     ivr_default_graph: str | None = None
     # Bearer token for /admin/* and POST /calls; unset: those endpoints are off.
     ivr_admin_token: str | None = field(default=None, repr=False)
@@ -90,6 +94,7 @@ class Settings:
             redis_url=reader.redis_url("REDIS_URL"),
             bird_api_url=reader.url("BIRD_API_URL", default="https://api.bird.com").rstrip("/"),
             ivr_graphs_dir=Path(reader.optional("IVR_GRAPHS_DIR") or "ivr_graphs"),
+            ivr_graphs_watch_s=float(reader.integer("IVR_GRAPHS_WATCH_S", 0, minimum=0)),
             ivr_default_graph=reader.optional("IVR_DEFAULT_GRAPH"),
             ivr_admin_token=reader.optional("IVR_ADMIN_TOKEN"),
             ivr_agents_file=_path(reader.optional("IVR_AGENTS_FILE")),
@@ -178,9 +183,12 @@ class _Reader:
         value = self.optional(name)
         if value is None:
             return None
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            # Not shown: a Redis URL may hold a password.
-            self.malformed(f"{name} is not a redis://, rediss:// or unix:// URL", name)
+        try:
+            check_url(value)
+        except RedisUrlError as exc:
+            # The URL is not shown: it may hold a password.
+            reason = str(exc).removeprefix("REDIS_URL: ")
+            self.malformed(f"{name} is not a Redis URL: {reason}", name)
             return None
         return value
 

