@@ -361,6 +361,7 @@ def _render(path: Path, fmt: str, stats: bool = False, redis_url: str | None = N
 def _serve(host: str, port: int) -> int:
     from service.core.queues import queues_of
     from service.graphs.loader import GraphError, load_directory
+    from service.runtime import serving
     from service.runtime.agents import AgentsFileError, read_agents_file
     from service.runtime.redis_server import EmbeddedRedis, EmbeddedRedisError
     from service.runtime.settings import Settings, SettingsError
@@ -391,13 +392,13 @@ def _serve(host: str, port: int) -> int:
                              "with a letter or digit")  # fmt: skip
     try:
         if settings.redis_url:
-            return asyncio.run(
+            return serving.run(
                 _run_service(settings, graphs, settings.redis_url, host, port, agents_seed=seed)
             )
         # The embedded Redis keeps an append-only file in its private directory, so
         # that restarting it (see _run_service) keeps the calls in progress.
         with EmbeddedRedis(append_only=True) as embedded:
-            return asyncio.run(
+            return serving.run(
                 _run_service(settings, graphs, embedded.url, host, port, embedded, seed)
             )
     except EmbeddedRedisError as exc:

@@ -5,9 +5,15 @@ and connections made before uvicorn accepts wait in the listen backlog.
 Used by ``ivr serve``, the demo (simulator and service side by side), ``ivr sim``
 and the tests.
 
+HTTP/1.1 is parsed by httptools (uvicorn's fast parser; :data:`HTTP_PARSERS`), and
+:func:`run` runs a program on uvloop's event loop when it is installed (``ivr serve``,
+``ivr sim``, ``ivr demo``): both are what ``uvicorn[standard]`` brings, and together
+they take about a fifth of the CPU time of a delivery off (bench/README.md).
+
 Slow clients: a connection must send a request's headers within
 :data:`HEADER_TIMEOUT_S` of opening (or of its previous answer) or it is closed
-(:class:`_GuardedH11`: uvicorn itself waits forever for headers that trickle in);
+(:class:`_GuardedHttpTools`, :class:`_GuardedH11`: uvicorn itself waits forever for
+headers that trickle in);
 a body must arrive within ``service.server.bodies.BODY_TIMEOUT_S``. Idle keep-alive
 connections close after uvicorn's ``timeout_keep_alive``. Connections are cheap
 tasks on one event loop: thousands of slow clients do not keep ``/healthz`` from
@@ -19,14 +25,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 HEADER_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
 
 
 class _GuardedH11(H11Protocol):
@@ -68,6 +78,65 @@ class _GuardedH11(H11Protocol):
         super().connection_lost(exc)
 
 
+class _GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools HTTP/1.1 with the same deadline for each request's headers
+    as :class:`_GuardedH11`."""
+
+    header_timeout_s = HEADER_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_headers()
+
+    def _await_headers(self) -> None:
+        self._headers_due = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _headers_late(self) -> None:
+        if not self.transport.is_closing():
+            self.logger.info("Closing a connection whose request headers came too slowly.")
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._headers_due.cancel()  # a request started: its headers came
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # No pipelined request waiting: the next one's headers are awaited from now.
+        if not self.pipeline and not self.transport.is_closing():
+            self._headers_due.cancel()
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_due.cancel()
+        super().connection_lost(exc)
+
+
+HttpParser = Literal["httptools", "h11"]
+HTTP_PARSERS: dict[HttpParser, type[asyncio.Protocol]] = {
+    "httptools": _GuardedHttpTools,
+    "h11": _GuardedH11,
+}
+"""The HTTP/1.1 implementations :func:`serve` offers, each with the header deadline:
+httptools (the default: a C parser) and h11 (pure Python)."""
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (``uvicorn[standard]`` brings it on
+    the platforms it supports), else None: asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a platform without uvloop
+        return None
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on uvloop's event loop when it is installed."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
 class _Server(uvicorn.Server):
     """uvicorn with an event set once it accepts connections, and without its own
     signal handlers (the embedding program decides what Ctrl-C does)."""
@@ -102,7 +171,7 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(1024)
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -118,14 +187,20 @@ def url_of(sock: socket.socket) -> str:
 
 @contextlib.asynccontextmanager
 async def serve(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    sock: socket.socket | None = None,
+    http: HttpParser = "httptools",
 ) -> AsyncIterator[RunningServer]:
     """Run ``app`` (on ``sock``, or a new socket on ``host:port``) until the block
-    exits; yields where it listens once uvicorn has started."""
+    exits; yields where it listens once uvicorn has started. ``http``: the HTTP/1.1
+    implementation (:data:`HTTP_PARSERS`)."""
     sock = sock or bind(host, port)
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="auto",
-        http=_GuardedH11, timeout_keep_alive=5,
+        http=HTTP_PARSERS[http], timeout_keep_alive=5,
     )  # fmt: skip
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))

@@ -25,12 +25,13 @@ def host_port(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@pytest.mark.parametrize("http", ["httptools", "h11"])
 async def test_headers_that_trickle_in_are_cut_off(
-    redis: Redis, monkeypatch: pytest.MonkeyPatch
+    redis: Redis, monkeypatch: pytest.MonkeyPatch, http: serving.HttpParser
 ) -> None:
-    monkeypatch.setattr(serving._GuardedH11, "header_timeout_s", 0.3)
+    monkeypatch.setattr(serving.HTTP_PARSERS[http], "header_timeout_s", 0.3)
     app = create_app(settings("http://127.0.0.1"), redis=redis, graphs=GRAPHS)
-    async with serve(app) as running:
+    async with serve(app, http=http) as running:
         reader, writer = await asyncio.open_connection(*host_port(running.url))
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line
         await writer.drain()
