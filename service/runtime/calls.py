@@ -70,7 +70,7 @@ from service.runtime.line import CallbackCall, Line, LineResult, Offer
 from service.runtime.lookups import Fetch
 from service.runtime.outbox import Pending
 from service.runtime.registry import Registry
-from service.runtime.store import KEEP, CallStore, Keep, OfferGone, StoredCall
+from service.runtime.store import KEEP, CallStore, Conflict, Keep, OfferGone, StoredCall
 
 log = structlog.get_logger("calls")
 
@@ -429,10 +429,16 @@ class CallHandler:
         """Advance the call by ``trigger``. ``bound`` is the logger bound to what is
         being handled (by default: the call)."""
         bound = bound if bound is not None else log.bind(call_id=call_id)
+        # The call as this worker last wrote it, when it remembers it: the commit then
+        # checks it is still current, and a lost race brings the call as it is.
+        stored = await self._store.load_call(call_id, remembered=True)
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            stored = await self._store.load_call(call_id)
             plan = await self._plan(call_id, trigger, stored, self._graph_clock(), bound)
             if isinstance(plan, Handled):
+                if self._store.remembers(stored):
+                    # Nothing to write, decided from memory: decide from Redis instead.
+                    stored = await self._store.load_call(call_id)
+                    continue
                 return plan
             transition = plan.transition
             pending = self._pending_of(transition, plan.expected_version + 1, stored)
@@ -443,7 +449,7 @@ class CallHandler:
                     journal=plan.journal_entry(
                         stored.state if stored is not None else None, self._clock()
                     ),
-                    traffic=traffic.counts(transition.notes),
+                    traffic=traffic.counts(transition.notes), loaded=stored,
                 )  # fmt: skip
             except OfferGone:
                 if stored is None:
@@ -452,8 +458,9 @@ class CallHandler:
                     # customer on it, and the callback has its place again.
                     await self._hang_up_orphan(call_id, bound)
                 return Handled("ignored", "the offer was taken back")
-            if done is None:
-                continue  # another worker advanced this call first: plan again from its state
+            if isinstance(done, Conflict):
+                stored = done.current  # another worker advanced this call first: plan again
+                continue
             written, line_result = done
             _count(stored, written)
             self._log_notes(bound, transition, plan.graph)

@@ -42,6 +42,7 @@ Every script returns what the caller should log about agents (``agents``:
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -765,7 +766,14 @@ class Standing:
 
 
 def today(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    """The UTC date of ``now`` (YYYY-MM-DD): every commit asks, so it is the same
+    string for the whole day, computed once."""
+    return _day_of(int(now // 86_400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_of(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
 
 
 def expected_wait_s(position: int, available: int, handled: int, handle_ms: int) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,7 +41,8 @@ ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 # (service.runtime.line: a queue's callers and agents), if nobody changed the call
 # since it was loaded and every offer it takes is still the line's.
 # KEYS[1]  the call's hash (keys.call): v (version), doc (CallState JSON),
-#          cs (the pending command's seq) and cmd (its JSON), both absent when none
+#          cs (the pending command's seq) and cmd (its JSON), both absent when none,
+#          p (how many times PENDING_SCRIPT changed the pending command)
 # KEYS[2]  the timers (keys.timers): member call id, score due time in ms
 # ARGV[1]  the version the caller loaded ("0" when the call must not exist yet)
 # ARGV[2]  the new version (ARGV[1] + 1)
@@ -64,17 +66,21 @@ ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 # ARGV[17] the call's live summary JSON (store.live_summary), or "" to remove it
 #          (the call ended); a summary already there keeps its "started"
 # ARGV[18] TTL of today's traffic counts, in seconds
-# Returns "0" when the stored version is not ARGV[1] (lost race), "-1" when an
-# offer to take is no longer the line's (nothing written), else the line's result
-# (line.LineResult: queues that may dispatch, what to log about agents).
+# ARGV[19] the p the caller loaded ("" when not to be checked)
+# Returns, when the stored version is not ARGV[1] or its p not ARGV[19] (a lost
+# race, or a call this worker remembered and another changed), the call as it is:
+# {"0", v, doc, cmd, p} ("" for what it lacks), so that the caller plans again
+# without loading it; "-1" when an offer to take is no longer the line's (nothing
+# written); else the line's result (line.LineResult: queues that may dispatch, what
+# to log about agents).
 COMMIT_SCRIPT = (
     line.LUA_PRELUDE
     + line.LUA_OPS
     + """
 NOW, DAY, TIMERS = tonumber(ARGV[10]), ARGV[11], KEYS[2]
-local current = redis.call('HGET', KEYS[1], 'v')
-if (current or '0') ~= ARGV[1] then
-  return '0'
+local now = redis.call('HMGET', KEYS[1], 'v', 'doc', 'cmd', 'p')
+if (now[1] or '0') ~= ARGV[1] or (ARGV[19] ~= '' and (now[4] or '0') ~= ARGV[19]) then
+  return {'0', now[1] or '', now[2] or '', now[3] or '', now[4] or '0'}
 end
 local ops = cjson.decode(ARGV[12])
 if not fences_hold(ops, ARGV[9]) then
@@ -133,7 +139,8 @@ return line_result()
 # ARGV[5]  a journal entry to append whatever the seq ("" for none), kept as long
 #          as the call's hash
 # ARGV[6]  how many journal entries are kept
-# Returns 1 when changed, 0 when the call has no pending command with that seq.
+# Returns the call's new p (>= 1: it counts these changes) when changed, 0 when the
+# call has no pending command with that seq.
 PENDING_SCRIPT = """
 if ARGV[5] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[5])
@@ -151,7 +158,7 @@ else
   redis.call('HSET', KEYS[1], 'cmd', ARGV[2])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 end
-return 1
+return redis.call('HINCRBY', KEYS[1], 'p', 1)
 """
 
 
@@ -199,6 +206,29 @@ class OfferGone(Exception):
 class StoredCall:
     state: CallState
     pending: Pending | None
+    changes: int = 0
+    """The hash's ``p``: how many times its pending command was changed apart from a
+    commit; a commit checks it with the version."""
+
+    @classmethod
+    def read(cls, version: Any, doc: Any, cmd: Any, changes: Any) -> StoredCall | None:
+        """From the hash's ``v``, ``doc``, ``cmd`` and ``p`` (None: no call)."""
+        if not doc:
+            return None
+        state = replace(CallState.from_json(doc), version=int(version or 0))
+        return cls(state, Pending.from_json(cmd) if cmd else None, int(changes or 0))
+
+
+# How many calls a store remembers as it last wrote them (about 1.5 KiB each).
+REMEMBERED_CALLS = 20_000
+
+
+@dataclass
+class Conflict:
+    """A commit that lost: the call changed since it was loaded (or remembered);
+    ``current`` is how it is now (None: it is gone), to plan again from."""
+
+    current: StoredCall | None
 
 
 def connect(url: str, **options: Any) -> Redis:
@@ -229,14 +259,40 @@ class CallStore:
         self._pending = redis.register_script(PENDING_SCRIPT)
         self._forget_timer = redis.register_script(FORGET_TIMER_SCRIPT)
         self._note = redis.register_script(NOTE_SCRIPT)
+        # The calls this store last wrote, as it wrote them (least recent first): a
+        # step planned from one costs no load; its commit checks it is still current.
+        self._remembered: OrderedDict[str, StoredCall] = OrderedDict()
 
-    async def load_call(self, call_id: str) -> StoredCall | None:
-        """The call's state and its pending command."""
-        version, doc, cmd = await self._redis.hmget(keys.call(call_id), ["v", "doc", "cmd"])
-        if doc is None:
-            return None
-        state = replace(CallState.from_json(doc), version=int(version or 0))
-        return StoredCall(state, Pending.from_json(cmd) if cmd is not None else None)
+    async def load_call(self, call_id: str, *, remembered: bool = False) -> StoredCall | None:
+        """The call's state and its pending command, from Redis; with ``remembered``,
+        as this store last wrote it when it remembers it (no round trip: a commit of a
+        step planned from it fails with the call as it is if another changed it)."""
+        if remembered:
+            known = self._remembered.get(call_id)
+            if known is not None:
+                self._remembered.move_to_end(call_id)
+                return known
+        version, doc, cmd, changes = await self._redis.hmget(
+            keys.call(call_id), ["v", "doc", "cmd", "p"]
+        )
+        return StoredCall.read(version, doc, cmd, changes)
+
+    def _remember(self, call: StoredCall) -> None:
+        if call.state.ended:
+            self._remembered.pop(call.state.call_id, None)
+            return
+        self._remembered[call.state.call_id] = call
+        self._remembered.move_to_end(call.state.call_id)
+        if len(self._remembered) > REMEMBERED_CALLS:
+            self._remembered.popitem(last=False)
+
+    def remembers(self, call: StoredCall | None) -> bool:
+        """Whether ``call`` is this store's memory of it (not what Redis said)."""
+        return call is not None and self._remembered.get(call.state.call_id) is call
+
+    def forget(self, call_id: str) -> None:
+        """Load the call from Redis next time."""
+        self._remembered.pop(call_id, None)
 
     async def load(self, call_id: str) -> CallState | None:
         stored = await self.load_call(call_id)
@@ -252,7 +308,7 @@ class CallStore:
         """:meth:`commit_changes` for a transition that changes nothing in the line:
         the written state, or None when another worker changed the call first."""
         done = await self.commit_changes(new, expected_version=expected_version, pending=pending)
-        return done[0] if done is not None else None
+        return done[0] if not isinstance(done, Conflict) else None
 
     async def commit_changes(
         self,
@@ -263,7 +319,8 @@ class CallStore:
         changes: Sequence[LineChange] = (),
         journal: str = "",
         traffic: Mapping[str, int] | None = None,
-    ) -> tuple[CallState, LineResult] | None:
+        loaded: StoredCall | None = None,
+    ) -> tuple[CallState, LineResult] | Conflict:
         """Write ``new`` if the stored version is still ``expected_version``, with
         the call's pending command: ``pending`` (its ``seq`` must be the new
         version), none, or the one it has (``KEEP``), and its ``changes`` to the line;
@@ -271,9 +328,13 @@ class CallStore:
         and the ``traffic`` counts it adds to its graph version
         (``service.core.traffic``).
 
+        ``loaded`` is the call as it was loaded or remembered: its pending command's
+        changes are checked with the version (None: only the version is).
+
         Returns the written state (with its new version) and what the line changes
-        did, or None when another worker changed the call first. Raises
-        :class:`OfferGone` when a change takes an offer the line took back.
+        did, or a :class:`Conflict` with the call as it is when another worker changed
+        it first. Raises :class:`OfferGone` when a change takes an offer the line took
+        back.
         """
         written = replace(new, version=expected_version + 1)
         ttl = self._ended_ttl_s if written.ended else ACTIVE_CALL_TTL_S
@@ -303,13 +364,26 @@ class CallStore:
                 *args, new.call_id, _ms(now), today, line.ops_json(changes),
                 journal, JOURNAL_MAX_ENTRIES, counted, TRAFFIC_TTL_S,
                 "" if written.ended else live_summary(written, now), TRAFFIC_DAY_TTL_S,
+                str(loaded.changes) if loaded is not None else "",
             ],
         )  # fmt: skip
+        if isinstance(raw, list):
+            current = StoredCall.read(*raw[1:])
+            if current is None:
+                self.forget(new.call_id)
+            else:
+                self._remember(current)
+            return Conflict(current)
         answer = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if answer == "0":
-            return None
         if answer == "-1":
+            self.forget(new.call_id)
             raise OfferGone(new.call_id)
+        seen = loaded.changes if loaded is not None else 0
+        if isinstance(pending, Keep):
+            kept = loaded.pending if loaded is not None else None
+            self._remember(StoredCall(written, kept, seen))
+        else:
+            self._remember(StoredCall(written, pending, seen))
         return written, LineResult.read(answer)
 
     async def update_pending(
@@ -323,10 +397,17 @@ class CallStore:
             str(seq), new.to_json() if new is not None else "", _ms(new.until) if new else 0,
             call_id, journal, JOURNAL_MAX_ENTRIES,
         ]  # fmt: skip
-        changed = await self._pending(
-            keys=[keys.call(call_id), self._timers, keys.call_journal(call_id)], args=args
+        changes = int(
+            await self._pending(
+                keys=[keys.call(call_id), self._timers, keys.call_journal(call_id)], args=args
+            )
         )
-        return bool(changed == 1)
+        known = self._remembered.get(call_id)
+        if changes and known is not None and known.pending and known.pending.seq == seq:
+            self._remember(replace(known, pending=new, changes=changes))
+        else:
+            self.forget(call_id)
+        return changes > 0
 
     async def note(self, call_id: str, journal: str) -> None:
         """Add an entry to a call's journal (what happened beside its steps: a

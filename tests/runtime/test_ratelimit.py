@@ -59,3 +59,26 @@ async def test_without_redis_the_request_goes() -> None:
     limiter = RateLimiter(gone, "w", limits={"POST": 1})
     await limiter("POST")
     await gone.aclose()
+
+
+async def test_a_replica_takes_requests_in_blocks_and_replicas_never_pass_the_limit(
+    redis: Redis,
+) -> None:
+    time = Time(3_000_000.0)
+    workspace = str(uuid.uuid4())
+    limits = {"POST": 500}  # Bird's: 450 a second for this service, blocks of 22
+    replicas = [
+        RateLimiter(redis, workspace, clock=time, sleep=time.sleep, limits=limits)
+        for _ in range(3)
+    ]
+    sent: dict[int, int] = {}
+    for index in range(1000):
+        await replicas[index % 3]("POST")
+        sent[int(time.now)] = sent.get(int(time.now), 0) + 1
+    # Every second stays within the limit; none is short by more than a block a replica.
+    assert all(n <= int(500 * SHARE) for n in sent.values()), sent
+    full = list(sent.values())[:-1]
+    assert all(n >= int(500 * SHARE) - 3 * 22 for n in full), sent
+    # A block a time: about one question to Redis per 22 requests, not one per request.
+    asked = sum(r.asked for r in replicas)
+    assert asked <= 1000 / 22 + 3 * len(sent) + 3, asked

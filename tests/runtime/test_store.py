@@ -8,10 +8,12 @@ from dataclasses import replace
 
 from redis.asyncio import Redis
 
+from service.core import actions
 from service.core.state import After, CallState, Direction, Outcome, Phase
 from service.runtime import keys
 from service.runtime.live import live_calls
-from service.runtime.store import ACTIVE_CALL_TTL_S, TRAFFIC_DAY_TTL_S, CallStore
+from service.runtime.outbox import sending
+from service.runtime.store import ACTIVE_CALL_TTL_S, TRAFFIC_DAY_TTL_S, CallStore, Conflict
 
 
 def new_state() -> CallState:
@@ -179,3 +181,43 @@ async def test_a_note_joins_the_call_s_journal_and_lives_as_long_as_its_state(
     assert await redis.lrange(keys.call_journal(written.call_id), 0, -1) == [
         b'{"kind":"delivery","rt":2}'
     ]
+
+
+async def test_a_worker_plans_from_the_call_it_last_wrote_until_another_changes_it(
+    redis: Redis,
+) -> None:
+    one, two = CallStore(redis, ended_ttl_s=600), CallStore(redis, ended_ttl_s=600)
+    say = actions.Speak(prompt=actions.Say(text="Hello", locale="en-US"))
+    done = await one.commit_changes(new_state(), expected_version=0, pending=sending(1, say, 0))
+    assert not isinstance(done, Conflict)
+    call_id = done[0].call_id
+    # Remembered: what it wrote, without asking Redis.
+    known = await one.load_call(call_id, remembered=True)
+    assert known is not None
+    assert one.remembers(known)
+    assert known.state == done[0]
+    assert known.pending == sending(1, say, 0)
+    # Another worker changes the pending command (Bird accepted it): the memory is
+    # stale, so a step planned from it loses, and brings the call as it is.
+    loaded = await two.load_call(call_id)
+    assert loaded is not None
+    assert not two.remembers(loaded)
+    sent = loaded.pending.becomes("sent", 60) if loaded.pending else None
+    assert await two.update_pending(call_id, 1, sent)
+    lost = await one.commit_changes(replace(known.state, node="a"), expected_version=1,
+                                    loaded=known)  # fmt: skip
+    assert isinstance(lost, Conflict)
+    assert lost.current is not None
+    assert lost.current.pending == sent
+    assert lost.current.state.version == 1
+    # From the call as it is, the step goes through; the other worker's memory of
+    # it is the one now stale (a new version).
+    won = await one.commit_changes(replace(lost.current.state, node="a"), expected_version=1,
+                                   loaded=lost.current)  # fmt: skip
+    assert not isinstance(won, Conflict)
+    assert won[0].version == 2
+    again = await two.commit_changes(replace(loaded.state, node="b"), expected_version=1,
+                                     loaded=loaded)  # fmt: skip
+    assert isinstance(again, Conflict)
+    assert again.current is not None
+    assert again.current.state.node == "a"
