@@ -28,7 +28,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from service.core.journal import Entry
-from service.runtime import keys
+from service.runtime import keys, packing
 
 Kind = Literal["begin", "delivery", "step", "command", "error"]
 
@@ -66,7 +66,7 @@ def _note(kind: str, now: float, **fields: Any) -> str:
 async def read(redis: Redis, call_id: str) -> list[Entry]:
     """A call's steps, oldest first (empty when the call is unknown or gone)."""
     raw = await redis.lrange(keys.call_journal(call_id), 0, -1)
-    docs = [json.loads(item) for item in raw]
+    docs = [json.loads(packing.unpack(item)) for item in raw]
     return [Entry.from_doc(doc) for doc in docs if "kind" not in doc]
 
 
@@ -90,7 +90,7 @@ class Moment:
 async def read_timeline(redis: Redis, call_id: str) -> list[Moment]:
     """Everything the call's journal holds, one :class:`Moment` per line, in order."""
     raw = await redis.lrange(keys.call_journal(call_id), 0, -1)
-    return timeline([json.loads(item) for item in raw])
+    return timeline([json.loads(packing.unpack(item)) for item in raw])
 
 
 def timeline(docs: Sequence[Mapping[str, Any]]) -> list[Moment]:

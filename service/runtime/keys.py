@@ -15,15 +15,17 @@ TAGGED = "{ivr}"
 
 
 def call(call_id: str) -> str:
-    """Hash: ``v`` (version, for compare-and-set), ``doc`` (the CallState JSON) and,
+    """Hash: ``v`` (version, for compare-and-set), ``doc`` (the CallState JSON, packed:
+    ``service.runtime.packing``), ``p`` (how many times its pending command changed) and,
     while the call waits on a command, ``cs`` and ``cmd`` (its seq and JSON)."""
     return f"{TAGGED}:call:{call_id}"
 
 
 def call_journal(call_id: str) -> str:
     """List: what happened on the call, oldest first, one JSON entry per committed
-    step (``service.runtime.journal``: its inputs, the nodes it walked), capped and
-    kept as long as the call's hash (``ivr replay`` reads it)."""
+    step (``service.runtime.journal``: its inputs, the nodes it walked) or note, each
+    packed (``service.runtime.packing``), capped and kept as long as the call's hash
+    (``ivr replay`` and ``ivr trace`` read it)."""
     return f"{TAGGED}:call:{call_id}:journal"
 
 

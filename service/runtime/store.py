@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from service.core.line import LineChange
 from service.core.state import CallState
-from service.runtime import keys, line, redis_client
+from service.runtime import keys, line, packing, redis_client
 from service.runtime.line import LineResult
 from service.runtime.outbox import Pending
 
@@ -46,7 +46,7 @@ ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 # KEYS[2]  the timers (keys.timers): member call id, score due time in ms
 # ARGV[1]  the version the caller loaded ("0" when the call must not exist yet)
 # ARGV[2]  the new version (ARGV[1] + 1)
-# ARGV[3]  the new CallState JSON
+# ARGV[3]  the new CallState JSON, packed (service.runtime.packing)
 # ARGV[4]  TTL in seconds for the whole hash
 # ARGV[5]  "keep" (the pending command stays), "set" or "clear"
 # ARGV[6]  with "set": the pending command's seq
@@ -57,7 +57,7 @@ ACTIVE_CALL_TTL_S = 2 * 24 * 3600
 # ARGV[12] the line changes (line.ops_json)
 # KEYS[3]  the call's journal (keys.call_journal)
 # KEYS[4]  the traffic counts of the call's graph version (keys.graph_traffic)
-# ARGV[13] the journal entry to append ("" for none), kept ARGV[4] seconds
+# ARGV[13] the journal entry to append, packed ("" for none), kept ARGV[4] seconds
 # ARGV[14] how many journal entries are kept (the oldest go)
 # ARGV[15] traffic counts to add, JSON {field: n} ("" for none)
 # ARGV[16] TTL of the traffic counts, in seconds
@@ -215,7 +215,7 @@ class StoredCall:
         """From the hash's ``v``, ``doc``, ``cmd`` and ``p`` (None: no call)."""
         if not doc:
             return None
-        state = replace(CallState.from_json(doc), version=int(version or 0))
+        state = replace(CallState.from_json(packing.unpack(doc)), version=int(version or 0))
         return cls(state, Pending.from_json(cmd) if cmd else None, int(changes or 0))
 
 
@@ -338,10 +338,10 @@ class CallStore:
         """
         written = replace(new, version=expected_version + 1)
         ttl = self._ended_ttl_s if written.ended else ACTIVE_CALL_TTL_S
-        args: list[str | int] = [
+        args: list[str | bytes | int] = [
             str(expected_version),
             str(written.version),
-            written.to_json(),
+            packing.pack(written.to_json()),
             ttl,
         ]
         if isinstance(pending, Keep):
@@ -353,6 +353,7 @@ class CallStore:
             args += ["set", str(pending.seq), pending.to_json(), _ms(pending.until)]
         now = self._clock()
         counted = json.dumps(traffic, separators=(",", ":")) if traffic else ""
+        entry = packing.pack(journal) if journal else ""
         today = line.today(now)
         raw = await self._commit(
             keys=[
@@ -362,7 +363,7 @@ class CallStore:
             ],
             args=[
                 *args, new.call_id, _ms(now), today, line.ops_json(changes),
-                journal, JOURNAL_MAX_ENTRIES, counted, TRAFFIC_TTL_S,
+                entry, JOURNAL_MAX_ENTRIES, counted, TRAFFIC_TTL_S,
                 "" if written.ended else live_summary(written, now), TRAFFIC_DAY_TTL_S,
                 str(loaded.changes) if loaded is not None else "",
             ],
@@ -393,9 +394,9 @@ class CallStore:
         the command ``seq``; its timer follows. False when the call moved on. With
         it, whatever the seq, ``journal`` (an entry of ``service.runtime.journal``:
         what Bird answered) joins the call's journal."""
-        args: list[str | int] = [
+        args: list[str | bytes | int] = [
             str(seq), new.to_json() if new is not None else "", _ms(new.until) if new else 0,
-            call_id, journal, JOURNAL_MAX_ENTRIES,
+            call_id, packing.pack(journal) if journal else "", JOURNAL_MAX_ENTRIES,
         ]  # fmt: skip
         changes = int(
             await self._pending(
@@ -415,7 +416,7 @@ class CallStore:
         call's hash (an active call's TTL when it has none yet)."""
         await self._note(
             keys=[keys.call(call_id), keys.call_journal(call_id)],
-            args=[journal, JOURNAL_MAX_ENTRIES, ACTIVE_CALL_TTL_S],
+            args=[packing.pack(journal), JOURNAL_MAX_ENTRIES, ACTIVE_CALL_TTL_S],
         )
 
     async def forget_timer(self, call_id: str) -> None:

@@ -68,8 +68,7 @@ async def test_a_replica_takes_requests_in_blocks_and_replicas_never_pass_the_li
     workspace = str(uuid.uuid4())
     limits = {"POST": 500}  # Bird's: 450 a second for this service, blocks of 22
     replicas = [
-        RateLimiter(redis, workspace, clock=time, sleep=time.sleep, limits=limits)
-        for _ in range(3)
+        RateLimiter(redis, workspace, clock=time, sleep=time.sleep, limits=limits) for _ in range(3)
     ]
     sent: dict[int, int] = {}
     for index in range(1000):

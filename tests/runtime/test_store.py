@@ -13,6 +13,7 @@ from service.core.state import After, CallState, Direction, Outcome, Phase
 from service.runtime import keys
 from service.runtime.live import live_calls
 from service.runtime.outbox import sending
+from service.runtime.packing import unpack
 from service.runtime.store import ACTIVE_CALL_TTL_S, TRAFFIC_DAY_TTL_S, CallStore, Conflict
 
 
@@ -178,7 +179,7 @@ async def test_a_note_joins_the_call_s_journal_and_lives_as_long_as_its_state(
     assert written is not None
     await store.note(written.call_id, '{"kind":"delivery","rt":2}')
     assert 0 < await redis.ttl(keys.call_journal(written.call_id)) <= 600
-    assert await redis.lrange(keys.call_journal(written.call_id), 0, -1) == [
+    assert [unpack(e) for e in await redis.lrange(keys.call_journal(written.call_id), 0, -1)] == [
         b'{"kind":"delivery","rt":2}'
     ]
 
