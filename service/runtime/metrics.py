@@ -58,9 +58,10 @@ LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
 WEBHOOK_DELIVERIES = Counter(
     "ivr_webhook_deliveries",
     "Deliveries to POST /webhooks/bird by outcome: what the call handler did "
-    "(applied, duplicate, stale, ignored, unknown_call, contended) or rejected, with "
-    "the reason of a rejection (unauthorized, bad_request, too_large, too_slow, "
-    "unavailable, error).",
+    "(applied, duplicate, stale, ignored, unknown_call, contended), overloaded (503, "
+    "Bird delivers again; reason max_in_flight: over IVR_MAX_IN_FLIGHT, redis_pool: no "
+    "Redis connection came free in time) or rejected, with the reason of a rejection "
+    "(unauthorized, bad_request, too_large, too_slow, unavailable, error).",
     ["outcome", "reason"],
     registry=REGISTRY,
 )
@@ -180,8 +181,8 @@ def agent_event(event: str, queue: str | None) -> None:
 
 
 def webhook_delivery(outcome: str, reason: str, seconds: float) -> None:
-    """A delivery answered: its ``outcome`` (``Handled.status`` or ``rejected``), the
-    ``reason`` of a rejection ("" otherwise) and how long it took."""
+    """A delivery answered: its ``outcome`` (``Handled.status``, ``overloaded`` or
+    ``rejected``), the ``reason`` of a refusal ("" otherwise) and how long it took."""
 
     def record() -> None:
         WEBHOOK_DELIVERIES.labels(outcome=outcome, reason=reason).inc()

@@ -12,24 +12,151 @@
 
 Every client has explicit timeouts: a webhook must fail fast (503, Bird delivers
 again) rather than hang while Redis is away.
+
+Connections are pooled, at most ``max_connections`` (``REDIS_MAX_CONNECTIONS``) per
+client; when every one is in use a command **waits** for one to come free, for at most
+``pool_timeout_s`` (``REDIS_POOL_TIMEOUT_S``), rather than being refused at once (what
+redis-py's default pool does: "Too many connections"). A wait that runs out raises
+:class:`PoolExhausted`: this process has more work than connections (overload), which is
+not Redis being away (``ConnectionError``, ``TimeoutError``). Both are ``RedisError``;
+:func:`is_overload` tells them apart.
+
+- One server and Sentinel: :class:`WaitingPool` and :class:`WaitingSentinelPool`
+  (redis-py's ``BlockingConnectionPool``, whose timeout raises a plain
+  ``ConnectionError("No connection available.")``, turned into :class:`PoolExhausted`).
+- Cluster: redis-py's ``RedisCluster`` keeps ``max_connections`` per node and raises
+  ``MaxConnectionsError`` at once when they are all in use; it has no way to wait.
+  :class:`WaitingCluster` retries a command refused so (it was not sent) every few
+  milliseconds until ``pool_timeout_s``, then raises :class:`PoolExhausted`. Pipelines on
+  a cluster are still refused at once, with ``MaxConnectionsError``: an overload too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import (
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 SCHEMES = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
 
 
+# REDIS_MAX_CONNECTIONS, REDIS_POOL_TIMEOUT_S: their defaults (service.runtime.settings).
+MAX_CONNECTIONS = 128
+POOL_TIMEOUT_S = 2.0
+# A cluster's node pool cannot be waited on: it is looked at again this often.
+CLUSTER_POLL_S = (0.002, 0.05)
+
+
 class RedisUrlError(ValueError):
     """``REDIS_URL`` cannot name a Redis (the message says why)."""
+
+
+class PoolExhausted(MaxConnectionsError):
+    """Every connection of the pool was in use for the whole pool timeout: this process
+    is overloaded. Nothing was sent to Redis, which may well be up. A
+    ``MaxConnectionsError`` (redis-py's "the pool is full, not a connection failure"),
+    so a ``ConnectionError`` and a ``RedisError`` too."""
+
+
+def is_overload(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection pool was full (:class:`PoolExhausted`, or
+    redis-py's own ``MaxConnectionsError``), not that Redis is away."""
+    return isinstance(exc, MaxConnectionsError)
+
+
+def _exhausted(pool: str, exc: RedisConnectionError) -> PoolExhausted | None:
+    """The :class:`PoolExhausted` for a ``BlockingConnectionPool.get_connection`` error
+    that is its wait running out (redis-py raises ``ConnectionError`` "No connection
+    available." from the ``asyncio.TimeoutError`` of that wait; a connection that
+    cannot be made raises ``ConnectionError`` from an ``OSError``, or redis-py's
+    ``TimeoutError``), else None."""
+    if isinstance(exc.__cause__, asyncio.TimeoutError) and not isinstance(exc, MaxConnectionsError):
+        return PoolExhausted(f"{pool}: no connection came free in time (pool exhausted)")
+    return None
+
+
+class WaitingPool(BlockingConnectionPool):
+    """redis-py's ``BlockingConnectionPool`` (``max_connections``, waiting up to
+    ``timeout`` seconds for one), raising :class:`PoolExhausted` when the wait runs out."""
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        try:
+            connection: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
+                *args, **kwargs
+            )
+        except RedisConnectionError as exc:
+            exhausted = _exhausted(f"{self.max_connections} connections", exc)
+            if exhausted is None:
+                raise
+            raise exhausted from exc
+        return connection
+
+
+class WaitingSentinelPool(WaitingPool, SentinelConnectionPool):
+    """Sentinel's pool (the master it names, found again after a failover) that waits
+    as :class:`WaitingPool` does. ``Sentinel.master_for(..., connection_pool_class=)``
+    builds it as it builds ``SentinelConnectionPool``."""
+
+    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        # BlockingConnectionPool passes its own default connection class on: name
+        # Sentinel's (SentinelConnectionPool picks it from ``ssl`` the same way).
+        ssl = kwargs.get("ssl", False)
+        kwargs.setdefault(
+            "connection_class", SentinelManagedSSLConnection if ssl else SentinelManagedConnection
+        )
+        super().__init__(service_name=service_name, sentinel_manager=sentinel_manager, **kwargs)
+
+
+class WaitingCluster(RedisCluster):
+    """``RedisCluster`` whose commands wait (up to ``pool_timeout_s``) for a free
+    connection of their node instead of failing at once with ``MaxConnectionsError``;
+    :class:`PoolExhausted` when none came. A refused command was never sent (the
+    connection is taken before anything is written), so trying it again is safe."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        pool_timeout_s: float = POOL_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self.max_connections = max_connections
+        self.pool_timeout_s = pool_timeout_s
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self.pool_timeout_s
+        pause, longest = CLUSTER_POLL_S
+        while True:
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except PoolExhausted:
+                raise
+            except MaxConnectionsError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PoolExhausted(
+                        f"a cluster node's {self.max_connections} connections: none came "
+                        "free in time (pool exhausted)"
+                    ) from exc
+                await asyncio.sleep(min(pause, left))
+                pause = min(pause * 2, longest)
 
 
 def timeouts() -> dict[str, Any]:
@@ -52,20 +179,29 @@ def check_url(url: str) -> None:
         _sentinel_parts(url)
 
 
-def connect(url: str, **options: Any) -> Redis:
-    """A client for ``url`` (any form above). ``options`` go to the client or its
-    connection pool (``max_connections`` ...) on top of :func:`timeouts`."""
+def connect(
+    url: str,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    pool_timeout_s: float = POOL_TIMEOUT_S,
+    **options: Any,
+) -> Redis:
+    """A client for ``url`` (any form above), with at most ``max_connections``
+    connections (per node of a cluster), a command waiting up to ``pool_timeout_s`` for
+    one (then :class:`PoolExhausted`). ``options`` go to the client or its connection
+    pool on top of :func:`timeouts`."""
     check_url(url)
     scheme = urlsplit(url).scheme
     settings = {**timeouts(), **options}
     if scheme in CLUSTER_SCHEMES:
-        from redis.asyncio.cluster import RedisCluster
-
         plain = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
         settings.pop("health_check_interval", None)
         # The cluster client offers the commands the service uses with the same
         # signatures; it is not a subclass of Redis.
-        return cast(Redis, RedisCluster.from_url(plain, **settings))
+        cluster = WaitingCluster.from_url(
+            plain, max_connections=max_connections, pool_timeout_s=pool_timeout_s, **settings
+        )
+        return cast(Redis, cluster)
     if scheme in SENTINEL_SCHEMES:
         from redis.asyncio.sentinel import Sentinel
 
@@ -74,9 +210,16 @@ def connect(url: str, **options: Any) -> Redis:
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             hosts, sentinel_kwargs={**timeouts(), "ssl": ssl}, ssl=ssl, **settings
         )
-        master: Redis = sentinel.master_for(service, db=db, password=password)
+        master: Redis = sentinel.master_for(
+            service, db=db, password=password, connection_pool_class=WaitingSentinelPool,
+            max_connections=max_connections, timeout=pool_timeout_s,
+        )  # fmt: skip
         return master
-    return Redis.from_url(url, health_check_interval=30, **settings)
+    waiting = WaitingPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout_s, health_check_interval=30,
+        **settings,
+    )  # fmt: skip
+    return Redis.from_pool(waiting)
 
 
 def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:

@@ -15,7 +15,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from service.runtime.clock import parse_moment
-from service.runtime.redis_client import RedisUrlError, check_url
+from service.runtime.redis_client import (
+    MAX_CONNECTIONS,
+    POOL_TIMEOUT_S,
+    RedisUrlError,
+    check_url,
+)
 
 LOG_FORMATS = ("json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -41,6 +46,15 @@ class Settings:
     bird_signing_key: str = field(repr=False)
     public_base_url: str
     redis_url: str | None = None
+    # The Redis client's pool: at most this many connections (per node of a cluster);
+    # a command waits up to redis_pool_timeout_s for one, then the webhook answers 503
+    # "overloaded" (service.runtime.redis_client). Long-lived users (the graphs'
+    # subscription) keep a few: at least 8.
+    redis_max_connections: int = MAX_CONNECTIONS
+    redis_pool_timeout_s: float = POOL_TIMEOUT_S
+    # Deliveries to POST /webhooks/bird handled at once by this process: one more is
+    # answered 503 "overloaded" (Retry-After: 1) at once, and Bird delivers it again.
+    ivr_max_in_flight: int = 256
     bird_api_url: str = "https://api.bird.com"
     ivr_graphs_dir: Path = Path("ivr_graphs")
     # Seconds between checks of the graph directory, reloaded (as on SIGHUP) when a file
@@ -92,6 +106,13 @@ class Settings:
             bird_signing_key=reader.required("BIRD_SIGNING_KEY"),
             public_base_url=reader.url("PUBLIC_BASE_URL", required=True).rstrip("/"),
             redis_url=reader.redis_url("REDIS_URL"),
+            redis_max_connections=reader.integer(
+                "REDIS_MAX_CONNECTIONS", MAX_CONNECTIONS, minimum=8
+            ),
+            redis_pool_timeout_s=reader.number(
+                "REDIS_POOL_TIMEOUT_S", POOL_TIMEOUT_S, minimum=0.01, maximum=60.0
+            ),
+            ivr_max_in_flight=reader.integer("IVR_MAX_IN_FLIGHT", 256, minimum=1),
             bird_api_url=reader.url("BIRD_API_URL", default="https://api.bird.com").rstrip("/"),
             ivr_graphs_dir=Path(reader.optional("IVR_GRAPHS_DIR") or "ivr_graphs"),
             ivr_graphs_watch_s=float(reader.integer("IVR_GRAPHS_WATCH_S", 0, minimum=0)),
@@ -220,6 +241,20 @@ class _Reader:
         except ValueError as exc:
             self.malformed(f"{name} {exc}", name)
             return None
+
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            self.malformed(f"{name} {value!r} is not a number", name)
+            return default
+        if not minimum <= number <= maximum:  # NaN too
+            self.malformed(f"{name} {number:g} is not between {minimum:g} and {maximum:g}", name)
+            return default
+        return number
 
     def integer(self, name: str, default: int, *, minimum: int) -> int:
         value = self.optional(name)

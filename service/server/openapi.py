@@ -178,6 +178,9 @@ ERRORS: dict[str, Schema] = {
     "Error": obj({"error": text("a code"), "reason": text("what is wrong")}, extra=True,
                  description="Every error: a code and why (some add fields)."),
     "Unavailable": error("unavailable", description="Redis does not answer; try again."),
+    "Overloaded": error("overloaded", description="This process has more deliveries than "
+                        "IVR_MAX_IN_FLIGHT, or no Redis connection came free within "
+                        "REDIS_POOL_TIMEOUT_S; nothing changed, try again."),
     "TooLarge": error("too_large", description="The body is over the endpoint's limit."),
     "TooSlow": error("too_slow", description=f"The body did not all come in {BODY_TIMEOUT_S:g} s."),
     "InvalidRequest": obj(
@@ -446,8 +449,15 @@ def webhook() -> dict[str, Any]:
             "401": answer("The signature is missing, wrong or too old: nothing changed.",
                           error("unauthorized")),
             **BODY_REFUSED,
-            "503": answer("Redis does not answer: Bird delivers it again later.",
-                          ref("Unavailable")),
+            "503": {
+                **answer("Redis does not answer (unavailable), or this process is overloaded "
+                         "(answered at once, nothing changed): Bird delivers it again later.",
+                         {"anyOf": [ref("Unavailable"), ref("Overloaded")]}),
+                "headers": {"Retry-After": {
+                    "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    "description": "seconds; on an overloaded answer",
+                }},
+            },
         },
         description="Signed by Bird with the subscription's signing key (BIRD_SIGNING_KEY); "
         "413 comes before the signature is checked, the signature before the body is read.",

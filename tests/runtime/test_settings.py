@@ -91,6 +91,12 @@ def test_every_missing_and_malformed_setting_is_named_at_once() -> None:
         ("LOG_MASK_NUMBERS", "maybe"),
         ("WEBHOOK_MAX_AGE_S", "soon"),
         ("CALL_TTL_S", "1"),
+        ("IVR_MAX_IN_FLIGHT", "0"),
+        ("IVR_MAX_IN_FLIGHT", "many"),
+        ("REDIS_MAX_CONNECTIONS", "4"),
+        ("REDIS_POOL_TIMEOUT_S", "0"),
+        ("REDIS_POOL_TIMEOUT_S", "nan"),
+        ("REDIS_POOL_TIMEOUT_S", "soon"),
     ],
 )
 def test_a_malformed_setting_is_named(name: str, value: str) -> None:
@@ -130,3 +136,17 @@ def test_the_body_limit_is_a_setting_with_a_floor() -> None:
     assert Settings.from_env({**base, "MAX_BODY_BYTES": "65536"}).max_body_bytes == 65536
     with pytest.raises(SettingsError, match="MAX_BODY_BYTES"):
         Settings.from_env({**base, "MAX_BODY_BYTES": "10"})
+
+
+def test_overload_settings_have_defaults_and_are_read() -> None:
+    defaults = Settings.from_env(REQUIRED)
+    assert (defaults.ivr_max_in_flight, defaults.redis_max_connections) == (256, 128)
+    assert defaults.redis_pool_timeout_s == 2.0
+    overload = {"IVR_MAX_IN_FLIGHT": "64", "REDIS_MAX_CONNECTIONS": "32",
+                "REDIS_POOL_TIMEOUT_S": "0.5"}  # fmt: skip
+    read = Settings.from_env({**REQUIRED, **overload})
+    assert (read.ivr_max_in_flight, read.redis_max_connections) == (64, 32)
+    assert read.redis_pool_timeout_s == 0.5
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**REQUIRED, "REDIS_POOL_TIMEOUT_S": "120"})
+    assert str(caught.value) == "REDIS_POOL_TIMEOUT_S 120 is not between 0.01 and 60"
