@@ -132,3 +132,11 @@ def handler_for(
         clock=clock or time.time,
         rng=random.Random(7),
     )
+
+
+def log_lines(lines: list[dict[str, Any]], event: str, **fields: object) -> list[dict[str, Any]]:
+    """The log lines (event dicts) of ``event`` whose ``fields`` have these values."""
+    return [
+        line for line in lines
+        if line["event"] == event and all(line.get(k) == v for k, v in fields.items())
+    ]  # fmt: skip

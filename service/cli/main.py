@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from service.core.queues import Agent, AgentStatus
     from service.runtime.redis_server import EmbeddedRedis
     from service.runtime.settings import Settings
+    from service.runtime.workers import Supervisor, WorkerLink
 
 
 def port(value: str) -> int:
@@ -35,6 +36,21 @@ def port(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535)") from None
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"{number} is not a port number (0-65535)")
+    return number
+
+
+def workers(value: str) -> int:
+    """A number of worker processes (1 or more), as argparse takes ``--workers``."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of worker processes (1 or more)"
+        ) from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"{number} is not a number of worker processes (1 or more)"
+        )
     return number
 
 
@@ -52,6 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=port, default=8080, help="port to listen on, 0-65535 (%(default)s)"
     )
+    serve.add_argument(
+        "--workers",
+        type=workers,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port, one per core (%(default)s: one process). "
+        "With more, a parent process binds the port, starts the embedded Redis (no "
+        "REDIS_URL) and a metrics directory (PROMETHEUS_MULTIPROC_DIR, else a private one), "
+        "replaces a worker that dies, passes SIGHUP on and stops them all on SIGTERM",
+    )
+    # A worker of `--workers N` (service.runtime.workers): its inherited descriptors.
+    serve.add_argument("--worker", help=argparse.SUPPRESS)
 
     validate = commands.add_parser(
         "validate",
@@ -209,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(args.host, args.port)
+            return _serve(args.host, args.port, args.workers, args.worker)
         if args.command == "validate":
             return _validate(args.files, args.format)
         if args.command == "simulate":
@@ -358,15 +386,25 @@ def _render(path: Path, fmt: str, stats: bool = False, redis_url: str | None = N
     return 0
 
 
-def _serve(host: str, port: int) -> int:
+def _serve(host: str, port: int, workers: int = 1, worker: str | None = None) -> int:
+    """``ivr serve``: one process (``workers`` 1), a parent of ``workers`` worker
+    processes (service.runtime.workers), or one of those workers (``worker``: the
+    descriptors it inherited, ``WorkerFds.arg``)."""
     from service.core.queues import queues_of
     from service.graphs.loader import GraphError, load_directory
     from service.runtime import serving
     from service.runtime.agents import AgentsFileError, read_agents_file
     from service.runtime.redis_server import EmbeddedRedis, EmbeddedRedisError
     from service.runtime.settings import Settings, SettingsError
+    from service.runtime.workers import WorkerFds, WorkerLink
     from service.server.agents import AGENT_ID
 
+    link = None
+    if worker is not None:
+        try:
+            link = WorkerLink(WorkerFds.parse(worker))
+        except ValueError as exc:
+            return _fail(f"argument --worker: {exc}")
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -390,6 +428,19 @@ def _serve(host: str, port: int) -> int:
                 return _fail(f"IVR_AGENTS_FILE: {settings.ivr_agents_file}: /agents/{agent.id}: "
                              "an agent id is 1-64 letters, digits, '_', '.' or '-', starting "
                              "with a letter or digit")  # fmt: skip
+    if link is not None:  # a worker: its parent gave it REDIS_URL (maybe its embedded one)
+        _whole_log_lines()
+        if settings.redis_url is None:
+            return _fail("a worker of ivr serve --workers needs REDIS_URL (its parent sets it)")
+        try:
+            return serving.run(
+                _run_service(settings, graphs, settings.redis_url, host, port, agents_seed=seed,
+                             worker=link)
+            )  # fmt: skip
+        except OSError as exc:  # not the descriptors of a parent's socket
+            return _fail(f"argument --worker: {exc.strerror or exc}")
+    if workers > 1:
+        return _supervise(settings, host, port, workers)
     try:
         if settings.redis_url:
             return serving.run(
@@ -407,6 +458,73 @@ def _serve(host: str, port: int) -> int:
         return _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
 
 
+def _supervise(settings: Settings, host: str, port: int, count: int) -> int:
+    """``ivr serve --workers N`` (N > 1): bind the port, start the embedded Redis
+    (without REDIS_URL) and the metrics directory, and run N workers on them
+    (service.runtime.workers.Supervisor) until SIGTERM or SIGINT."""
+    import contextlib
+
+    from service.runtime import logs, serving
+    from service.runtime.redis_server import EmbeddedRedis, EmbeddedRedisError
+    from service.runtime.workers import Supervisor, WorkerFds, WorkersFailed, metrics_directory
+
+    _whole_log_lines()
+    logs.configure(
+        log_format=settings.log_format, level=settings.log_level, mask=settings.log_mask_numbers
+    )
+    try:
+        sock = serving.bind(host, port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+    def command(fds: WorkerFds) -> list[str]:
+        return [sys.executable, "-m", "service", "serve", "--worker", fds.arg()]
+
+    try:
+        with contextlib.ExitStack() as stack:
+            embedded = None
+            redis_url = settings.redis_url
+            if redis_url is None:  # one embedded Redis, the workers' (see _serve)
+                embedded = stack.enter_context(EmbeddedRedis(append_only=True))
+                redis_url = embedded.url
+            metrics_dir = stack.enter_context(metrics_directory(settings.prometheus_multiproc_dir))
+            env = {**os.environ, "REDIS_URL": redis_url,
+                   "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}  # fmt: skip
+            supervisor = Supervisor(
+                count, command, sock, env, metrics_dir=metrics_dir,
+                started_fields={"url": serving.url_of(sock), "embedded_redis": embedded is not None,
+                                "metrics_dir": str(metrics_dir)},
+            )  # fmt: skip
+            return asyncio.run(_supervised(supervisor, embedded))
+    except EmbeddedRedisError as exc:
+        return _fail(str(exc))
+    except WorkersFailed as exc:
+        return _fail(str(exc), 1)
+    finally:
+        sock.close()
+
+
+def _whole_log_lines() -> None:
+    """Each log line written to stdout at once: the parent and its workers share it, and
+    with PYTHONUNBUFFERED (the Docker image's) a line and its newline would be two writes,
+    another process's line between them. (A write of up to 4 KiB to a pipe is atomic.)"""
+    import io
+
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(write_through=False)  # every log line is flushed whole
+
+
+async def _supervised(supervisor: Supervisor, embedded: EmbeddedRedis | None) -> int:
+    """The supervisor's run, with the embedded Redis watched (restarted if it dies:
+    the workers reconnect to it on the same socket)."""
+    watching = asyncio.create_task(embedded.watch()) if embedded is not None else None
+    try:
+        return await supervisor.run()
+    finally:
+        if watching is not None:
+            watching.cancel()
+
+
 async def _run_service(
     settings: Settings,
     graphs: GraphSet,
@@ -415,10 +533,13 @@ async def _run_service(
     port: int,
     embedded: EmbeddedRedis | None = None,
     agents_seed: Sequence[tuple[Agent, AgentStatus]] = (),
+    worker: WorkerLink | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM, then drain in-flight requests and stop. An
     embedded Redis is watched: if it dies it is logged and started again.
-    ``agents_seed``: the agents of ``IVR_AGENTS_FILE``, created at start-up."""
+    ``agents_seed``: the agents of ``IVR_AGENTS_FILE``, created at start-up.
+    ``worker``: a worker of ``--workers N``, on its parent's socket; its log lines
+    carry its index and pid, and it stops when its parent has gone."""
     import signal
 
     import structlog
@@ -429,8 +550,9 @@ async def _run_service(
     from service.server.app import create_app
 
     logs.configure(
-        log_format=settings.log_format, level=settings.log_level, mask=settings.log_mask_numbers
-    )
+        log_format=settings.log_format, level=settings.log_level, mask=settings.log_mask_numbers,
+        context=worker.log_context() if worker is not None else None,
+    )  # fmt: skip
     log = structlog.get_logger("serve")
     graph_clock = None
     if settings.ivr_clock is not None:  # IVR_CLOCK: for trying graphs, never in production
@@ -440,7 +562,8 @@ async def _run_service(
         log.warning("clock_pinned", at=settings.ivr_clock.isoformat(),
                     graphs_see="this moment at start-up, running on (IVR_CLOCK)",
                     real_clock="webhook signatures, timers, queues")  # fmt: skip
-    redis = connect(redis_url)
+    redis = connect(redis_url, max_connections=settings.redis_max_connections,
+                    pool_timeout_s=settings.redis_pool_timeout_s)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -459,10 +582,19 @@ async def _run_service(
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        async with serve(app, host, port) as running:
+        sock = worker.socket() if worker is not None else None
+        async with serve(app, host, port, sock=sock) as running:
             log.info(
                 "service_listening", url=running.url, embedded_redis=settings.redis_url is None
             )
+            if worker is not None:
+
+                def parent_gone() -> None:
+                    log.warning("supervisor_gone", action="stopping")
+                    stop.set()
+
+                worker.ready()
+                worker.on_parent_gone(loop, parent_gone)
             stopped = asyncio.create_task(stop.wait())
             watched = asyncio.create_task(embedded.watch() if embedded else stop.wait())
             await asyncio.wait({stopped, running.task}, return_when=asyncio.FIRST_COMPLETED)

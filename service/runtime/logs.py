@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -146,16 +146,27 @@ def configure(
     stream: TextIO | None = None,
     sink: LogSink | None = None,
     quiet: bool = False,
+    context: Mapping[str, Any] | None = None,
 ) -> None:
     """Configure structlog, and the standard library's logging, for the whole process.
 
     ``sink`` receives a copy of every event dict after masking (the demo uses it to
     print each call's log lines under its transcript); ``quiet`` then writes nothing.
+    ``context``: fields every line of this process carries (a worker's index and pid).
     """
     shared: list[Processor] = [
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
+    if context:
+        fields = dict(context)
+
+        def _context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+            for name, value in fields.items():
+                event_dict.setdefault(name, value)
+            return event_dict
+
+        shared.append(_context)
     renderer: Processor
     if log_format == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=False, sort_keys=False)
