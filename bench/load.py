@@ -147,7 +147,7 @@ class App:
     env: dict[str, str]
     port: int
     log: Path
-    core: int | None
+    cores: set[int] | None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -167,9 +167,9 @@ class App:
 
     async def start(self) -> None:
         self.process = self._spawn()
-        if self.core is not None:
+        if self.cores is not None:  # before it starts any worker, which inherit it
             with contextlib.suppress(OSError):
-                os.sched_setaffinity(self.process.pid, {self.core})
+                os.sched_setaffinity(self.process.pid, self.cores)
         deadline = time.monotonic() + 60.0
         async with httpx.AsyncClient(trust_env=False, timeout=2.0) as http:
             while time.monotonic() < deadline:
@@ -185,10 +185,18 @@ class App:
         raise RuntimeError(f"{self.name} not ready within 60 s")
 
     def cpu_s(self) -> float:
-        """The process's user + system CPU seconds so far."""
+        """The user + system CPU seconds so far of the process and of its live
+        children (``ivr serve --workers N``'s workers), with what its children that
+        ended had spent."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = 0
+        for pid in _tree(self.process.pid):
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+                if pid == self.process.pid:
+                    ticks += int(fields[13]) + int(fields[14])  # children waited for
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def libraries(self) -> dict[str, bool]:
         """Whether uvloop's and httptools' native code is loaded in the process: the
@@ -214,6 +222,18 @@ class App:
             self.process.kill()
             await asyncio.to_thread(self.process.wait)
         self.process = None
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (/proc/PID/task/TID/children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
 
 
 @dataclass(frozen=True)
@@ -247,12 +267,14 @@ class Wiring:
             "LOG_LEVEL": "info",
         }
 
-    def app(self, name: str, port: int, core: int | None) -> App:
+    def app(self, name: str, port: int, cores: set[int] | None, workers: int = 1) -> App:
         module = "service" if name == "ivr" else "bench.load_floor"
         argv = [sys.executable, "-m", module]
         argv += ["serve"] if name == "ivr" else []
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-        return App(name, argv, self.env(port), port, self.workdir / f"{name}.log", core)
+        if name == "ivr" and workers > 1:
+            argv += ["--workers", str(workers)]
+        return App(name, argv, self.env(port), port, self.workdir / f"{name}.log", cores)
 
 
 # -- what Redis and the processes say -------------------------------------------------
@@ -653,6 +675,7 @@ class LoadConfig:
     idle_s: float = 3.0
     pin: bool = True
     drain_s: float = 120.0
+    workers: int = 1  # ivr serve --workers (the floor app is one process)
 
 
 def quick_config() -> LoadConfig:
@@ -695,14 +718,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-def pinning(config: LoadConfig) -> tuple[int | None, set[int] | None]:
-    """The app's core and this process's (None, None: not pinned)."""
+def pinning(config: LoadConfig) -> tuple[set[int] | None, set[int] | None]:
+    """The app's cores (one a worker) and this process's: the others (None, None: not
+    pinned; None for this process when the app takes every core)."""
     if not config.pin or not hasattr(os, "sched_setaffinity"):
         return None, None
     cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
+    if len(cores) < config.workers or (config.workers == 1 and len(cores) < 2):
         return None, None
-    return cores[0], set(cores[1:])
+    rest = set(cores[config.workers :])
+    return set(cores[: config.workers]), rest or None
 
 
 @contextlib.contextmanager
@@ -725,9 +750,13 @@ async def running(app: App) -> AsyncIterator[App]:
 
 
 async def run(
-    config: LoadConfig, redis_url: str, redis_kind: str, workdir: Path, app_core: int | None
+    config: LoadConfig,
+    redis_url: str,
+    redis_kind: str,
+    workdir: Path,
+    app_cores: set[int] | None,
 ) -> dict[str, Any]:
-    """The whole run (``app_core``: the core the apps are pinned to, None: not pinned)."""
+    """The whole run (``app_cores``: the cores the apps are pinned to, None: not pinned)."""
     task = asyncio.current_task()
     assert task is not None
     with contextlib.suppress(NotImplementedError, RuntimeError):  # SIGTERM: stop the apps too
@@ -743,7 +772,8 @@ async def run(
             "levels": list(config.levels), "call_s": config.call_s,
             "duration_s": config.duration_s, "saturation": list(config.saturation),
             "saturation_s": config.saturation_s, "pool_size": config.pool_size,
-            "pinned": app_core is not None, "redis": redis_kind,
+            "pinned": app_cores is not None, "redis": redis_kind,
+            "app_cores": sorted(app_cores) if app_cores else None, "workers": config.workers,
             "deliveries_per_call": DELIVERIES, "commands_per_call": list(COMMANDS),
         },
         "definitions": DEFINITIONS,
@@ -767,7 +797,7 @@ async def run(
             wiring = Wiring(redis_url, bird_url, workdir)
             bird.signing_key = wiring.signing_key
             bird.workspace_id, bird.channel_id = wiring.workspace_id, wiring.channel_id
-            app = wiring.app(name, port, app_core)
+            app = wiring.app(name, port, app_cores, config.workers)
             results: dict[str, Any] = {"levels": [], "saturation": []}
             report["apps"][name] = results
             try:
@@ -893,6 +923,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--apps", help="ivr,floor (both)")
     parser.add_argument("--quick", action="store_true", help="a short run (the test's)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--workers", type=int, help="ivr serve --workers N, on N cores (1)")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--keep", type=Path, help="keep the apps' logs and graph in this folder")
     return parser.parse_args(argv)
@@ -915,13 +946,15 @@ def config_of(args: argparse.Namespace) -> LoadConfig:
         changes["pool_size"] = args.pool
     if args.no_pin:
         changes["pin"] = False
+    if args.workers is not None:
+        changes["workers"] = args.workers
     return LoadConfig(**{**config.__dict__, **changes})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     config = config_of(args)
-    app_core, bench_cores = pinning(config)
+    app_cores, bench_cores = pinning(config)
     if bench_cores is not None:
         os.sched_setaffinity(0, bench_cores)  # the embedded Redis, our child, inherits it
     try:
@@ -940,7 +973,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-load-")))
         with runner:
-            report = runner.run(run(config, redis_url, kind, workdir, app_core))
+            report = runner.run(run(config, redis_url, kind, workdir, app_cores))
     print()
     print(summary(report))
     if args.json is not None:

@@ -462,11 +462,14 @@ class CallHandler:
                 stored = done.current  # another worker advanced this call first: plan again
                 continue
             written, line_result = done
-            _count(stored, written)
-            self._log_notes(bound, transition, plan.graph)
-            self._log_agents(bound, line_result)
-            if isinstance(pending, Pending):
-                await self._send(bound, written, pending)
+            try:
+                if isinstance(pending, Pending):
+                    await self._send(bound, written, pending)
+            finally:
+                # Counted and logged once its command is out: not in the way of it.
+                _count(stored, written)
+                self._log_notes(bound, transition, plan.graph)
+                self._log_agents(bound, line_result)
             if line_result.dispatch:
                 await self.dispatch(None, *line_result.dispatch)
             return Handled("applied", plan.detail)

@@ -133,6 +133,13 @@ def _configure_stdlib(
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # httpx says "HTTP Request: POST ..." at info for every request (httpcore, at debug,
+    # says much more): the service logs each request to Bird itself, with the call it
+    # is about (bird_command_sent at debug, its failures at warning), and counts them
+    # (ivr_bird_requests_total). Their own lines only at LOG_LEVEL=debug.
+    chatty = logging.DEBUG if level == "debug" else logging.WARNING
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(chatty)
 
 
 LogSink = Callable[[MutableMapping[str, Any]], None]

@@ -160,6 +160,18 @@ def test_a_library_logging_a_number_is_masked_in_the_same_json(captured: io.Stri
     assert (line["level"], line["logger"]) == ("warning", "some.library")
 
 
+@pytest.mark.parametrize(("level", "logged"), [("info", 0), ("debug", 1)])
+async def test_httpx_s_line_per_request_only_at_debug(
+    captured: io.StringIO, level: str, logged: int
+) -> None:
+    logs.configure(log_format="json", level=level, stream=captured)
+    answer = httpx.MockTransport(lambda request: httpx.Response(202))
+    async with httpx.AsyncClient(transport=answer) as client:
+        await client.post("http://bird.test/calls/c-1/say")
+    said = [line for line in lines(captured) if str(line["event"]).startswith("HTTP Request")]
+    assert len(said) == logged
+
+
 def test_an_exception_nobody_caught_is_one_json_line(captured: io.StringIO) -> None:
     logs.configure(log_format="json", stream=captured)
     try:

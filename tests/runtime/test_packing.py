@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.runtime.packing import PACKED_V1, pack, unpack
+from service.runtime.packing import DICTIONARY_V1, PACKED_V1, pack, unpack
 
 STATE = json.dumps({
     "call_id": "f60b9e4c-c610-4e9d-b9d4-f2701f8b8f4d", "graph": "support-line",
@@ -41,3 +41,7 @@ def test_a_broken_packed_value_is_a_value_error_not_garbage() -> None:
 @given(st.text())
 def test_any_text_reads_back_exactly(text: str) -> None:
     assert unpack(pack(text)) == text.encode()
+
+
+def test_the_whole_dictionary_fits_the_window_it_is_used_with() -> None:
+    assert len(DICTIONARY_V1) <= (1 << 12) - 262
