@@ -88,7 +88,7 @@ callcenter: $(STAMP)
 
 # The load bench of one worker (bench/load.py; method and figures in bench/README.md):
 # `ivr serve` and a floor app, each at 50 / 200 / 500 / 1,000 / 2,000 live calls and in a
-# saturation run, driven by a fake Bird in the bench process. About 20 minutes on 2 cores.
+# saturation run, driven by a fake Bird in the bench process. About 26 minutes on 2 cores.
 LOAD_JSON ?= $${TMPDIR:-/tmp}/ivr-load.json
 
 .PHONY: load
