@@ -902,8 +902,12 @@ def summary(report: dict[str, Any]) -> str:
 
 
 def complete(report: dict[str, Any]) -> bool:
-    """Every call of every app played out, and no delivery failed (503s aside)."""
-    for results in report["apps"].values():
+    """Every call of the service's runs played out, and no delivery failed (503s
+    aside). The floor app's own failures are reported, not judged: it is the yardstick
+    (with redis-py's default pool it refuses deliveries at 256 calls at once)."""
+    for name, results in report["apps"].items():
+        if name != "ivr":
+            continue
         for found in results["levels"] + results["saturation"]:
             if found["calls"]["incomplete"] or found["failures"]:
                 return False
