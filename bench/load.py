@@ -224,6 +224,13 @@ class App:
         self.process = None
 
 
+async def _cut(slots: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel the call slots and wait until they are gone."""
+    for task in slots:
+        task.cancel()
+    await asyncio.gather(*slots, return_exceptions=True)
+
+
 def _tree(pid: int) -> list[int]:
     """``pid`` and its descendants (/proc/PID/task/TID/children)."""
     found, todo = [], [pid]
@@ -588,9 +595,7 @@ class Bench:
             live_at_ramp_end = self.bird.live
             window = await self._window(duration_s)
         except BaseException:  # cancelled (SIGTERM) or failed: cut the calls, no drain
-            for task in slots:
-                task.cancel()
-            await asyncio.gather(*slots, return_exceptions=True)
+            await _cut(slots)
             raise
         await self._drain(slots)
         calls = self.bird.take_finished()
@@ -641,9 +646,7 @@ class Bench:
             await asyncio.sleep(warmup_s)
             window = await self._window(seconds)
         except BaseException:  # cancelled (SIGTERM) or failed: cut the calls, no drain
-            for task in slots:
-                task.cancel()
-            await asyncio.gather(*slots, return_exceptions=True)
+            await _cut(slots)
             raise
         await self._drain(slots)
         calls = self.bird.take_finished()

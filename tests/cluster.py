@@ -34,17 +34,43 @@ def _free_port() -> int:
         return port
 
 
-class LocalCluster:
+class _Servers:
+    """redis-server processes started from ``binary`` in a private directory, all
+    stopped (and the directory removed) on ``close`` or at the ``with`` block's end."""
+
+    def __init__(self, prefix: str, what: str) -> None:
+        found = shutil.which("redis-server")
+        if found is None:
+            raise RuntimeError(f"redis-server is not on PATH: {what}")
+        self._binary = found
+        self._dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for process in self._processes:
+            process.terminate()
+        for process in self._processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class LocalCluster(_Servers):
     """``with LocalCluster() as cluster: cluster.url`` (``redis+cluster://...``)."""
 
-    def __init__(self, binary: str | None = None) -> None:
-        found = binary or shutil.which("redis-server")
-        if found is None:
-            raise RuntimeError("redis-server is not on PATH: the cluster tests start three")
-        self._binary = found
-        self._dir = Path(tempfile.mkdtemp(prefix="ivr-cluster-"))
+    def __init__(self) -> None:
+        super().__init__("ivr-cluster-", "the cluster tests start three")
         self.ports = [_free_port() for _ in range(MASTERS)]
-        self._processes: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -61,14 +87,6 @@ class LocalCluster:
             self.close()
             raise
         return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _start(self) -> None:
         for port in self.ports:
@@ -119,16 +137,6 @@ class LocalCluster:
             if (self._dir / str(port) / "log").exists()
         )
 
-    def close(self) -> None:
-        for process in self._processes:
-            process.terminate()
-        for process in self._processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
 
 def _cluster_ok(client: redis.Redis) -> bool:
     info = client.execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
@@ -137,20 +145,15 @@ def _cluster_ok(client: redis.Redis) -> bool:
     return "cluster_state:ok" in text and known in text
 
 
-class LocalSentinel:
+class LocalSentinel(_Servers):
     """A Redis server and one Redis Sentinel watching it as ``mymaster``:
     ``with LocalSentinel() as sentinel: sentinel.url`` (``redis+sentinel://...``)."""
 
     SERVICE = "mymaster"
 
     def __init__(self) -> None:
-        found = shutil.which("redis-server")
-        if found is None:
-            raise RuntimeError("redis-server is not on PATH: the sentinel test starts two")
-        self._binary = found
-        self._dir = Path(tempfile.mkdtemp(prefix="ivr-sentinel-"))
+        super().__init__("ivr-sentinel-", "the sentinel test starts two")
         self.master_port, self.sentinel_port = _free_port(), _free_port()
-        self._processes: list[subprocess.Popen[bytes]] = []
 
     @property
     def url(self) -> str:
@@ -163,14 +166,6 @@ class LocalSentinel:
             self.close()
             raise
         return self
-
-    def __exit__(
-        self,
-        _type: type[BaseException] | None,
-        _value: BaseException | None,
-        _tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _start(self) -> None:
         config = self._dir / "sentinel.conf"
@@ -199,13 +194,3 @@ class LocalSentinel:
             ),
         )
         sentinel.close()
-
-    def close(self) -> None:
-        for process in self._processes:
-            process.terminate()
-        for process in self._processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        shutil.rmtree(self._dir, ignore_errors=True)
