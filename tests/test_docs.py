@@ -200,7 +200,7 @@ def test_the_readme_the_help_and_the_demo_agree_on_what_the_demo_does() -> None:
     callers = len(demo.demo_calls("+31970102030"))
     truth = {"call": callers + demo.REMINDERS, "caller": callers, "agent": len(demo.CENTER),
              "reminder": demo.REMINDERS}  # fmt: skip
-    assert truth == {"call": 9, "caller": 8, "agent": 3, "reminder": 1}  # as the texts say
+    assert truth == {"call": 10, "caller": 8, "agent": 3, "reminder": 2}  # as the texts say
     assert truth["call"] == demo.CALLS
     wrong = [
         f"{where}: {number} {noun}s, but the demo has {truth[noun]}"
@@ -211,22 +211,23 @@ def test_the_readme_the_help_and_the_demo_agree_on_what_the_demo_does() -> None:
     assert wrong == []
     # Each place says it, not only none contradicts it.
     (make_demo,) = [line for line in README.splitlines() if line.startswith("make demo")]
-    assert "a call center of 3 agents and 9 calls" in make_demo
-    assert "a call center of 3 agents and 9 calls (8 callers, 1 outbound reminder)" in (
+    assert "a call center of 3 agents and 10 calls" in make_demo
+    assert "a call center of 3 agents and 10 calls (8 callers, 2 outbound reminders)" in (
         demo_help_line()
     )
     demo_help = " ".join(ivr("demo", "--help").stdout.split())
-    assert "Seat 3 agents (PUT /agents/{id}) and place 9 calls" in demo_help
+    assert "Seat 3 agents (PUT /agents/{id}) and place 10 calls" in demo_help
     assert "8 callers of the support line" in demo_help
-    assert "and 1 outbound appointment reminder" in demo_help
+    assert "and 2 outbound appointment reminders" in demo_help
     assert "seats three agents" in README
-    assert "places nine calls: eight callers" in README
+    assert "places ten calls: eight callers" in README
     assert demo.banner("+31970102030").startswith(
-        "ivr demo: 9 calls: 8 to +31970102030 (support-line) and an outbound reminder; 3 agents."
+        "ivr demo: 10 calls: 8 to +31970102030 (support-line) and 2 outbound reminders (one "
+        "reaches an answering machine); 3 agents."
     )
     docstring = " ".join((demo.__doc__ or "").split())
     assert "seats three agents" in docstring
-    assert "places nine calls: eight callers" in docstring
+    assert "places ten calls: eight callers" in docstring
 
 
 def test_counts_are_found_in_prose() -> None:

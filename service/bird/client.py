@@ -233,12 +233,14 @@ class BirdClient:
         say: JSON | None = None,
         playback: JSON | None = None,
         input_mode: str = "dtmf",
+        speech_locale: str | None = None,
     ) -> JSON:
         body = {
             "maxNumKeys": max_num_keys,
             "timeout": timeout_s,
             "endKey": end_key,
             "input": input_mode,
+            "speechLocale": speech_locale,
             "say": _compact(say) if say else None,
             "playback": _compact(playback) if playback else None,
         }

@@ -22,6 +22,7 @@ failures are the errors of :mod:`service.bird.errors`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -32,12 +33,13 @@ from service.bird.deliveries import FINAL_STATUSES, LEG_ENDED, UNREACHABLE
 from service.bird.errors import BirdError, BirdRateLimited, BirdServerError
 from service.bird.limits import Throttle
 from service.core import actions, events
+from service.core.graph import Amd
 
 BirdAction = (
     actions.Answer | actions.Speak | actions.Gather | actions.Bridge | actions.Record
     | actions.Hangup | actions.HangupLeg
 )  # fmt: skip
-"""The actions Bird performs (``HttpRequest`` and ``AskLine`` are the service's own)."""
+"""The actions Bird performs (``HttpRequest``, ``AskLine`` and ``Pause`` are the service's own)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,8 @@ class BirdCalls:
                     end_key=action.end_key,
                     say=spoken,
                     playback=played,
+                    input_mode=action.input,
+                    speech_locale=action.speech_locale,
                 )
             case actions.Bridge():
                 # A queue's offer: the caller stays when the agent does not answer
@@ -256,16 +260,27 @@ class BirdCalls:
                 assert_never(action)
 
     async def create_call(
-        self, *, to: str, from_: str | None, notification_url: str, scheduled_for: str | None
+        self,
+        *,
+        to: str,
+        from_: str | None,
+        notification_url: str,
+        scheduled_for: str | None,
+        amd: Amd | None = None,
+        tags: Sequence[str] = (),
     ) -> str:
         """Ask Bird to call ``to``; returns Bird's call id. The call's deliveries go
-        to ``notification_url``, its query string included (A10)."""
+        to ``notification_url``, its query string included (A10). With ``amd``
+        enabled Bird tells a person from a machine, a machine after its beep (A13);
+        ``tags`` are for Bird's reporting."""
         created = await self._client.create_call(
             {
                 "to": to,
                 "from": from_,
                 "notification": {"url": notification_url},
                 "scheduledFor": scheduled_for,
+                "amdSettings": amd_settings(amd),
+                "tags": list(tags) or None,
             }
         )
         return str(created.get("id", ""))
@@ -277,6 +292,19 @@ class BirdCalls:
         except BirdError:
             return None
         return CallStatus(found if isinstance(found, str) else "")
+
+
+def amd_settings(amd: Amd | None) -> JSON | None:
+    """Bird's ``amdSettings`` for a graph's machine detection (None: none asked). The
+    verdict on a machine waits for its beep, so that a message left then is recorded."""
+    if amd is None or not amd.enabled:
+        return None
+    settings: JSON = {"enabled": True, "ifMachineNotifyAfter": "beep"}
+    if amd.word_count is not None:
+        settings["wordCount"] = amd.word_count
+    if amd.beep_timeout_s is not None:
+        settings["beepTimeout"] = amd.beep_timeout_s
+    return settings
 
 
 def _say_options(prompt: actions.Say) -> JSON:

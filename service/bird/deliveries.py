@@ -17,6 +17,16 @@ A4. A bridge's agent leg reports its own statuses, with ``parentId`` set:
 A5. The caller hanging up is a ``completed`` delivery with ``hangupSource: "caller"``.
 A6. Deliveries repeat and arrive out of order; ``updatedAt`` orders a call's
     deliveries (:attr:`Delivery.updated_us`, :attr:`Delivery.fingerprint`).
+A13. Answering-machine detection's verdict comes as ``amdResult: {"result", ...}``
+    on the payload once Bird has decided (every later delivery of the call
+    carries it too): ``human`` or ``machine``, anything else unknown
+    (:attr:`Delivery.amd`; :func:`to_event` wraps the delivery's own event in
+    ``AnsweredBy``).
+A14. A gather that listens for words returns what was said in
+    ``result.speech`` ("" when nothing was understood).
+
+And one of ours: a recorded bridge's command-finished delivery carries its
+``result.recordingId`` (like a record command's), as ``ConversationRecorded``.
 
 Two more assumptions of ours: deliveries to a call's ``notification.url`` are
 signed with the same key as the subscription's, and the signature timestamp is in
@@ -93,6 +103,7 @@ class Delivery:
     hangup_source: str | None
     command: Command | None
     is_agent_leg: bool
+    amd: events.Verdict | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -207,7 +218,20 @@ def parse_delivery(body: bytes) -> Delivery:
         hangup_source=payload.get("hangupSource") or None,
         command=command,
         is_agent_leg=isinstance(parent, str) and bool(parent),
+        amd=_verdict(payload.get("amdResult")),
     )
+
+
+def _verdict(value: Any) -> events.Verdict | None:
+    """Who answered, from a payload's ``amdResult`` (A13); None without one."""
+    if not isinstance(value, dict):
+        return None
+    result = value.get("result")
+    if result == "human":
+        return "human"
+    if result == "machine":
+        return "machine"
+    return "unknown"
 
 
 def _seconds(value: Any) -> float | None:
@@ -222,7 +246,15 @@ def _seconds(value: Any) -> float | None:
 
 
 def to_event(delivery: Delivery) -> Event:
-    """What a delivery means for the call, in our terms."""
+    """What a delivery means for the call, in our terms; with the verdict of
+    machine detection it carries (A13), if any, around it."""
+    event = _own_event(delivery)
+    if delivery.amd is not None and not delivery.is_agent_leg:
+        return events.AnsweredBy(delivery.amd, event)
+    return event
+
+
+def _own_event(delivery: Delivery) -> Event:
     if delivery.is_agent_leg:
         status, leg = delivery.status, delivery.leg_id
         if delivery.command is not None:
@@ -243,8 +275,12 @@ def to_event(delivery: Delivery) -> Event:
         if command.name in ("say", "playback"):
             return events.PromptFinished(ok=ok)
         if command.name == "gather":
-            keys = command.result.get("keys")
-            return events.DigitsCollected(keys if isinstance(keys, str) else "", ok=ok)
+            keys, said = command.result.get("keys"), command.result.get("speech")
+            return events.DigitsCollected(
+                keys if isinstance(keys, str) else "",
+                ok=ok,
+                speech=said if isinstance(said, str) else "",
+            )
         if command.name == "record":
             recording = command.result.get("recordingId")
             return events.RecordingFinished(
@@ -254,6 +290,9 @@ def to_event(delivery: Delivery) -> Event:
             )
         if command.name == "bridge" and not ok:
             return events.AgentUnavailable(None, "failed")
+        recording = command.result.get("recordingId")
+        if command.name == "bridge" and isinstance(recording, str) and recording:
+            return events.ConversationRecorded(recording, _seconds(command.result.get("duration")))
         if command.name == "answer" and ok:
             # As good as the ``ongoing`` status: whichever arrives first starts the
             # walk (the other is then stale or ignored).

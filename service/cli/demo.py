@@ -2,8 +2,10 @@
 
 Starts a real embedded Redis, the Bird simulator and the service on free loopback
 ports, seats three agents through the agents API (``PUT /agents/{id}``), then places
-nine calls: eight callers of the support line a few seconds apart and one outbound
-appointment reminder through ``POST /calls``. Billing callers
+ten calls: eight callers of the support line a few seconds apart (the first billing
+caller says "billing" rather than press 1) and two outbound appointment reminders
+through ``POST /calls``, one confirmed by a person, one taken by an answering
+machine, which records the reminder's message after its beep. Billing callers
 queue for Ann and hear their place in line; the technician's callers are offered to
 Cyd first, who misses them and is put on break, then to Dan; a technician's caller
 who finds Dan busy asks to be called back, and is, by Dan, in their turn. At the end it prints
@@ -58,7 +60,14 @@ from service.runtime.settings import Settings
 from service.runtime.store import connect
 from service.runtime.style import Style
 from service.server.app import create_app
-from service.sim import AgentScript, BirdSimulator, CalleeScript, CallerScript, Transcript
+from service.sim import (
+    AgentScript,
+    BirdSimulator,
+    CalleeScript,
+    CallerScript,
+    MachineScript,
+    Transcript,
+)
 from service.sim.transcript import OFFER_ANSWERED, OFFER_MISSED
 
 GRAPH = "support-line"
@@ -175,7 +184,12 @@ def demo_calls(number: str) -> list[DemoCall]:
             at=HOLIDAY,
         ),
         DemoCall(
-            CallerScript("billing: Ann is free", "+31687654321", number, ("1", "12345678#")),
+            CallerScript(
+                "billing, said aloud: Ann is free",
+                "+31687654321",
+                number,
+                ("say:billing please", "12345678#"),
+            ),
             ANN.address,
             queue="billing",
             expect_offers=((ANN.address, OFFER_ANSWERED),),
@@ -246,23 +260,32 @@ def demo_calls(number: str) -> list[DemoCall]:
 
 MISSED_AGAIN = "a wrong key, then a technician: Cyd misses again and goes on break"
 REMINDED = "+31611111111"
+MACHINE = "+31622222222"
+"""The number of the second reminder: an answering machine takes it."""
 CALLED_BACK = "+31655566677"
 CALLEES = {
     REMINDED: CalleeScript("confirms", AgentScript("answer", answer_after_s=3), ("1",)),
     CALLED_BACK: CalleeScript("called back", AgentScript("answer", answer_after_s=2), ("1",)),
+    MACHINE: CalleeScript(
+        "answering machine",
+        AgentScript("answer", answer_after_s=2),
+        machine=MachineScript("Hi, this is Bo. Leave a message after the tone."),
+    ),
 }
 REMINDER_VARS = {"name": "Ann", "date": "1 December", "time": "10:00"}
 REMINDER_AFTER_S = 3.0
-REMINDERS = 1
-"""Outbound calls the demo places (``POST /calls``): the appointment reminder."""
+REMINDERS = 2
+"""Outbound calls the demo places (``POST /calls``): the appointment reminders, one
+confirmed by a person, one taken by an answering machine."""
 CALLS = len(demo_calls("+31970102030")) + REMINDERS
 
 
 def banner(number: str) -> str:
     """The demo's first line: what it does, with ``number`` the support line's."""
     callers = len(demo_calls(number))
-    return (f"ivr demo: {callers + REMINDERS} calls: {callers} to {number} ({GRAPH}) and an "
-            f"outbound reminder; {len(CENTER)} agents. About a minute.")  # fmt: skip
+    return (f"ivr demo: {callers + REMINDERS} calls: {callers} to {number} ({GRAPH}) and "
+            f"{REMINDERS} outbound reminders (one reaches an answering machine); {len(CENTER)} "
+            "agents. About a minute.")  # fmt: skip
 
 
 class _LogBook:
@@ -287,9 +310,12 @@ class _LogBook:
         return [e for e in self.events.get(call_id, []) if e.get("event") == event]
 
     async def wait_for(self, call_id: str, event: str, timeout_s: float = 30.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not self.of(call_id, event):
-                await self._news.wait()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self.of(call_id, event):
+                    await self._news.wait()
+        except TimeoutError:
+            raise TimeoutError(f"call {call_id} logged no {event} within {timeout_s:g} s") from None
 
     def call_with(self, event: str, **fields: Any) -> str | None:
         """The call whose log has ``event`` with these ``fields``, if any."""
@@ -300,9 +326,12 @@ class _LogBook:
         return None
 
     async def wait_for_call_with(self, event: str, timeout_s: float, **fields: Any) -> str:
-        async with asyncio.timeout(timeout_s):
-            while (found := self.call_with(event, **fields)) is None:
-                await self._news.wait()
+        try:
+            async with asyncio.timeout(timeout_s):
+                while (found := self.call_with(event, **fields)) is None:
+                    await self._news.wait()
+        except TimeoutError:
+            raise TimeoutError(f"no call logged {event} {fields} within {timeout_s:g} s") from None
         return found
 
 
@@ -471,10 +500,10 @@ async def _called_back(sim: BirdSimulator, book: _LogBook, queue: str, number: s
     return call_id
 
 
-async def _remind_later(admin: _Admin, delay_s: float) -> str:
+async def _remind_later(admin: _Admin, delay_s: float, to: str = REMINDED) -> str:
     """An appointment reminder placed through the operator API, as a back office would."""
     await asyncio.sleep(delay_s)
-    request = {"to": REMINDED, "graph": "appointment-reminder", "vars": REMINDER_VARS}
+    request = {"to": to, "graph": "appointment-reminder", "vars": REMINDER_VARS}
     answer = await admin("POST", "/calls", request)
     if answer.status_code != 202:
         raise RuntimeError(f"POST /calls answered {answer.status_code}: {answer.text}")
@@ -502,6 +531,7 @@ async def _play(sim: BirdSimulator, admin: _Admin, book: _LogBook, clock: Pinned
     ids: dict[str, asyncio.Future[str]] = {c.script.name: loop.create_future() for c in now}
     placing = [asyncio.create_task(_place_later(sim, book, c, ids)) for c in now]
     reminding = asyncio.create_task(_remind_later(admin, REMINDER_AFTER_S))
+    machine = asyncio.create_task(_remind_later(admin, REMINDER_AFTER_S, MACHINE))
     try:
         for call, call_id in zip(now, await asyncio.gather(*placing), strict=True):
             index += 1
@@ -509,6 +539,9 @@ async def _play(sim: BirdSimulator, admin: _Admin, book: _LogBook, clock: Pinned
         index += 1
         reminder = f"outbound appointment reminder (POST /calls to {REMINDED})"
         run.placed.append(_Placed(index, reminder, await reminding))
+        index += 1
+        reminder = f"outbound appointment reminder to an answering machine ({MACHINE})"
+        run.placed.append(_Placed(index, reminder, await machine))
         ends = [sim.wait_ended(p.call_id, CALLS_TIMEOUT_S) for p in run.placed]
         for placed, transcript in zip(run.placed, await asyncio.gather(*ends), strict=True):
             placed.transcript = transcript
@@ -539,6 +572,12 @@ def _problems(run: _Run, book: _LogBook) -> list[str]:
                 reached = back.reached if back is not None else None
                 found.append(f"call {placed.index}: called back to {reached!r}, "
                              f"expected {agent!r}")  # fmt: skip
+            continue
+        if transcript.machine:
+            message = transcript.machine_recorded
+            if not message or "with a reminder of your appointment" not in message[-1]:
+                found.append(f"call {placed.index}: the machine did not record the reminder's "
+                             f"message: it recorded {message!r}")  # fmt: skip
             continue
         heard = transcript.texts("heard")
         if not heard or "is confirmed" not in heard[-1]:

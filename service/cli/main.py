@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from service import __version__
 from service.graphs.simulate import AGENT_SYNTAX, DEFAULT_AGENT
@@ -106,9 +106,20 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("file", type=Path, metavar="FILE")
     simulate.add_argument(
         "--keys",
-        default="",
+        action=_Inputs,
+        dest="inputs",
+        default=[],
         help="inputs in order, comma-separated: keys (digits 0-9, * and #) or _ for silence "
         "(1,4321#,_,2); a queue's callback offer takes one too (1 takes the callback)",
+    )
+    simulate.add_argument(
+        "--say",
+        action=_Inputs,
+        dest="inputs",
+        metavar="TEXT",
+        help="an answer said aloud, taken by the next gather in the order --keys and --say "
+        'are given (--keys 1 --say "billing please" --keys 4321#); heard by a menu or '
+        "collect whose input has speech",
     )
     simulate.add_argument(
         "--at", help="the moment of the call, ISO-8601 with offset (default: now)"
@@ -141,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
         "--outbound",
         action="store_true",
         help="an outbound call: the graph starts when the callee answers",
+    )
+    simulate.add_argument(
+        "--machine",
+        action="store_true",
+        help="an answering machine answers the outbound call (implies --outbound): with the "
+        "graph's amd enabled the call goes to amd.on_machine after the beep",
     )
     simulate.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -218,14 +235,16 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "demo",
-        help="embedded Redis + simulator + service: a call center of 3 agents and 9 calls "
-        "(8 callers, 1 outbound reminder), transcripts, logs and a summary",
-        description="Seat 3 agents (PUT /agents/{id}) and place 9 calls, in about a minute: "
-        "8 callers of the support line a few seconds apart (billing callers queue for Ann and "
+        help="embedded Redis + simulator + service: a call center of 3 agents and 10 calls "
+        "(8 callers, 2 outbound reminders), transcripts, logs and a summary",
+        description="Seat 3 agents (PUT /agents/{id}) and place 10 calls, in about a minute: "
+        "8 callers of the support line a few seconds apart (one says billing aloud; billing "
+        "callers queue for Ann and "
         "hear their place; Cyd misses the technician's callers and is put on break, Dan takes "
         "them; one who finds Dan busy asks to be called back and is, in their turn; a "
-        "Christmas Day voicemail; a caller who never presses a key) and 1 outbound "
-        "appointment reminder (POST /calls). Prints each call's transcript and log lines, then "
+        "Christmas Day voicemail; a caller who never presses a key) and 2 outbound "
+        "appointment reminders (POST /calls), one taken by an answering machine, which records "
+        "its message after the beep. Prints each call's transcript and log lines, then "
         "who waited how long, who took them, and GET /agents and GET /queues. Exits 1 if a "
         "call ends anywhere else. Always runs on its own embedded Redis (gone when it ends) "
         "and the shipped graphs (ivr_graphs/), whatever REDIS_URL and IVR_GRAPHS_DIR say.",
@@ -291,12 +310,47 @@ def _validate(files: list[Path], fmt: str = "text") -> int:
     return validate.run(files, fmt)
 
 
+class _Inputs(argparse.Action):
+    """``--keys`` and ``--say`` into one list, in the order they are given (read by
+    :func:`_script`)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        given: list[tuple[str, str]] = list(getattr(namespace, self.dest, None) or [])
+        given.append((option_string or "--keys", str(values)))
+        setattr(namespace, self.dest, given)
+
+
+def _script(given: Sequence[tuple[str, str]]) -> list[str]:
+    """The simulation's script from ``--keys`` and ``--say`` in order: keys and ``_``
+    as they are, what is said as ``say:TEXT``; ValueError naming the bad flag."""
+    from service.graphs.simulate import SPOKEN, parse_keys
+
+    script: list[str] = []
+    for flag, value in given:
+        if flag == "--say":
+            if not value.strip():
+                raise ValueError("--say: nothing to say (give the words, e.g. --say billing)")
+            script.append(SPOKEN + value.strip())
+            continue
+        try:
+            script += parse_keys(value)
+        except ValueError as exc:
+            raise ValueError(f"--keys {value!r}: {exc}") from None
+    return script
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import json
     from datetime import UTC, datetime
 
     from service.graphs.loader import GraphError
-    from service.graphs.simulate import check_number, load, parse_agents, parse_keys, simulate
+    from service.graphs.simulate import check_number, load, parse_agents, simulate
     from service.runtime.style import Style
 
     if args.at is None:
@@ -309,9 +363,9 @@ def _simulate(args: argparse.Namespace) -> int:
         if at.tzinfo is None:
             return _fail(f"--at {args.at!r} needs a UTC offset, e.g. {args.at}+01:00")
     try:
-        keys = parse_keys(args.keys)
+        keys = _script(args.inputs)
     except ValueError as exc:
-        return _fail(f"--keys {args.keys!r}: {exc}")
+        return _fail(str(exc))
     for flag, number in (("--caller", args.caller), ("--called", args.called)):
         if number is not None:
             try:
@@ -346,7 +400,7 @@ def _simulate(args: argparse.Namespace) -> int:
         return 1
     result = simulate(
         graph, keys, at=at, caller=args.caller, called=args.called, variables=variables,
-        fixtures=fixtures, agent=turns, outbound=args.outbound,
+        fixtures=fixtures, agent=turns, outbound=args.outbound, machine=args.machine,
     )  # fmt: skip
     if args.json:  # the error is in it too, as "error"
         print(json.dumps(result.to_json(), indent=2))

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from service.core.graph import InputMode
+
 
 @dataclass(frozen=True)
 class Say:
@@ -42,12 +44,24 @@ class Speak:
 
 @dataclass(frozen=True)
 class Gather:
-    """Play ``prompt`` and collect up to ``max_digits`` keys (``DigitsCollected``)."""
+    """Play ``prompt`` and collect up to ``max_digits`` keys, or (``input`` with
+    speech) what the caller says in ``speech_locale`` (None: Bird's default,
+    en-US): ``DigitsCollected``."""
 
     prompt: Prompt
     max_digits: int
     timeout_s: int
     end_key: str | None = None
+    input: InputMode = "dtmf"
+    speech_locale: str | None = None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Leave the line silent for ``seconds``; then ``PauseEnded``. Kept by the
+    service itself (a durable timer), not by Bird."""
+
+    seconds: int
 
 
 @dataclass(frozen=True)
@@ -116,7 +130,17 @@ class Dial:
 
 
 Action = (
-    Answer | Speak | Gather | Bridge | Record | HttpRequest | Hangup | HangupLeg | AskLine | Dial
+    Answer
+    | Speak
+    | Gather
+    | Bridge
+    | Record
+    | HttpRequest
+    | Hangup
+    | HangupLeg
+    | AskLine
+    | Dial
+    | Pause
 )
 
 
@@ -130,7 +154,13 @@ def describe(action: Action) -> str:
             return f"speak {_prompt(prompt)}{again}"
         case Gather(prompt=prompt, max_digits=digits, timeout_s=timeout, end_key=end):
             ending = f", ends with {end}" if end else ""
-            return f"gather up to {digits} keys ({timeout} s{ending}) after {_prompt(prompt)}"
+            what = {"dtmf": f"up to {digits} keys", "speech": "speech",
+                    "dtmf speech": f"up to {digits} keys or speech"}[action.input]  # fmt: skip
+            if action.speech_locale and action.input != "dtmf":
+                what += f" in {action.speech_locale}"
+            return f"gather {what} ({timeout} s{ending}) after {_prompt(prompt)}"
+        case Pause(seconds=seconds):
+            return f"pause {seconds} s"
         case Bridge(to=to, ring_timeout_s=ring, offer=offer):
             kind = "offer to agent" if offer else "bridge to"
             return f"{kind} {to} (rings up to {ring} s)"

@@ -16,12 +16,17 @@ every node type.
 How a node runs:
 
 - ``say``: plays its prompt; when the prompt has finished, goes to ``next``.
-- ``menu``: gathers one key with its prompt. A key of ``options`` goes there. A
-  wrong key or silence counts an attempt and plays ``invalid`` or ``no_input``;
-  after ``max_attempts`` such tries (and that prompt) it goes to ``on_failure``.
+- ``menu``: gathers one key with its prompt. A key of ``options`` goes there; so
+  does (``input`` with speech) an answer holding one of an option's ``phrases``
+  (``service.core.speech``). A wrong key or answer, or silence, counts an attempt
+  and plays ``invalid`` or ``no_input``; after ``max_attempts`` such tries (and
+  that prompt) it goes to ``on_failure``.
 - ``collect``: gathers up to ``max_digits`` keys ended by ``end_key``; input of
   ``min_digits`` or more that matches ``pattern`` is stored in ``vars.<var>`` and
-  goes to ``next``; anything else is retried like a menu, then ``on_failure``.
+  goes to ``next``; so is what the caller says (``input`` with speech) when it
+  matches ``pattern``; anything else is retried like a menu, then ``on_failure``.
+- ``pause``: ``seconds`` of silence (``Pause``: the runtime's timer ends it with
+  ``PauseEnded``), then ``next``.
 - ``branch``: the first case that holds (``service.core.conditions``) names the
   next node, else ``default``.
 - ``set``: renders each template into ``vars`` and goes to ``next``.
@@ -57,6 +62,16 @@ How a node runs:
   another status, a body that is not JSON or a missing path goes to ``on_error``.
 - ``hangup``: plays its optional prompt, then hangs up.
 
+Answering machines: a delivery that carries Bird's verdict on who answered an
+outbound call comes as ``AnsweredBy`` (:func:`answered_by`). The first verdict is
+kept (``{{amd}}``); a ``machine`` sends the call from wherever it is to the graph's
+``amd.on_machine`` (the message to leave after the beep), unless it already rings
+or talks to a person; otherwise the delivery's own event applies as usual.
+
+Recordings: a voicemail's, and a recorded bridge's (``transfer`` or ``queue`` with
+``record``), are kept on the call (``recordings``), even when the bridge's news
+arrives after the call ended.
+
 Every text is a template (``service.core.templates``). A call never takes more than
 :data:`MAX_STEPS` steps (node entries and re-prompts): past that it is hung up
 and the reason logged, so a graph mistake cannot keep a caller in a loop.
@@ -71,7 +86,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, assert_never
 
-from service.core import actions, conditions, events, hours, jsonpath, line, templates
+from service.core import actions, conditions, events, hours, jsonpath, line, speech, templates
 from service.core.actions import Action
 from service.core.events import Event
 from service.core.graph import (
@@ -84,12 +99,14 @@ from service.core.graph import (
     HttpNode,
     MenuNode,
     Node,
+    PauseNode,
     Prompt,
     QueueNode,
     SayNode,
     SetNode,
     TransferNode,
     VoicemailNode,
+    speaks,
 )
 from service.core.line import LineChange
 from service.core.queues import Queue, queues_of
@@ -200,7 +217,12 @@ def begin_callback(
 def step(graph: Graph, current: CallState, event: Event, now: float) -> Transition:
     """Apply one event to a call. An event that means nothing in the call's phase
     changes nothing (it is noted as ``event_ignored``)."""
+    if isinstance(event, events.AnsweredBy):
+        return answered_by(graph, current, event, now)
     walk = _Walk(graph, current, now)
+    if isinstance(event, events.ConversationRecorded):  # in any phase: even after the end
+        walk.conversation_recorded(event)
+        return walk.result() if walk.notes else replace(walk.result(), moved=False)
     if current.phase is Phase.ENDED:
         if isinstance(event, events.AgentRinging | events.AgentConnected) and event.offer:
             # A11: an agent's leg rings (or was answered) for a caller who has gone.
@@ -218,6 +240,28 @@ def step(graph: Graph, current: CallState, event: Event, now: float) -> Transiti
         return replace(walk.result(), moved=False)
     walk.apply(event)
     return walk.result()
+
+
+def answered_by(
+    graph: Graph, current: CallState, event: events.AnsweredBy, now: float
+) -> Transition:
+    """Bird's verdict on who answered, with the event of the delivery that carried it.
+    The first verdict is kept; a machine leaves for ``amd.on_machine`` (after the
+    beep: A13) unless the call has ended, is ending now (``then``) or rings or talks
+    to a person; anything else is the delivery's own event, applied as usual."""
+    if current.amd is not None or current.phase is Phase.ENDED:
+        return step(graph, current, event.then, now)
+    walk = _Walk(graph, current, now)
+    walk.update(amd=event.verdict)
+    walk.note("answered_by", verdict=event.verdict)
+    target = graph.amd.on_machine if graph.amd is not None and graph.amd.enabled else None
+    busy = current.phase in (Phase.BRIDGING, Phase.CONNECTED)
+    ending = isinstance(event.then, events.CallEnded)
+    if event.verdict == "machine" and target is not None and not busy and not ending:
+        walk.machine_answered(target)
+        return walk.result()
+    after = step(graph, walk.state, event.then, now)
+    return replace(after, notes=(*walk.notes, *after.notes))
 
 
 def abandon(graph: Graph, current: CallState, reason: str, now: float) -> Transition:
@@ -257,6 +301,10 @@ def _moves_in(event: Event) -> frozenset[Phase]:
             return frozenset({Phase.RECORDING})
         case events.HttpResponded():
             return frozenset({Phase.REQUESTING})
+        case events.PauseEnded():
+            return frozenset({Phase.PAUSING})
+        case events.AnsweredBy() | events.ConversationRecorded():  # handled by step itself
+            return LIVE_PHASES
         case events.AgentRinging() | events.AgentConnected() | events.AgentUnavailable():
             return frozenset({Phase.BRIDGING})
         case events.AgentHungUp():
@@ -367,8 +415,10 @@ class _Walk:
                     self.note("gather_failed", "warning")
                 if self.state.phase is Phase.QUEUED:
                     self.callback_answer(event.digits if event.ok else "")
+                elif event.ok:
+                    self.digits(event.digits, event.speech)
                 else:
-                    self.digits(event.digits if event.ok else "")
+                    self.digits("", "")
             case events.LineStatus():
                 self.line_status(event)
             case events.AgentOffered():
@@ -395,6 +445,10 @@ class _Walk:
                 self.note("agent_hung_up", leg_id=event.leg_id)
                 if self.state.line is not None:
                     self.hang_up(Outcome.AGENT_CONNECTED)
+            case events.PauseEnded():
+                self.take("next")
+            case events.AnsweredBy() | events.ConversationRecorded():  # pragma: no cover
+                raise AssertionError(f"{event!r} is handled by step itself")
             case events.Progress():
                 pass  # moves nothing in any phase (see _moves_in)
             case _:
@@ -476,6 +530,9 @@ class _Walk:
                     self.record(node)
             case HttpNode():
                 self.request(node)
+            case PauseNode():
+                self.actions.append(actions.Pause(node.seconds))
+                self.update(phase=Phase.PAUSING)
             case HangupNode():
                 if node.prompt is not None:
                     self.speak(node.prompt, After.HANGUP)
@@ -494,9 +551,11 @@ class _Walk:
             max_digits, end_key = max(len(key) for key in node.options), None
         else:
             max_digits, end_key = node.max_digits, node.end_key
-        self.actions.append(
-            actions.Gather(self.prompt(node.prompt), max_digits, node.timeout_s, end_key)
+        locale = node.speech_locale if speaks(node.input) else None
+        gather = actions.Gather(
+            self.prompt(node.prompt), max_digits, node.timeout_s, end_key, node.input, locale
         )
+        self.actions.append(gather)
         self.update(phase=Phase.GATHERING, after=None)
 
     def branch(self, node: BranchNode) -> None:
@@ -575,8 +634,11 @@ class _Walk:
             case (after, node):  # a state this engine never writes
                 self.note("prompt_end_unexpected", "error", after=after, type=node.type)
 
-    def digits(self, digits: str) -> None:
+    def digits(self, digits: str, said: str) -> None:
+        """A gather's answer: keys first; else, where words are heard, what was said."""
         node = self.current()
+        hears = isinstance(node, MenuNode | CollectNode) and speaks(node.input)
+        said = said.strip() if hears else ""
         match node:
             case MenuNode():
                 target = node.options.get(digits)
@@ -584,16 +646,30 @@ class _Walk:
                     self.note("menu_choice", digits=digits, next=target)
                     self.take(f"options/{digits}")
                     return
+                chosen = speech.choose(node.phrases, said) if not digits else None
+                if chosen is not None:
+                    option, phrase = chosen
+                    self.note("menu_choice", said=phrase, option=option,
+                              next=node.options[option])  # fmt: skip
+                    self.take(f"options/{option}")
+                    return
             case CollectNode():
                 if digits and self.collected_ok(node, digits):
                     self.update(vars={**self.state.vars, node.var: digits})
                     self.note("input_collected", var=node.var, length=len(digits), next=node.next)
                     self.take("next")
                     return
+                if not digits and said and self.heard_ok(node, said):
+                    self.update(vars={**self.state.vars, node.var: said})
+                    self.note("input_collected", var=node.var, length=len(said), next=node.next,
+                              spoken=True)  # fmt: skip
+                    self.take("next")
+                    return
             case _:
                 self.note("digits_unexpected", "error", type=node.type)
                 return
-        self.retry(node, "no_input" if digits == "" else "invalid", digits)
+        kind: Literal["no_input", "invalid"] = "no_input" if not (digits or said) else "invalid"
+        self.retry(node, kind, digits, said)
 
     @staticmethod
     def collected_ok(node: CollectNode, digits: str) -> bool:
@@ -601,14 +677,28 @@ class _Walk:
             return False
         return node.pattern is None or re.fullmatch(node.pattern, digits) is not None
 
+    @staticmethod
+    def heard_ok(node: CollectNode, said: str) -> bool:
+        """What a caller said, for a collect that hears words: its ``pattern``, if any,
+        applies to the text (the digit counts are for keys)."""
+        return node.pattern is None or re.fullmatch(node.pattern, said) is not None
+
     def retry(
-        self, node: MenuNode | CollectNode, kind: Literal["no_input", "invalid"], digits: str
+        self,
+        node: MenuNode | CollectNode,
+        kind: Literal["no_input", "invalid"],
+        digits: str,
+        said: str = "",
     ) -> None:
         attempts = self.state.attempts + 1
         self.update(attempts=attempts)
         retry_prompt = node.no_input if kind == "no_input" else node.invalid
         exhausted = attempts >= node.max_attempts
-        shown = digits if isinstance(node, MenuNode) else f"{len(digits)} digits"
+        # What was said is not logged (it may be anything): only how many words.
+        if said and not digits:
+            shown = f"{len(speech.words(said))} words said"
+        else:
+            shown = digits if isinstance(node, MenuNode) else f"{len(digits)} digits"
         self.note(
             f"{node.type}_{kind}",
             "warning" if exhausted else "info",
@@ -626,6 +716,25 @@ class _Walk:
             self.speak(retry_prompt, After.REGATHER)
         elif self.count_step():
             self.gather(node)
+
+    def conversation_recorded(self, event: events.ConversationRecorded) -> None:
+        """A recorded bridge's recording (``transfer`` or ``queue`` with ``record``)."""
+        if event.recording_id not in self.state.recordings:
+            self.update(recordings=(*self.state.recordings, event.recording_id))
+            self.note("conversation_recorded", recording_id=event.recording_id,
+                      duration_s=event.duration_s)  # fmt: skip
+
+    def machine_answered(self, target: str) -> None:
+        """An answering machine took the call: leave what the call waits on (its place
+        in line, a callback's reserved agent) for ``target``, the message to leave."""
+        waiting = self.state.line
+        if waiting is not None and waiting.callback is not None and waiting.offer is not None:
+            self.callback_failed("machine")
+        elif waiting is not None:
+            self.leave_line("abandoned")
+        self.note("machine_answered", next=target)
+        self.update(after=None)
+        self.enter(target, via="amd/on_machine")
 
     def recorded(self, event: events.RecordingFinished) -> None:
         node = self.current()

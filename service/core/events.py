@@ -27,10 +27,31 @@ class PromptFinished:
 
 @dataclass(frozen=True)
 class DigitsCollected:
-    """A gather ended: ``digits`` is "" when the caller pressed nothing."""
+    """A gather ended: ``digits`` is "" when the caller pressed nothing; ``speech``
+    what they said (a gather that listens for words), "" when nothing was understood."""
 
     digits: str
     ok: bool = True
+    speech: str = ""
+
+
+@dataclass(frozen=True)
+class PauseEnded:
+    """The silence of a ``pause`` node is over."""
+
+
+Verdict = Literal["human", "machine", "unknown"]
+"""Who answered an outbound call, as answering-machine detection decided."""
+
+
+@dataclass(frozen=True)
+class AnsweredBy:
+    """Bird's verdict on who answered (answering-machine detection), on a delivery
+    that also means ``then`` for the call: the verdict counts once (the first time
+    the call hears it), ``then`` as it would alone."""
+
+    verdict: Verdict
+    then: Event
 
 
 # News of an agent's leg (a transfer target's, or a queue's agent's) carries the
@@ -81,6 +102,14 @@ class RecordingFinished:
 
 
 @dataclass(frozen=True)
+class ConversationRecorded:
+    """A recorded bridge (``transfer`` or ``queue`` with ``record``) left a recording."""
+
+    recording_id: str
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
 class HttpResponded:
     """The answer to an ``HttpRequest``: a status and body, or why there is none."""
 
@@ -128,9 +157,12 @@ Event = (
     | AgentHungUp
     | CallEnded
     | RecordingFinished
+    | ConversationRecorded
     | HttpResponded
     | LineStatus
     | AgentOffered
+    | PauseEnded
+    | AnsweredBy
     | Progress
 )
 

@@ -15,8 +15,10 @@ from typing import Any, ClassVar, Literal
 
 NodeType = Literal[
     "say", "menu", "collect", "branch", "set", "hours", "transfer", "queue", "voicemail",
-    "callback", "http", "hangup",
+    "callback", "http", "pause", "hangup",
 ]  # fmt: skip
+InputMode = Literal["dtmf", "speech", "dtmf speech"]
+"""What a menu or collect takes from the caller: keys, words, or either."""
 Operator = Literal["eq", "ne", "in", "matches", "lt", "le", "gt", "ge", "exists"]
 Severity = Literal["error", "warning"]
 
@@ -83,9 +85,15 @@ class SayNode(NodeBase):
 
 @dataclass(frozen=True, kw_only=True)
 class MenuNode(NodeBase):
+    """Chooses one of ``options`` by a key, or (``input`` with speech) by saying one
+    of the option's ``phrases``."""
+
     type: ClassVar[NodeType] = "menu"
     options: Mapping[str, str]
     timeout_s: int = 5
+    input: InputMode = "dtmf"
+    speech_locale: str | None = None
+    phrases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     max_attempts: int = 3
     invalid: Prompt | None = None
     no_input: Prompt | None = None
@@ -100,6 +108,8 @@ class CollectNode(NodeBase):
     max_digits: int
     end_key: str = "#"
     timeout_s: int = 5
+    input: InputMode = "dtmf"
+    speech_locale: str | None = None
     pattern: str | None = None
     max_attempts: int = 3
     invalid: Prompt | None = None
@@ -196,6 +206,15 @@ class HttpNode(NodeBase):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PauseNode(NodeBase):
+    """``seconds`` of silence, then ``next``."""
+
+    type: ClassVar[NodeType] = "pause"
+    seconds: int
+    next: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class HangupNode(NodeBase):
     type: ClassVar[NodeType] = "hangup"
 
@@ -212,6 +231,7 @@ Node = (
     | VoicemailNode
     | CallbackNode
     | HttpNode
+    | PauseNode
     | HangupNode
 )
 """Every node type; ``match`` on it with ``assert_never`` to handle each."""
@@ -221,8 +241,25 @@ Node = (
 # uses it (``service.graphs.loader``) rather than fail on a caller.
 RUNNABLE_TYPES: frozenset[NodeType] = frozenset(
     {"say", "menu", "collect", "branch", "set", "hours", "transfer", "queue", "callback",
-     "voicemail", "http", "hangup"}
+     "voicemail", "http", "pause", "hangup"}
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Amd:
+    """Answering-machine detection for a graph's outbound calls and callbacks: when a
+    machine answers, the call goes to ``on_machine`` (None: it goes on where it is)
+    after the beep. ``word_count`` and ``beep_timeout_s``: None leaves Bird's default."""
+
+    enabled: bool
+    on_machine: str | None = None
+    word_count: int | None = None
+    beep_timeout_s: int | None = None
+
+
+def speaks(mode: InputMode) -> bool:
+    """Whether a gather of ``mode`` listens for words."""
+    return "speech" in mode
 
 
 @dataclass(frozen=True)
@@ -236,6 +273,8 @@ class Graph:
     description: str = ""
     locale: str | None = None
     voice: str | None = None
+    amd: Amd | None = None
+    tags: tuple[str, ...] = ()
     source: str = ""
     document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
@@ -243,6 +282,15 @@ class Graph:
     # core.queues imports this module: read them typed with service.core.queues.queues_of).
     # Attached when loaded; not the graph's content, so not part of its version.
     queues: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def machine_entry(graph: Graph) -> str | None:
+    """The node a call answered by a machine goes to (``amd.on_machine``), when the
+    graph detects machines: it may be entered from wherever the call is."""
+    amd = graph.amd
+    if amd is None or not amd.enabled or amd.on_machine not in graph.nodes:
+        return None
+    return amd.on_machine
 
 
 @dataclass(frozen=True)

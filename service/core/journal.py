@@ -32,6 +32,7 @@ _EVENT_TYPES: dict[str, type[Any]] = {
     for cls in vars(events).values()
     if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == events.__name__
 }
+_EVENT_CLASSES = tuple(_EVENT_TYPES.values())
 
 
 def event_to_json(event: events.Event) -> dict[str, Any]:
@@ -41,6 +42,8 @@ def event_to_json(event: events.Event) -> dict[str, Any]:
         value = getattr(event, item.name)
         if isinstance(value, bytes):
             found[f"{item.name}_b64"] = base64.b64encode(value).decode()
+        elif isinstance(value, _EVENT_CLASSES):  # AnsweredBy's delivery event
+            found[item.name] = event_to_json(value)
         else:
             found[item.name] = value
     return found
@@ -56,7 +59,9 @@ def event_from_json(raw: Mapping[str, Any]) -> events.Event:
         if f"{item.name}_b64" in raw:
             values[item.name] = base64.b64decode(raw[f"{item.name}_b64"])
         elif item.name in raw:
-            values[item.name] = raw[item.name]
+            value = raw[item.name]
+            nested = isinstance(value, Mapping) and "type" in value
+            values[item.name] = event_from_json(value) if nested else value
     try:
         event: events.Event = cls(**values)
     except TypeError as exc:

@@ -42,7 +42,7 @@ from service.core.events import Unreachable
 LeaveReason = Literal["abandoned", "timed_out", "no_agents", "callback"]
 
 
-CallbackFailure = Literal["no-answer", "busy", "failed", "no_key", "hung_up"]
+CallbackFailure = Literal["no-answer", "busy", "failed", "no_key", "hung_up", "machine"]
 
 
 def callback_id(queue: str, number: str) -> str:

@@ -22,6 +22,7 @@ class Phase(StrEnum):
     GATHERING = "gathering"  # a menu or collect waits for keys
     RECORDING = "recording"  # a voicemail is being recorded
     REQUESTING = "requesting"  # an http node waits for its answer
+    PAUSING = "pausing"  # a pause node's silence
     QUEUED = "queued"  # waiting in a queue's line: hold audio, position, callback offer
     BRIDGING = "bridging"  # the transfer target (or the line's agent) is being rung
     CONNECTED = "connected"  # the caller talks to the transfer target (or agent)
@@ -125,6 +126,7 @@ class CallState:
     agent_leg: str | None = None
     line: InLine | None = None
     recordings: tuple[str, ...] = ()
+    amd: str | None = None  # who answered, when Bird's machine detection said: human, machine
     outcome: Outcome | None = None
     started_at: float = 0.0
     ended_at: float | None = None
@@ -137,7 +139,8 @@ class CallState:
         return self.phase is Phase.ENDED
 
     def template_context(self) -> dict[str, str]:
-        context = {"caller": self.caller, "called": self.called, "call_id": self.call_id}
+        context = {"caller": self.caller, "called": self.called, "call_id": self.call_id,
+                   "amd": self.amd or "unknown"}  # fmt: skip
         context.update({f"vars.{name}": value for name, value in self.vars.items()})
         return context
 

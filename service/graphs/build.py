@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from service.core.graph import (
+    Amd,
     BranchNode,
     CallbackNode,
     Case,
@@ -23,6 +24,7 @@ from service.core.graph import (
     HttpNode,
     MenuNode,
     Node,
+    PauseNode,
     Prompt,
     QueueNode,
     SayNode,
@@ -34,6 +36,18 @@ from service.core.graph import (
 # The fields of a node that name another node (besides ``options`` and ``cases``).
 EXIT_FIELDS = ("next", "on_failure", "open", "closed", "default", "on_timeout", "on_no_agents",
                "on_callback", "on_error")  # fmt: skip
+
+
+def amd(raw: Mapping[str, Any] | None) -> Amd | None:
+    """A graph's answering-machine detection, from its ``amd`` object."""
+    if raw is None:
+        return None
+    return Amd(
+        enabled=raw["enabled"],
+        on_machine=raw.get("on_machine"),
+        word_count=raw.get("word_count"),
+        beep_timeout_s=raw.get("beep_timeout_s"),
+    )
 
 
 def version_of(document: Mapping[str, Any]) -> str:
@@ -83,6 +97,9 @@ def node(node_id: str, raw: Mapping[str, Any]) -> Node:
             **retry,
             options=dict(raw["options"]),
             timeout_s=raw.get("timeout_s", 5),
+            input=raw.get("input", "dtmf"),
+            speech_locale=raw.get("speech_locale"),
+            phrases={key: tuple(said) for key, said in raw.get("phrases", {}).items()},
             max_attempts=raw.get("max_attempts", 3),
             on_failure=raw["on_failure"],
         )
@@ -95,6 +112,8 @@ def node(node_id: str, raw: Mapping[str, Any]) -> Node:
             max_digits=raw["max_digits"],
             end_key=raw.get("end_key", "#"),
             timeout_s=raw.get("timeout_s", 5),
+            input=raw.get("input", "dtmf"),
+            speech_locale=raw.get("speech_locale"),
             pattern=raw.get("pattern"),
             max_attempts=raw.get("max_attempts", 3),
             next=raw["next"],
@@ -160,6 +179,8 @@ def node(node_id: str, raw: Mapping[str, Any]) -> Node:
             next=raw["next"],
             on_error=raw["on_error"],
         )
+    if kind == "pause":
+        return PauseNode(**common, seconds=raw["seconds"], next=raw["next"])
     if kind == "hangup":
         return HangupNode(**common)
     raise AssertionError(f"node type {kind!r} passed the schema but is not modelled")

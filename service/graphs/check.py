@@ -44,6 +44,7 @@ from typing import Any, Literal
 from service.core import templates
 from service.core.graph import (
     RUNNABLE_TYPES,
+    Amd,
     Graph,
     GraphSet,
     HangupNode,
@@ -287,6 +288,8 @@ def read_graph(document: Any, file: str) -> GraphReading:
     if not found:
         graph = _graph(document, file)
         targets = [t for node in graph.nodes.values() for t in node.exits.values()]
+        if graph.amd is not None and graph.amd.on_machine is not None:
+            targets.append(graph.amd.on_machine)
         if all(t in graph.nodes for t in [graph.start, *targets]):
             reading.graph = reading.plain = graph
             return reading
@@ -307,6 +310,8 @@ def _graph(document: Mapping[str, Any], file: str) -> Graph:
         description=document.get("description", ""),
         locale=document.get("locale"),
         voice=document.get("voice"),
+        amd=build.amd(document.get("amd")),
+        tags=tuple(document.get("tags", ())),
         source=file,
         document=copy.deepcopy(dict(document)),  # the graph owns its content: its version hashes it
     )
@@ -460,6 +465,7 @@ def _read_broken(
             missing.insert(
                 0, Problem(file, "/start", f"start names {raw_start!r}, which is not a node")
             )
+    amd = _readable_amd(document, names, "amd" in top_level, missing, file)
     reading.structure += missing
     raw_params = document.get("params")
     params: tuple[str, ...] = ()
@@ -479,6 +485,7 @@ def _read_broken(
         version="",
         numbers=tuple(number for _, number in reading.numbers),
         params=params,
+        amd=amd,
         source=file,
     )
     if unsure:
@@ -493,6 +500,23 @@ def _read_broken(
         )
         reading.synthetic |= set(hope.nodes)
     reading.hidden |= {pointer(["nodes", node_id]) for node_id in reading.synthetic}
+
+
+def _readable_amd(
+    document: Mapping[str, Any], names: set[str], broken: bool, missing: list[Problem], file: str
+) -> Amd | None:
+    """A broken document's ``amd``, when the schema accepted it; an ``on_machine``
+    naming no node is reported (in ``missing``) and left out."""
+    raw = document.get("amd")
+    if broken or not isinstance(raw, Mapping):
+        return None
+    amd = build.amd(raw)
+    assert amd is not None
+    if amd.on_machine is not None and amd.on_machine not in names:
+        message = f"on_machine names {amd.on_machine!r}, which is not a node"
+        missing.append(Problem(file, "/amd/on_machine", message))
+        amd = replace(amd, on_machine=None)
+    return amd
 
 
 def _settable(value: Any) -> Any:

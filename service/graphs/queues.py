@@ -133,7 +133,7 @@ def _templates(queue: Queue, file: str) -> list[Problem]:
                 if name not in CALL_NAMES and template_variable(name) is None:
                     message = (
                         f"unknown template name {{{{{name}}}}}: "
-                        "use caller, called, call_id or vars.NAME"
+                        "use caller, called, call_id, amd or vars.NAME"
                     )
                     found.append(Problem(file, pointer(["queues", queue.name, *where]), message))
     return found

@@ -46,11 +46,15 @@ from service.core.graph import (
     Graph,
     HoursNode,
     HttpNode,
+    MenuNode,
     Node,
+    PauseNode,
     Prompt,
     QueueNode,
     SetNode,
     TransferNode,
+    machine_entry,
+    speaks,
 )
 from service.core.traffic import NodeTraffic
 
@@ -75,6 +79,8 @@ __all__ = [
 LABEL_CHARS = 40
 ELLIPSIS = "…"
 INDENT = "    "
+MACHINE_LINE = "on an answering machine"
+"""The last line of the label of the node a call answered by a machine goes to."""
 
 
 # --- what both formats show ---------------------------------------------------------------
@@ -106,9 +112,15 @@ def _prompt_line(prompt: Prompt | None) -> str | None:
 def _detail(node: Node) -> str | None:
     """What a node of this type is about, beyond its prompt."""
     if isinstance(node, TransferNode):
-        return node.to
+        return f"{node.to}, recorded" if node.record else node.to
     if isinstance(node, CollectNode):
-        return f"vars.{node.var}"
+        return f"vars.{node.var}" + _listening(node)
+    if isinstance(node, MenuNode) and speaks(node.input):
+        return _listening(node).removeprefix(" ")
+    if isinstance(node, PauseNode):
+        return f"{node.seconds} s"
+    if isinstance(node, QueueNode) and node.record:
+        return f"{node.queue}, recorded"
     if isinstance(node, HttpNode):
         return f"{node.method} {node.url}"
     if isinstance(node, QueueNode | CallbackNode):
@@ -118,6 +130,14 @@ def _detail(node: Node) -> str | None:
     if isinstance(node, SetNode):
         return ", ".join(f"vars.{name}" for name in node.vars)
     return None
+
+
+def _listening(node: MenuNode | CollectNode) -> str:
+    """`` (keys or speech, en-US)`` for a gather that hears words; "" for keys only."""
+    if not speaks(node.input):
+        return ""
+    what = "speech" if node.input == "speech" else "keys or speech"
+    return f" ({what}, {node.speech_locale or 'en-US'})"
 
 
 def node_lines(node: Node) -> tuple[str, ...]:
@@ -150,7 +170,8 @@ def edge_label(node: Node, where: str) -> str | None:
         return None
     parts = where.split("/")
     if parts[0] == "options" and len(parts) == 2:
-        return parts[1]
+        said = node.phrases.get(parts[1], ()) if isinstance(node, MenuNode) else ()
+        return f'{parts[1]} or "{shorten(said[0], 24)}"' if said else parts[1]
     if isinstance(node, BranchNode) and parts[0] == "cases" and len(parts) == 3:
         index = int(parts[1])
         if 0 <= index < len(node.cases):
@@ -217,6 +238,9 @@ def _labels(
 ) -> tuple[dict[str, tuple[str, ...]], list[Edge]]:
     """Each node's label lines and the edges, with the counts when given."""
     lines = {node.id: node_lines(node) for node in graph.nodes.values()}
+    machine = machine_entry(graph)
+    if machine is not None:  # where a call answered by a machine goes
+        lines[machine] += (MACHINE_LINE,)
     drawn = edges(graph)
     if traffic is None:
         return lines, drawn
@@ -311,6 +335,10 @@ def mermaid(graph: Graph, traffic: Mapping[str, NodeTraffic] | None = None) -> s
         lines.append(f'{INDENT}{ids[node.id]}{opening}"{label}"{closing}')
     if graph.start in ids:
         lines.append(f"{INDENT}start --> {ids[graph.start]}")
+    machine = machine_entry(graph)
+    if machine is not None:
+        lines.insert(2, f'{INDENT}machine(("machine"))')
+        lines.append(f'{INDENT}machine -.->|"answered by a machine"| {ids[machine]}')
     for edge in drawn:
         arrow = "-->" if edge.label is None else f'-->|"{_mermaid_text(edge.label)}"|'
         lines.append(f"{INDENT}{ids[edge.source]} {arrow} {ids[edge.target]}")
@@ -323,6 +351,7 @@ def mermaid(graph: Graph, traffic: Mapping[str, NodeTraffic] | None = None) -> s
 
 # Node ids match [a-z0-9][a-z0-9_-]*, so this one never clashes with a node.
 DOT_START = "_start"
+DOT_MACHINE = "_machine"
 
 
 def _dot_string(text: str) -> str:
@@ -351,6 +380,14 @@ def dot(graph: Graph, traffic: Mapping[str, NodeTraffic] | None = None) -> str:
         lines.append(f"{INDENT}{_dot_string(node.id)}{_dot_attributes(attributes)};")
     if graph.start in graph.nodes:
         lines.append(f"{INDENT}{_dot_string(DOT_START)} -> {_dot_string(graph.start)};")
+    machine = machine_entry(graph)
+    if machine is not None:
+        entry = [("label", '"machine"'), ("shape", "circle"), ("style", "dashed")]
+        lines.insert(2, f"{INDENT}{_dot_string(DOT_MACHINE)}{_dot_attributes(entry)};")
+        arrow = [("label", '"answered by a machine"'), ("style", "dashed")]
+        lines.append(
+            f"{INDENT}{_dot_string(DOT_MACHINE)} -> {_dot_string(machine)}{_dot_attributes(arrow)};"
+        )
     for edge in drawn:
         label = "" if edge.label is None else _dot_attributes([("label", _dot_string(edge.label))])
         lines.append(f"{INDENT}{_dot_string(edge.source)} -> {_dot_string(edge.target)}{label};")
@@ -532,11 +569,15 @@ def _node_rows(graph: Graph) -> dict[str, int]:
 
 
 def _reachable(graph: Graph) -> list[str]:
-    """The nodes a call can reach from ``start``, in walking order."""
+    """The nodes a call can reach from ``start`` (or from ``amd.on_machine``), in
+    walking order."""
     if graph.start not in graph.nodes:
         return []
     seen = {graph.start}
-    waiting = deque([graph.start])
+    machine = machine_entry(graph)
+    if machine is not None:
+        seen.add(machine)
+    waiting = deque(seen)
     while waiting:
         for target in graph.nodes[waiting.popleft()].exits.values():
             if target not in seen and target in graph.nodes:

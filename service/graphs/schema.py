@@ -143,8 +143,11 @@ PATTERN_WORDS: dict[str, str] = {
     "a digit)",
     "^https://": "an https:// URL",
     "^[0-9*#]$": "a single key (0-9, * or #)",
-    "^(caller|called|call_id|vars\\.[A-Za-z_][A-Za-z0-9_]*)$": "caller, called, call_id or "
-    "vars.NAME",
+    "^(caller|called|call_id|amd|vars\\.[A-Za-z_][A-Za-z0-9_]*)$": "caller, called, call_id, "
+    "amd or vars.NAME",
+    "\\w": "a phrase (at least one letter or digit)",
+    "^[a-z0-9][a-z0-9 _-]*$": "a tag (lowercase letters, digits, ' ', '_' and '-', starting with "
+    "a letter or digit)",
     "^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$": "a time range "
     "HH:MM-HH:MM (like 09:00-17:30; 24:00 only as its end)",
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}$": "a date YYYY-MM-DD",
@@ -239,6 +242,11 @@ def _message(error: ValidationError) -> str | None:
                 "nl-NL; ivr_graphs/schema.json lists them)"
             )
         shown = [v if isinstance(v, str) else json.dumps(v) for v in value]
+        if value == schema()["$defs"]["speechLocale"]["enum"]:
+            return (
+                f"{_shown(instance)} is not a language Bird's gather understands speech in: "
+                f"one of {_listed(shown)}"
+            )
         return f"{_shown(instance)} is not one of {_listed(shown)}"
     if keyword == "const":
         return f"{_shown(instance)} is not {_shown(value)}"

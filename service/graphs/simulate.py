@@ -1,7 +1,9 @@
-"""``ivr simulate``: walk a graph offline with a script of keys.
+"""``ivr simulate``: walk a graph offline with a script of keys and spoken answers.
 
 No server, no Redis, no network: the engine is fed the events a call would
-produce, with the caller's keys from the script, agents scripted offer by offer,
+produce, with the caller's keys and words from the script (an entry
+``say:TEXT`` is an answer said aloud: ``ivr simulate --say``), agents scripted
+offer by offer,
 and ``http`` nodes answered from a fixture file. The result is a transcript of
 what the caller hears and presses and each node passed, and where the call ends.
 A script that does not fit the graph is an error: input asked for and none left,
@@ -22,6 +24,19 @@ waited the queue's ``max_wait_s`` the simulated line offers them no agent: the
 engine checks ``max_wait_s`` only when it asks the line, after a whole hold segment,
 so offers cutting every segment short would keep the caller waiting forever.
 
+Speech: a spoken answer reaches a gather that listens for words (``input``
+``speech`` or ``dtmf speech``); at a gather of keys only it is not heard (and keys
+are not heard by one of words only): the gather ends with nothing.
+
+Answering machines (``machine=True``, ``ivr simulate --machine``): the outbound
+call is answered by a machine, which plays its greeting and beeps while the
+graph's first prompt plays and never presses or says anything. With the graph's
+``amd`` enabled, the verdict comes with the outcome of that first command (as
+Bird's, after the beep) and whatever the graph says from then on is what the
+machine records; without it nobody ever knows, and every gather hears silence.
+A person who answers a graph with ``amd`` enabled is told from a machine the same
+way (verdict ``human``).
+
 Fixture file (``--http-fixture``): a JSON object from ``"METHOD URL"`` (or just
 ``"URL"``) to an answer ``{"status": 200, "json": {...}}``, ``{"status": 404,
 "body": "text"}`` or ``{"error": "timeout"}``; URLs as rendered, templates filled.
@@ -41,12 +56,14 @@ from typing import Any, Literal, cast
 from service.core import actions, engine, events
 from service.core.actions import Action
 from service.core.engine import Transition
-from service.core.graph import Graph, QueueNode
+from service.core.graph import Graph, QueueNode, speaks
 from service.core.queues import queues_of
 from service.core.state import CallState, Direction, Phase, Waiting
 from service.graphs.loader import directory_queues, load_file, with_queues
 
 SILENCE = "_"
+SPOKEN = "say:"
+"""The prefix of a script entry said aloud: ``say:billing please``."""
 KEYS = re.compile(r"[0-9*#]+")
 """One entry of the script: keys a phone has (or :data:`SILENCE`)."""
 KEYS_SYNTAX = "keys (digits 0-9, * and #) or _ for silence, comma-separated: 1,4321#,_,2"
@@ -153,7 +170,8 @@ def _one_line(text: str) -> str:
 # How the text of each kind of line is styled in a terminal; what the caller hears is plain.
 _PAINT = {
     "node": "dim", "branch": "dim", "hours": "dim", "http": "dim", "line": "dim",
-    "presses": "bold", "silence": "dim",
+    "presses": "bold", "says": "bold", "silence": "dim", "pause": "dim", "machine": "warning",
+    "amd": "warning",
     "reached": "ok", "connected": "ok",
     "not-reached": "warning", "guard": "warning", "leaves": "warning",
 }  # fmt: skip
@@ -274,10 +292,13 @@ def simulate(
     fixtures: Mapping[str, Any] | None = None,
     agent: str | Sequence[AgentTurn] = DEFAULT_AGENT,
     outbound: bool = False,
+    machine: bool = False,
 ) -> Simulation:
-    """Walk ``graph`` with ``keys`` (one entry per input asked; ``_`` is silence).
-    ``agent``: what agents do, offer by offer (:func:`parse_agents`, or its turns);
-    queue nodes wait by the queues ``graph`` carries (:func:`load`)."""
+    """Walk ``graph`` with ``keys`` (one entry per input asked; ``_`` is silence,
+    ``say:TEXT`` an answer said aloud). ``agent``: what agents do, offer by offer
+    (:func:`parse_agents`, or its turns); queue nodes wait by the queues ``graph``
+    carries (:func:`load`). ``machine``: an answering machine answers (outbound)."""
+    outbound = outbound or machine
     turns = parse_agents(agent) if isinstance(agent, str) else tuple(agent)
     if not turns:
         raise ValueError("agent: no turns")
@@ -294,7 +315,9 @@ def simulate(
     if unknown is not None:
         result.error = unknown
         return result
-    walker = _Walker(graph, result, list(keys), fixtures or {}, turns, at.timestamp())
+    walker = _Walker(
+        graph, result, list(keys), fixtures or {}, turns, at.timestamp(), machine, outbound
+    )
     transition = engine.begin(graph, call_id="simulated-call", caller=caller, called=called,
                               now=walker.now, direction=direction,
                               variables=variables)  # fmt: skip
@@ -303,7 +326,7 @@ def simulate(
         for _ in range(MAX_ROUNDS):
             walker.notes(transition)
             for action in transition.actions:
-                pending += walker.perform(transition.state, action)
+                pending += walker.told(walker.perform(transition.state, action))
             if transition.state.ended or not pending:
                 break
             transition = engine.step(graph, transition.state, pending.pop(0), walker.now)
@@ -362,8 +385,19 @@ class _Walker:
         fixtures: Mapping[str, Any],
         turns: tuple[AgentTurn, ...],
         now: float,
+        machine: bool = False,
+        outbound: bool = False,
     ) -> None:
         self.graph = graph
+        self.machine = machine
+        # Who answered is told once, with the first outcome after the answer, when the
+        # graph detects machines (an outbound call): None once told, or never to tell.
+        detects = graph.amd is not None and graph.amd.enabled
+        self.verdict: events.Verdict | None = (
+            ("machine" if machine else "human") if detects and (machine or outbound) else None
+        )
+        self.answered = False
+        self.recording = False  # the machine records what is said (after its beep)
         self.result = result
         self.script = script
         self.fixtures = fixtures
@@ -400,6 +434,25 @@ class _Walker:
             elif note.event == "callback":
                 add(note.node, "leaves", "takes the callback: on_callback")
 
+    def told(self, happened: list[events.Event]) -> list[events.Event]:
+        """The events of an action, the first one after the answer carrying who
+        answered (when the graph detects machines)."""
+        if not happened:
+            return happened
+        if isinstance(happened[0], events.CallAnswered):
+            self.answered = True
+            if self.machine:
+                self.result.add(None, "machine", "an answering machine answers: its greeting, "
+                                                 "then a beep")  # fmt: skip
+            return happened
+        if self.verdict is None or not self.answered:
+            return happened
+        verdict, self.verdict = self.verdict, None
+        shown = "a machine (after its beep)" if verdict == "machine" else "a person"
+        self.result.add(None, "amd", f"Bird tells: {shown} answered")
+        self.recording = verdict == "machine"
+        return [events.AnsweredBy(verdict, happened[0]), *happened[1:]]
+
     def perform(self, state: CallState, action: Action) -> list[events.Event]:
         """What the caller experiences of one action, and the events it leads to."""
         node, result = state.node, self.result
@@ -409,8 +462,12 @@ class _Walker:
         if isinstance(action, actions.Speak):
             if in_line:
                 return self.speak_in_line(state, action)
-            result.add(node, "hears", _heard(action.prompt))
+            result.add(node, "records" if self.recording else "hears", _heard(action.prompt))
             return [events.PromptFinished()]
+        if isinstance(action, actions.Pause):
+            result.add(node, "pause", f"{action.seconds} s of silence")
+            self.now += action.seconds
+            return [events.PauseEnded()]
         if isinstance(action, actions.Gather):
             return self.gather(node, action, in_line=in_line)
         if isinstance(action, actions.AskLine):
@@ -435,7 +492,10 @@ class _Walker:
     def gather(
         self, node: str | None, action: actions.Gather, *, in_line: bool
     ) -> list[events.Event]:
-        self.result.add(node, "hears", _heard(action.prompt))
+        self.result.add(node, "records" if self.recording else "hears", _heard(action.prompt))
+        if self.machine:  # a machine presses and says nothing
+            self.result.add(node, "silence", f"the machine answers nothing in {action.timeout_s} s")
+            return [events.DigitsCollected("")]
         if not self.script:
             hint = " (a callback offer: give --keys _ to let it pass, 1 to take it)"
             raise ScriptError(
@@ -447,6 +507,17 @@ class _Walker:
             if in_line:  # the caller's wait goes on meanwhile
                 self.now += action.timeout_s
             return [events.DigitsCollected("")]
+        hears_words = speaks(action.input)
+        if entry.startswith(SPOKEN):
+            said = entry.removeprefix(SPOKEN)
+            if not hears_words:
+                self.result.add(node, "says", said, "not heard: the gather takes keys only")
+                return [events.DigitsCollected("")]
+            self.result.add(node, "says", said)
+            return [events.DigitsCollected("", speech=said)]
+        if action.input == "speech":
+            self.result.add(node, "presses", entry, "not heard: the gather listens for words only")
+            return [events.DigitsCollected("")]
         self.result.add(node, "presses", entry)
         return [events.DigitsCollected(_pressed(entry, action))]
 
@@ -456,7 +527,8 @@ class _Walker:
         self.result.add(node, "transfer", f"to {action.to} (rings {action.ring_timeout_s} s)")
         if turn.behaviour == "answer":
             self.result.add(node, "reached", action.to)
-            return [events.AgentConnected("agent-leg"), events.CallEnded("completed", "callee")]
+            return [events.AgentConnected("agent-leg"), *self.recorded(node, action),
+                    events.CallEnded("completed", "callee")]  # fmt: skip
         reason = _reason(turn.behaviour)
         self.result.add(node, "not-reached", f"{action.to}: {reason}")
         return [events.AgentUnavailable("agent-leg", reason)]
@@ -536,7 +608,7 @@ class _Walker:
             self.result.add(node, "connected", f"to agent {agent} at {action.to} after {waited} s "
                                                "in line")  # fmt: skip
             self.free_at = None
-            return [events.AgentConnected(leg, action.offer),
+            return [events.AgentConnected(leg, action.offer), *self.recorded(node, action),
                     events.CallEnded("completed", "callee")]  # fmt: skip
         reason = _reason(turn.behaviour)
         took = float(action.ring_timeout_s) if reason == "no-answer" else MISS_S
@@ -545,6 +617,13 @@ class _Walker:
         following = self.turn()
         self.free_at = None if following.behaviour == "none" else self.now + following.wait_s
         return [events.AgentUnavailable(leg, reason, action.offer)]
+
+    def recorded(self, node: str | None, action: actions.Bridge) -> list[events.Event]:
+        """A recorded bridge's recording (``record``), once the conversation is over."""
+        if not action.record:
+            return []
+        self.result.add(node, "records", "the conversation")
+        return [events.ConversationRecorded(f"simulated-recording-{self.offers}", 60.0)]
 
 
 def _heard(prompt: actions.Prompt) -> str:

@@ -77,14 +77,16 @@ from service.core.graph import (
     SetNode,
     Severity,
     TransferNode,
+    machine_entry,
     pointer,
+    speaks,
 )
 from service.core.queues import Queue
 
 # The terminal node types (TERMINAL_TYPES) in the order the spec names them.
 _TERMINALS_IN_WORDS = "hangup, transfer, queue, voicemail or callback"
 # Template names every call has.
-CALL_NAMES = ("caller", "called", "call_id")
+CALL_NAMES = ("caller", "called", "call_id", "amd")
 VAR_PREFIX = "vars."
 VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -108,6 +110,8 @@ def check(graph: Graph) -> list[Problem]:
     found += _branch_patterns(graph)
     found += _opening_hours(graph)
     found += _save_paths(graph)
+    found += _speech(graph)
+    found += _machines(graph)
     found += _numbers(graph)
     unique = {(p.path, p.message, p.severity): p for p in found}
     return sorted(unique.values(), key=lambda p: (p.path, p.message))
@@ -135,19 +139,25 @@ def _successors(graph: Graph, node: Node) -> Iterator[tuple[str, str]]:
 
 
 def _reachable(graph: Graph) -> list[str]:
-    """The nodes reachable from ``start``, in breadth-first order."""
+    """The nodes reachable from ``start`` (and from ``amd.on_machine``), in
+    breadth-first order."""
     if graph.start not in graph.nodes:
         return []
-    order = [graph.start]
-    seen = {graph.start}
-    queue = deque(order)
-    while queue:
-        node = graph.nodes[queue.popleft()]
-        for _, target in _successors(graph, node):
-            if target not in seen:
-                seen.add(target)
-                order.append(target)
-                queue.append(target)
+    order: list[str] = []
+    seen: set[str] = set()
+    for root in (graph.start, machine_entry(graph)):
+        if root is None or root in seen:
+            continue
+        order.append(root)
+        seen.add(root)
+        queue = deque([root])
+        while queue:
+            node = graph.nodes[queue.popleft()]
+            for _, target in _successors(graph, node):
+                if target not in seen:
+                    seen.add(target)
+                    order.append(target)
+                    queue.append(target)
     return order
 
 
@@ -438,6 +448,7 @@ def _entry_vars(
             incoming[target].append((node_id, exit_name))
     sets = {node_id: _assignments(graph.nodes[node_id]) for node_id in order}
     entry = {node_id: initial for node_id in order}
+    machine = machine_entry(graph)
     changed = True
     while changed:
         changed = False
@@ -447,6 +458,9 @@ def _entry_vars(
                 for source, exit_name in incoming[node_id]
             ]
             if node_id == graph.start:
+                arriving.append(frozenset(graph.params))
+            if node_id == machine:  # a machine's verdict may come wherever the call is
+                arriving += [entry[source] for source in order if source != node_id]
                 arriving.append(frozenset(graph.params))
             combined = combine(arriving)
             if combined != entry[node_id]:
@@ -484,7 +498,7 @@ def _checked_reads(graph: Graph, order: list[str]) -> list[Problem]:
             if var is None:
                 message = (
                     f"unknown template name {{{{{read.name}}}}}: "
-                    "use caller, called, call_id or vars.NAME"
+                    "use caller, called, call_id, amd or vars.NAME"
                 )
                 found.append(_problem(graph, read.path, message))
             elif node.id in reached:
@@ -652,6 +666,49 @@ def _save_paths(graph: Graph) -> list[Problem]:
                 )
                 found.append(_problem(graph, ("nodes", node.id, "save", var), message))
     return found
+
+
+def _speech(graph: Graph) -> list[Problem]:
+    """Spoken answers: ``phrases`` only where words are heard, and only for the
+    menu's options; a menu that hears only words needs phrases."""
+    found: list[Problem] = []
+    for node in graph.nodes.values():
+        if not isinstance(node, MenuNode | CollectNode):
+            continue
+        here: Pointer = ("nodes", node.id)
+        hears = speaks(node.input)
+        if node.speech_locale is not None and not hears:
+            message = f"speech_locale is not used: input is {node.input} (keys only)"
+            found.append(_problem(graph, (*here, "speech_locale"), message, "warning"))
+        if not isinstance(node, MenuNode):
+            continue
+        if node.phrases and not hears:
+            message = (
+                f"phrases are never heard: input is {node.input}; use input speech or dtmf speech"
+            )
+            found.append(_problem(graph, (*here, "phrases"), message))
+            continue
+        for key in node.phrases:
+            if key not in node.options:
+                message = f"phrases for option {key}, which is not one of the menu's options"
+                found.append(_problem(graph, (*here, "phrases", key), message))
+        if hears and not node.phrases:
+            message = "no phrases: nothing the caller says chooses an option"
+            severity: Severity = "error" if node.input == "speech" else "warning"
+            found.append(_problem(graph, here, message, severity))
+    return found
+
+
+def _machines(graph: Graph) -> list[Problem]:
+    """``amd.on_machine`` is taken only when the graph detects machines."""
+    amd = graph.amd
+    if amd is None or amd.enabled or amd.on_machine is None:
+        return []
+    message = (
+        "never taken: amd.enabled is false, so no call is ever known to be a machine "
+        "(the nodes only it leads to are unreachable)"
+    )
+    return [_problem(graph, ("amd", "on_machine"), message)]
 
 
 def _numbers(graph: Graph) -> list[Problem]:

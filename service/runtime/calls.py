@@ -143,11 +143,11 @@ class Delivered:
 
 @dataclass(frozen=True)
 class LookupAnswered:
-    """A lookup (``http`` node, or the line for ``AskLine``), the pending command
-    ``seq``, answered."""
+    """A command the service performs itself, the pending command ``seq``, answered:
+    a lookup (``http`` node, or the line for ``AskLine``), or a pause's timer."""
 
     seq: int
-    answer: HttpResponded | events.LineStatus
+    answer: HttpResponded | events.LineStatus | events.PauseEnded
 
 
 @dataclass(frozen=True)
@@ -290,14 +290,15 @@ class CallHandler:
         """Ask Bird to call ``to``; the graph runs from ``start`` when they answer.
         Returns Bird's call id. Raises ``BirdError`` when Bird refuses."""
         pending = PendingOutbound(graph.id, graph.version, to, from_ or "", dict(variables))
-        call_id = await self._start_outbound(pending, scheduled_for, delay_s)
+        call_id = await self._start_outbound(pending, scheduled_for, delay_s, graph)
         await self.apply(call_id, OutboundPlaced(pending))
         return call_id
 
     async def _start_outbound(
-        self, pending: PendingOutbound, scheduled_for: str | None, delay_s: float
+        self, pending: PendingOutbound, scheduled_for: str | None, delay_s: float, graph: Graph
     ) -> str:
-        """Record ``pending`` under a new reference and ask Bird to place it."""
+        """Record ``pending`` under a new reference and ask Bird to place it, with the
+        graph's machine detection and tags."""
         ref = uuid.uuid4().hex
         ttl = int(OUTBOUND_REF_TTL_S + max(delay_s, 0))
         await self._redis.set(keys.outbound(ref), pending.to_json(), ex=ttl)
@@ -308,6 +309,8 @@ class CallHandler:
                 from_=pending.from_ or None,
                 notification_url=f"{self._notification_url}?ref={ref}",
                 scheduled_for=scheduled_for,
+                amd=graph.amd,
+                tags=graph.tags,
             )
         except BirdError:
             await self._redis.delete(keys.outbound(ref))
@@ -340,7 +343,7 @@ class CallHandler:
         pending = PendingOutbound(graph.id, graph.version, callback.number, callback.line_number,
                                   {}, waiting, node)  # fmt: skip
         try:
-            call_id = await self._start_outbound(pending, scheduled_for=None, delay_s=0.0)
+            call_id = await self._start_outbound(pending, None, 0.0, graph)
         except BirdError as exc:
             bound.warning("callback_failed", graph=graph.id, node=node, reason=str(exc),
                           attempt=callback.attempt)  # fmt: skip
@@ -677,8 +680,8 @@ class CallHandler:
                 await self.dispatch(None, action.queue)  # an agent may be free for them now
             await self.apply(call_id, LookupAnswered(pending.seq, status), bound)
             return
-        if isinstance(action, actions.Dial):
-            return  # placed already: nothing to send
+        if isinstance(action, actions.Dial | actions.Pause):
+            return  # placed already, or the silence of a pause: nothing to send
         name = type(action).__name__.lower()
         started = time.monotonic()
         sent = await self._bird.perform(call_id, action, notification_url=self._notification_url)
@@ -776,6 +779,11 @@ class CallHandler:
         always safe to send again: reading the call back says they did not happen)."""
         current, action = stored.state, pending.action
         name = type(action).__name__.lower()
+        if isinstance(action, actions.Pause):  # its silence is over: no need to ask Bird
+            await self.apply(
+                current.call_id, LookupAnswered(pending.seq, events.PauseEnded()), bound
+            )
+            return
         if isinstance(action, actions.HttpRequest | actions.AskLine):
             looked = replace(pending, looks=pending.looks + 1)
             await self._resend(bound, stored, looked, attempts=pending.attempts + 1)

@@ -109,7 +109,8 @@ class CallView:
     def to_json(self, now: float, *, masked: bool = True) -> dict[str, Any]:
         shown: Callable[[str], str] = mask_text if masked else str
         call = LiveCall.of_state(self.state, self.started, self.updated).to_json(now, masked=masked)
-        call.update(ended=self.state.ended, outcome=_text_or_none(self.state.outcome))
+        call.update(ended=self.state.ended, outcome=_text_or_none(self.state.outcome),
+                    recordings=list(self.state.recordings), amd=self.state.amd)  # fmt: skip
         pending = None
         if self.pending is not None:
             pending = {

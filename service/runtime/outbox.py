@@ -119,9 +119,12 @@ class Pending:
 
 def sending(seq: int, action: Action, now: float) -> Pending:
     """A command just decided, held by the worker that decided it. ``Dial`` is
-    with Bird already (the call was placed): it only waits for its outcome."""
+    with Bird already (the call was placed): it only waits for its outcome; a
+    ``Pause`` is the service's own: its timer ends it, on time."""
     if isinstance(action, actions.Dial):
         return Pending(seq, action, "sent", until=now + outcome_window_s(action), since=now)
+    if isinstance(action, actions.Pause):
+        return Pending(seq, action, "sent", until=now + action.seconds, since=now)
     return Pending(seq, action, "sending", until=now + LEASE_S, since=now)
 
 
@@ -145,6 +148,8 @@ def outcome_window_s(action: Action) -> float:
             own = 2.0
         case actions.Dial():
             own = DIAL_S
+        case actions.Pause():
+            own = action.seconds
         case _:
             raise AssertionError(action)
     return own + MARGIN_S
@@ -168,6 +173,7 @@ def retry_delay_s(attempts: int, rng: random.Random, *, cap_s: float = RETRY_CAP
 _ACTIONS = (
     actions.Answer, actions.Speak, actions.Gather, actions.Bridge, actions.Record,
     actions.HttpRequest, actions.Hangup, actions.HangupLeg, actions.AskLine, actions.Dial,
+    actions.Pause,
 )  # fmt: skip
 _TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in (*_ACTIONS, actions.Say, actions.Play)}
 

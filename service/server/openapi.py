@@ -305,7 +305,11 @@ CALLS: dict[str, Schema] = {
     "CallSummary": obj(SUMMARY, description="A call as the operator routes list it."),
     "CallList": obj({"calls": array(ref("CallSummary")), "count": count()}),
     "CallView": obj({
-        "call": obj({**SUMMARY, "ended": {"type": "boolean"}, "outcome": nullable(text())}),
+        "call": obj({**SUMMARY, "ended": {"type": "boolean"}, "outcome": nullable(text()),
+                     "recordings": {"type": "array", "items": text(),
+                                    "description": "Voicemails' and recorded bridges' ids"},
+                     "amd": nullable(text("Who answered, by machine detection: human, "
+                                          "machine or unknown"))}),
         "pending": nullable(obj(
             {"action": text(), "status": text(), "attempts": count(), "due_at": moment()},
             description="the command the call waits on",

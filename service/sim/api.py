@@ -478,10 +478,47 @@ def _valid(operation: str, body: Any) -> dict[str, Any]:
     subject = {} if body is None else body
     found = schemas.problems(operation, subject)
     if found:
-        raise _Reject(422, "validation_error", f"invalid {operation} request body", tuple(found))
+        problems = tuple(_explained(subject, found))
+        raise _Reject(422, "validation_error", f"invalid {operation} request body", problems)
     if not isinstance(subject, dict):
         raise _Reject(422, "validation_error", f"the {operation} request body must be an object")
     return subject
+
+
+_VAGUE_OPTIONS = re.compile(
+    r"/callFlow/(\d+)/options: .* is not valid under any of the given schemas"
+)
+
+
+def _explained(body: Any, found: list[str]) -> list[str]:
+    """``found``, where a callFlow item's options fit none of the schemas it may take (a vague
+    problem), with what its command's own endpoint schema finds wrong instead: e.g.
+    ``/callFlow/0/options/speechLocale: 'fr-FR' is not one of [...]``."""
+    flow = body.get("callFlow") if isinstance(body, dict) else None
+    if not isinstance(flow, list):
+        return found
+    explained: list[str] = []
+    for problem in found:
+        match = _VAGUE_OPTIONS.fullmatch(problem)
+        clearer = _item_problems(flow, int(match[1])) if match is not None else []
+        explained.extend(clearer or [problem])
+    return explained
+
+
+def _item_problems(flow: list[Any], index: int) -> list[str]:
+    """What the endpoint schema of callFlow item ``index``'s command finds wrong with its
+    options (the options of ``say``, ``gather``, ... are those endpoints' bodies)."""
+    item = flow[index] if index < len(flow) else None
+    if not isinstance(item, dict) or not isinstance(item.get("options"), dict):
+        return []
+    operation = OPERATION_BY_ACTION.get(str(item.get("command")))
+    if operation is None:
+        return []
+    where = f"/callFlow/{index}/options"
+    return [
+        f"{where}: {problem.removeprefix('/: ')}" if problem.startswith("/: ") else where + problem
+        for problem in schemas.problems(operation, item["options"])
+    ]
 
 
 def _date_time(value: Any) -> datetime:

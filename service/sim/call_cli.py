@@ -50,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keys",
         default="",
         metavar="INPUT,...",
-        help="what the caller presses at each gather, in order: keys (0-9, *, #), _ for "
-        "silence, hangup to hang up during its prompt: 1,12345678#",
+        help="what the caller presses or says at each gather, in order: keys (0-9, *, #), "
+        "say:TEXT for words (heard by a gather whose input has speech; no commas in TEXT), _ "
+        "for silence, hangup to hang up during its prompt: 1,12345678# or 'say:billing,1'",
     )
     parser.add_argument(
         "--hangup-after",
@@ -64,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar=CALLEE_SPEC,
         help="first script the callee of the service's outbound calls to NUMBER, as ivr sim "
-        "--callee: '+31612345678=answer:3;keys:1' (repeatable; alone: only that)",
+        "--callee: '+31612345678=answer:3;keys:1', an answering machine '+31612345678=machine' "
+        "(repeatable; alone: only that)",
     )
     parser.add_argument(
         "--follow",

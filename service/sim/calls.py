@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from service.sim.delivery import Envelope, Outgoing
+from service.sim.scripts import MachineScript
 from service.sim.transcript import Offer, Transcript
 
 ENDED_STATUSES = frozenset({"completed", "no-answer", "busy", "failed", "cancelled"})
@@ -100,7 +101,13 @@ class SimCall:
     call_flow: dict[str, Any] | None = None
     notification: dict[str, Any] | None = None
     tags: list[str] | None = None
+    amd_result: dict[str, str] | None = None
+    """Bird's answering-machine verdict (A13), once given: on every later delivery."""
     # Runtime.
+    machine: MachineScript | None = None
+    """The answering machine that took the call (the callee of an outbound call), if any."""
+    taping: bool = False
+    """The answering machine records what is played (its beep is over)."""
     answered_loop_time: float | None = None
     answer_pending: bool = False
     started: bool = True
@@ -192,4 +199,6 @@ class SimCall:
             body["notification"] = self.notification
         if self.tags is not None:
             body["tags"] = list(self.tags)
+        if self.amd_result is not None:
+            body["amdResult"] = dict(self.amd_result)
         return body

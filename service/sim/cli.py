@@ -17,7 +17,8 @@ callers placed two simulated seconds apart, all on the line at once::
 
 A running simulator also takes calls from its control endpoint (:mod:`service.sim.control`,
 ``ivr call``: :mod:`service.sim.call_cli`) and prints their transcripts when they end, and
-those of the outbound calls the service places (their callees scripted by ``--callee``).
+those of the outbound calls the service places (their callees scripted by ``--callee``,
+answering machines among them: ``--callee '+31612345678=machine'``).
 A ``--call`` whose script does not fit the call (a gather it had no keys left for, or keys
 left over at the end) is reported and makes the exit status 1. ``--at`` pins the
 simulator's clock (the moment transcripts say a call was placed); the service's graphs see
@@ -86,10 +87,10 @@ class _Settings:
 
 CONTROL_HELP = """\
 control endpoint (on this port, apart from Bird's routes; `ivr call` uses it):
-  POST /sim/calls {"from", "to", "keys": "1,_,2"}      place a call: {"id", "transcript"}
-  GET  /sim/calls/ID/transcript?follow=1             its transcript as it happens (NDJSON)
-  GET  /sim/calls                                    every call placed so far
-  PUT  /sim/callees/NUMBER {"answer", "keys"}         script the callee of outbound calls
+  POST /sim/calls {"from", "to", "keys": "1,_,2"}        place a call: {"id", "transcript"}
+  GET  /sim/calls/ID/transcript?follow=1               its transcript as it happens (NDJSON)
+  GET  /sim/calls                                      every call placed so far
+  PUT  /sim/callees/NUMBER {"answer", "keys", "machine"}  script the callee of outbound calls
 The transcripts of calls placed there and of the service's outbound calls are printed when
 they end.
 """
@@ -127,9 +128,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="FROM>TO[:INPUT,...]",
         help="place this inbound call once serving and print its transcript (repeatable; "
-        "quote it: > is a shell redirect); an INPUT is the keys pressed at one gather, _ for "
-        "silence or hangup. To place calls on a simulator already running: ivr call --from "
-        "FROM --to TO --keys INPUT,...",
+        "quote it: > is a shell redirect); an INPUT is the keys pressed at one gather, "
+        "say:TEXT for words said to it (heard by a gather whose input has speech; no commas "
+        "in TEXT), _ for silence or hangup: '+316...>+3197...:say:billing please,1'. To place "
+        "calls on a simulator already running: ivr call --from FROM --to TO --keys INPUT,...",
     )
     parser.add_argument(
         "--callee",
@@ -138,8 +140,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=CALLEE_SPEC,
         help="what the callee of the service's outbound calls (POST /calls) to NUMBER does: "
         "how they answer each call as for --agent (answer[:ANSWER_AFTER_S], no-answer, busy, "
-        "failed; default answer after 2 s), ;keys: what they press at each gather, "
-        ";hangup-after: when they hang up: '+31612345678=answer:3;keys:1,_' (repeatable). "
+        "failed; default answer after 2 s), ;keys: what they press (or say:TEXT) at each "
+        "gather, ;hangup-after: when they hang up: '+31612345678=answer:3;keys:1,_' "
+        "(repeatable). ;machine[:GREETING]: an answering machine takes the calls answered: it "
+        "plays GREETING (a default one), beeps (not with ;no-beep), records what is played "
+        "after the beep, never presses or says anything and hangs up after 30 s of message; "
+        "with the call's amdSettings Bird tells the service (amdResult): "
+        "'+31612345678=machine', '+31612345678=answer:4;machine:Sam here, leave a message'. "
         "Unscripted callees answer after 2 s and press nothing",
     )
     parser.add_argument(

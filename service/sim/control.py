@@ -7,22 +7,27 @@ key (the simulator is a tool on loopback). Errors answer ``{"error": "one line"}
 
 ``POST /sim/calls`` ``{"from", "to", "keys"?, "name"?, "hangup_after_s"?, "voicemail_s"?}``
     A person calls ``to`` from ``from``; ``keys`` (``"1,_,2"`` or a list) is what they press
-    at each gather (``_`` silence, ``hangup``). 201 ``{"id", "transcript"}`` (its URL).
+    at each gather (``say:TEXT`` what they say, ``_`` silence, ``hangup``). 201 ``{"id",
+    "transcript"}`` (its URL).
 ``GET /sim/calls``
     ``{"calls": [{"id", "origin", "script", "from", "to", "ended", "settled"}, ...]}``: every
     call placed so far, inbound and outbound, oldest first.
 ``GET /sim/calls/{id}`` (also ``.../transcript``)
-    The call's transcript now (:meth:`Transcript.to_dict`, with ``settled``).
+    The call's transcript now (:meth:`Transcript.to_dict`, with ``settled``): among the rest
+    the ``tags`` and ``record`` of the service's ``createCall``, each offer's ``record`` (its
+    bridge's), ``machine`` (an answering machine took the call), ``amdResult`` (Bird's verdict
+    as delivered, or null) and ``machineRecorded`` (the message the machine recorded).
 ``GET /sim/calls/{id}/transcript?follow=1``
     The transcript as it happens, one JSON object a line (``application/x-ndjson``):
     ``{"event": "call", "callId", "script", "from", "to", "startedAt", "origin"}``, then
     ``{"event": "entry", "at", "kind", "text"}`` for each entry, so far and to come, then
     ``{"event": "ended", "transcript": {...}}`` once the call and its legs have ended and every
     delivery was answered (``"closed"`` instead when the simulator stops first).
-``PUT /sim/callees/{number}`` ``{"answer"?, "keys"?, "hangup_after_s"?}``
+``PUT /sim/callees/{number}`` ``{"answer"?, "keys"?, "hangup_after_s"?, "machine"?}``
     What the callee of the outbound calls to ``number`` does from now on
-    (:class:`~service.sim.scripts.CalleeSpec`); 200 ``{"number", "answer", "keys",
-    "hangup_after_s"}``.
+    (:class:`~service.sim.scripts.CalleeSpec`); ``machine``: ``true`` or ``{"greeting"?,
+    "greeting_s"?, "beep"?, "max_message_s"?}`` for an answering machine. 200 ``{"number",
+    "answer", "keys", "hangup_after_s", "machine"}``.
 """
 
 from __future__ import annotations

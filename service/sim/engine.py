@@ -30,6 +30,18 @@ Two behaviours Bird does not document are options, so that the service is tested
 Prompts (A8): ``say`` and ``playback`` play ``loop`` times in all and stop after ``timeout``
 seconds when it is positive (outcome ``completed`` either way). There is no infinite loop: a
 ``loop`` below 1 plays once (Bird's schema already rejects a ``loop`` that is no integer).
+
+Speech (A14): a ``gather`` hears keys when its ``input`` (default ``dtmf``) has ``dtmf`` and
+words (a script's ``say:TEXT``) when it has ``speech``; its result is ``{"keys", "speech"}``,
+what it did not hear being ``""``. Words said to a gather of keys only, or keys pressed to a
+gather of speech only, are not heard: it times out with nothing.
+
+Answering machines (A13): an outbound call's callee may be an answering machine
+(:class:`~service.sim.scripts.MachineScript`); once it answers it greets, beeps and records
+every prompt played after the beep (the transcript's ``machine_recorded``), stays silent at
+every gather and hangs up at its longest message. With ``amdSettings.enabled`` (createCall, or
+a bridge for its agent's leg) Bird's verdict is one more delivery of the call carrying
+``amdResult``, as every later delivery of it does; when it comes: :mod:`service.sim.amd`.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ import structlog
 
 from service.runtime.clock import PinnedClock
 from service.sim import transcript as tr
+from service.sim.amd import HUMAN_VERDICT_S, MACHINE, AmdSettings, plan_machine
 from service.sim.calls import ENDED_STATUSES, Command, Direction, SimCall
 from service.sim.delivery import Deliverer, DeliveryAttempt, Envelope, Outgoing
 from service.sim.faults import (
@@ -56,7 +69,16 @@ from service.sim.faults import (
     FaultDice,
     Faults,
 )
-from service.sim.scripts import HANGUP, SILENCE, AgentScript, CalleeScript, CallerScript
+from service.sim.scripts import (
+    HANGUP,
+    SILENCE,
+    AgentScript,
+    CalleeScript,
+    CallerScript,
+    MachineScript,
+    speaking_seconds,
+    spoken,
+)
 from service.sim.transcript import Entry, Offer, Transcript
 
 log = structlog.get_logger("sim")
@@ -135,6 +157,19 @@ def _prompt_text(name: str, options: Mapping[str, Any]) -> str:
     if name == "say":
         return str(options.get("text", ""))
     return "audio: " + ", ".join(options.get("media") or [])
+
+
+def _listens(options: Mapping[str, Any]) -> frozenset[str]:
+    """What a gather hears: ``dtmf`` and/or ``speech`` (its ``input``, ``dtmf`` by default)."""
+    given = options.get("input")
+    return frozenset(given.split() if isinstance(given, str) else ("dtmf",))
+
+
+def _nothing(listens: frozenset[str]) -> str:
+    """What a silent person did not do, for the gather's transcript entry."""
+    if "speech" not in listens:
+        return "pressed nothing"
+    return "said nothing" if "dtmf" not in listens else "pressed nothing and said nothing"
 
 
 def _number(value: Any, default: float) -> float:
@@ -377,9 +412,13 @@ class CallEngine:
         )
         call.scheduled_for = scheduled_for
         call.notification = dict(notification) if isinstance(notification, dict) else None
+        call.machine = callee.machine
+        transcript = self._transcript(call)
         tags = body.get("tags")
         if isinstance(tags, list):
             call.tags = [str(tag).lower() for tag in tags]
+            transcript.tags = list(call.tags)
+        transcript.record = body.get("record") is True
         flow = body.get("callFlow")
         if isinstance(flow, list) and flow:
             call.deferred_flow = self._flow_commands(call, flow)
@@ -556,9 +595,15 @@ class CallEngine:
     def _at(self, call: SimCall) -> float:
         return (asyncio.get_running_loop().time() - call.root.t0) / self.time_scale
 
-    def _note(self, call: SimCall, kind: str, text: str = "") -> None:
+    @staticmethod
+    def _transcript(call: SimCall) -> Transcript:
+        """The transcript ``call`` is told in (its root call's)."""
         transcript = call.root.transcript
         assert transcript is not None
+        return transcript
+
+    def _note(self, call: SimCall, kind: str, text: str = "") -> None:
+        transcript = self._transcript(call)
         if call.party == "agent":
             text = f"(agent {call.to_number}) {text}".rstrip()
         transcript.add(self._at(call), kind, text)
@@ -788,11 +833,84 @@ class CallEngine:
             return
         await self._sleep(answer.answer_after_s)
         self._answered(call)
+        self._detect(call, AmdSettings.of(body))
         flow, call.deferred_flow = call.deferred_flow, []
         for command in flow:
             self.enqueue(call, command)
         max_duration = _number(body.get("maxDuration"), 14400.0)
         self._spawn_timer(call, self._end_later(call, max_duration))
+
+    # ------------------------------------------------- answering machines (A13)
+
+    def _detect(self, call: SimCall, amd: AmdSettings | None) -> None:
+        """Whoever answered ``call`` starts: its answering machine greets, or with detection
+        on Bird hears a person say hello."""
+        if call.machine is not None:
+            self._spawn_timer(call, self._machine(call, call.machine, amd))
+        elif amd is not None:
+            self._spawn_timer(call, self._human_verdict(call, amd))
+
+    async def _human_verdict(self, call: SimCall, amd: AmdSettings) -> None:
+        await self._sleep(HUMAN_VERDICT_S)
+        self._verdict(call, amd.human(), "")
+
+    async def _machine(
+        self, call: SimCall, machine: MachineScript, amd: AmdSettings | None
+    ) -> None:
+        """The answering machine: greeting, beep, recording, Bird's verdict, hang-up, each at
+        its moment from the answer (:func:`service.sim.amd.plan_machine`)."""
+        plan = plan_machine(machine, amd)
+        self._transcript(call).machine = True
+        self._note(call, tr.NOTE, "an answering machine answered")
+        if machine.greeting:
+            self._note(call, tr.SAID, machine.greeting)
+        # (moment, rank, action): at one moment the recording starts before the verdict.
+        events: list[tuple[float, int, Callable[[], None]]] = [
+            (plan.tape_from_s, 0, lambda: self._start_tape(call, machine)),
+            (plan.hangs_up_at_s, 2, lambda: self._machine_hangs_up(call, machine)),
+        ]
+        if amd is not None and plan.verdict_at_s is not None:
+            result = amd.result(MACHINE, plan.verdict_speech)
+            when = "after the beep" if plan.after_beep else "before the beep"
+            if not machine.beep:
+                when = "no beep heard"
+            events.append((plan.verdict_at_s, 1, lambda: self._verdict(call, result, when)))
+        elapsed = 0.0
+        for moment, _, action in sorted(events, key=lambda event: event[:2]):
+            await self._sleep(moment - elapsed)
+            elapsed = max(elapsed, moment)
+            action()
+
+    def _start_tape(self, call: SimCall, machine: MachineScript) -> None:
+        call.taping = True
+        if machine.beep:
+            self._note(call, tr.BEEP, "the answering machine records from now on")
+        else:
+            self._note(call, tr.NOTE, "no beep: the answering machine records from now on")
+
+    def _machine_hangs_up(self, call: SimCall, machine: MachineScript) -> None:
+        why = f"when its answering machine had recorded {machine.max_message_s:g} s"
+        self._person_hangs_up(call, why)
+
+    def _verdict(self, call: SimCall, result: dict[str, str], when: str) -> None:
+        """Bird's verdict (A13): one delivery carrying ``amdResult``, as every later one does."""
+        call.amd_result = result
+        if call.parent is None:
+            self._transcript(call).amd_result = dict(result)
+        self._deliver(call)
+        detail = f"{result['result']}" + (f", {when}" if when else "")
+        self._note(call, tr.AMD, f'{detail}: "{result["speech"]}"')
+
+    def _tape(self, call: SimCall, text: str, whole: bool) -> None:
+        """A prompt has been played on a call an answering machine took: it is on its tape
+        when it was played after the beep (``whole``), its end when the beep came meanwhile."""
+        if call.machine is None or not call.taping:
+            return
+        if whole:
+            self._transcript(call).machine_recorded.append(text)
+            self._note(call, tr.MACHINE_RECORDED, text)
+        else:
+            self._note(call, tr.NOTE, f"the answering machine recorded only the end of: {text}")
 
     async def _end_later(self, call: SimCall, after_s: float) -> None:
         await self._sleep(after_s)
@@ -881,6 +999,7 @@ class CallEngine:
         return ("failed", {})
 
     async def _gather(self, call: SimCall, options: Mapping[str, Any]) -> Outcome:
+        """Play the prompt, then take the person's next input: keys, words, silence (A3, A14)."""
         prompt_s, heard = 0.0, ""
         for kind in ("say", "playback"):
             prompt = options.get(kind)
@@ -889,42 +1008,87 @@ class CallEngine:
                 self._note(call, tr.HEARD, heard)
                 prompt_s = plan_prompt(kind, prompt).seconds
                 break
+        timeout = _number(options.get("timeout"), GATHER_TIMEOUT_S)
+        if call.machine is not None:
+            return await self._machine_gather(call, heard, prompt_s, timeout)
         ran_out = not call.inputs  # the script has nothing for this gather: silence
         value = call.inputs.popleft() if call.inputs else SILENCE
         if value == HANGUP:
             await self._sleep(prompt_s / 2)
             raise _PersonHungUp("during the prompt")
         await self._sleep(prompt_s)
-        timeout = _number(options.get("timeout"), GATHER_TIMEOUT_S)
-        keys = ""
+        listens = _listens(options)
+        keys = speech = ""
+        words = spoken(value)
         if value == SILENCE:
             await self._sleep(timeout)
             if ran_out:
-                transcript = call.root.transcript
-                assert transcript is not None
-                transcript.ran_out.append(heard)
+                self._transcript(call).ran_out.append(heard)
             why = " (no input left in the script)" if ran_out else ""
-            self._note(call, tr.SILENCE, f"pressed nothing within {timeout:g} s{why}")
+            self._note(call, tr.SILENCE, f"{_nothing(listens)} within {timeout:g} s{why}")
+        elif words is not None:
+            speech = await self._speak(call, words, listens, timeout)
         else:
-            max_keys = options.get("maxNumKeys")
-            limit = max_keys if isinstance(max_keys, int) and max_keys > 0 else None
-            end_key = options.get("endKey")
-            pressed, finished = "", False
-            for key in value:
-                pressed += key
-                if key == end_key:
-                    finished = True
-                    break
-                keys += key
-                if limit is not None and len(keys) >= limit:
-                    finished = True
-                    break
-            await self._sleep(THINK_S + KEY_PRESS_S * len(pressed))
-            self._note(call, tr.PRESSED, pressed)
-            if not finished:
-                await self._sleep(timeout)
-        call.last_keys, call.last_speech = keys, ""
-        return ("completed", {"keys": keys, "speech": ""})
+            keys = await self._press(call, value, options, listens, timeout)
+        call.last_keys, call.last_speech = keys, speech
+        return ("completed", {"keys": keys, "speech": speech})
+
+    async def _press(
+        self,
+        call: SimCall,
+        value: str,
+        options: Mapping[str, Any],
+        listens: frozenset[str],
+        wait_s: float,
+    ) -> str:
+        """The person presses ``value``: the keys the gather takes (``""``: it hears no keys)."""
+        max_keys = options.get("maxNumKeys")
+        limit = max_keys if isinstance(max_keys, int) and max_keys > 0 else None
+        end_key = options.get("endKey")
+        keys, pressed, finished = "", "", False
+        for key in value:
+            pressed += key
+            if key == end_key:
+                finished = True
+                break
+            keys += key
+            if limit is not None and len(keys) >= limit:
+                finished = True
+                break
+        await self._sleep(THINK_S + KEY_PRESS_S * len(pressed))
+        self._note(call, tr.PRESSED, pressed)
+        if "dtmf" not in listens:
+            self._note(call, tr.NOTE, f"not heard: the gather listens for speech only ({pressed})")
+            await self._sleep(wait_s)
+            return ""
+        if not finished:
+            await self._sleep(wait_s)
+        return keys
+
+    async def _speak(
+        self, call: SimCall, words: str, listens: frozenset[str], wait_s: float
+    ) -> str:
+        """The person says ``words``: the speech the gather takes (``""``: it hears no speech)."""
+        await self._sleep(THINK_S + speaking_seconds(words))
+        self._note(call, tr.SAID, words)
+        if "speech" in listens:
+            return words
+        self._note(call, tr.NOTE, f'not heard: the gather listens for keys only ("{words}")')
+        await self._sleep(wait_s)
+        return ""
+
+    async def _machine_gather(
+        self, call: SimCall, heard: str, prompt_s: float, wait_s: float
+    ) -> Outcome:
+        """An answering machine records the gather's prompt, and presses and says nothing."""
+        taping = call.taping
+        await self._sleep(prompt_s)
+        if heard:
+            self._tape(call, heard, taping)
+        await self._sleep(wait_s)
+        self._note(call, tr.SILENCE, f"the answering machine gave nothing within {wait_s:g} s")
+        call.last_keys = call.last_speech = ""
+        return ("completed", {"keys": "", "speech": ""})
 
     async def _record(self, call: SimCall, command: Command) -> Outcome:
         options = command.options
@@ -941,13 +1105,17 @@ class CallEngine:
         return ("completed", {"recordingId": recording_id, "duration": round(length)})
 
     async def _prompt(self, call: SimCall, name: str, options: Mapping[str, Any]) -> Outcome:
-        """A ``say`` or ``playback``: ``loop`` plays, up to ``timeout`` (A8), maybe cut short."""
-        self._note(call, tr.HEARD, _prompt_text(name, options))
+        """A ``say`` or ``playback``: ``loop`` plays, up to ``timeout`` (A8), maybe cut short;
+        an answering machine records it (A13)."""
+        text = _prompt_text(name, options)
+        self._note(call, tr.HEARD, text)
         plan = plan_prompt(name, options)
         loop = _integer(options.get("loop"))
         if loop is not None and loop < 1:
             self._note(call, tr.NOTE, f"loop {loop} plays once: there is no infinite loop")
+        taping = call.taping
         played_s, interrupted_by = await self._play(call, plan.seconds)
+        self._tape(call, text, taping)
         if interrupted_by is not None:
             cut = f"{name} cut short after {played_s:.1f} s by a {interrupted_by} posted meanwhile"
             self._note(call, tr.INTERRUPTED, cut)
@@ -990,6 +1158,7 @@ class CallEngine:
             agent=target,
             leg_id=leg.id,
             offer_number=self.agent_offers[target],
+            record=options.get("record") is True,
         )
         transcript.offers.append(leg.offer)
         self._note(call, tr.TRANSFERRING, f"to {target} (rings up to {leg.ring_timeout_s:g} s)")
@@ -1025,6 +1194,7 @@ class CallEngine:
             self._end_call(leg, "no-answer", "timeout")
             return
         self._answered(leg)
+        self._detect(leg, AmdSettings.of(options))
         if leg.offer is not None:
             leg.offer.outcome = tr.OFFER_ANSWERED
         self._note(leg.root, tr.REACHED, leg.to_number)

@@ -8,6 +8,14 @@ in :attr:`Transcript.offers`: which agent rang, and what came of it.
 Whether the person's script fit the call (:meth:`Transcript.misfits`): a gather the script had
 no input left for (the person stayed silent: :attr:`Transcript.ran_out`), or inputs left over
 when the call ended (:attr:`Transcript.unused`), as ``ivr simulate`` judges a script offline.
+
+Answering machines and speech (A13, A14). ``said`` entries are what the person (or the
+answering machine's greeting) said; ``amd`` entries Bird's verdict on who answered, which
+:attr:`Transcript.amd_result` keeps as delivered; ``beep`` the machine's beep, after which
+every prompt played in full is one ``machine-recorded`` entry and one item of
+:attr:`Transcript.machine_recorded`: the message the machine recorded. :attr:`Transcript.tags`
+and :attr:`Transcript.record` keep what the service's ``createCall`` asked for, and
+:attr:`Offer.record` what its ``bridge`` did.
 """
 
 from __future__ import annotations
@@ -40,6 +48,14 @@ AGENT_CANCELLED = "agent-cancelled"
 CALLER_HUNG_UP = "caller-hung-up"
 ENDED = "ended"
 NOTE = "note"
+SAID = "said"
+"""What the person said: at a gather (``say:TEXT``), or an answering machine's greeting."""
+AMD = "amd"
+"""Bird's answering-machine verdict was delivered (A13)."""
+BEEP = "beep"
+"""The answering machine beeped: it records from now on."""
+MACHINE_RECORDED = "machine-recorded"
+"""A prompt the answering machine recorded in full (after its beep)."""
 
 _LABELS = {
     RINGING: "ringing",
@@ -60,6 +76,10 @@ _LABELS = {
     CALLER_HUNG_UP: "hang-up",
     ENDED: "ended",
     NOTE: "note",
+    SAID: "said",
+    AMD: "amd",
+    BEEP: "beep",
+    MACHINE_RECORDED: "taped",
 }
 
 # What came of an offer (Offer.outcome).
@@ -104,6 +124,8 @@ class Offer:
     ended_by: str | None = None
     """For an answered offer, who ended the conversation: ``agent``, ``caller``, ``service``
     or ``timeout`` (maxDuration); None while it lasts."""
+    record: bool = False
+    """The bridge asked Bird to record the conversation (its ``record``)."""
 
     def describe(self) -> str:
         """``+31201234567 answered (ended by agent)``, ``+31201234568 missed (left ringing)``."""
@@ -113,6 +135,8 @@ class Offer:
             details.append("left ringing after the caller hung up")
         if self.ended_by is not None:
             details.append(f"ended by {self.ended_by}")
+        if self.record:
+            details.append("recorded")
         return f"{text} ({', '.join(details)})" if details else text
 
     @classmethod
@@ -125,6 +149,7 @@ class Offer:
             outcome=str(data.get("outcome", OFFER_RINGING)),
             left_ringing=bool(data.get("leftRinging")),
             ended_by=data.get("endedBy"),
+            record=bool(data.get("record")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +161,7 @@ class Offer:
             "outcome": self.outcome,
             "leftRinging": self.left_ringing,
             "endedBy": self.ended_by,
+            "record": self.record,
         }
 
 
@@ -165,6 +191,9 @@ _KIND_STYLES = {
     AGENT_BUSY: "warning",
     AGENT_FAILED: "warning",
     CALLER_HUNG_UP: "warning",
+    SAID: "bold",
+    AMD: "ok",
+    MACHINE_RECORDED: "ok",
     RINGING: "dim",
     ENDED: "dim",
     NOTE: "dim",
@@ -207,6 +236,17 @@ class Transcript:
     """The prompt of each gather the script had no input left for (answered with silence)."""
     unused: tuple[str, ...] = ()
     """The script's inputs left over when the call ended."""
+    tags: list[str] = field(default_factory=list)
+    """The ``tags`` of the service's ``createCall`` (lower case, as Bird keeps them)."""
+    record: bool = False
+    """The service's ``createCall`` asked Bird to record the call (its ``record``)."""
+    machine: bool = False
+    """An answering machine took the call (the callee of an outbound call)."""
+    amd_result: dict[str, str] | None = None
+    """Bird's answering-machine verdict as delivered (A13); None when none was."""
+    machine_recorded: list[str] = field(default_factory=list)
+    """The message the answering machine recorded: each prompt played in full after its
+    beep (a say's text, ``audio: URL, ...`` for a playback), in order."""
 
     def add(self, at: float, kind: str, text: str = "") -> None:
         self.entries.append(Entry(round(at, 3), kind, text))
@@ -254,6 +294,14 @@ class Transcript:
         lines = []
         if self.offers:
             lines.append("  offers: " + "; ".join(offer.describe() for offer in self.offers))
+        asked = [f"tags {', '.join(self.tags)}"] if self.tags else []
+        if self.record:
+            asked.append("record")
+        if asked:
+            lines.append("  created with: " + "; ".join(asked))
+        if self.machine:
+            message = " / ".join(f'"{text}"' for text in self.machine_recorded)
+            lines.append(f"  the answering machine recorded: {message or 'nothing'}")
         if not self.ended:
             lines.append(paint("warning", "  (still in progress)"))
         if fit:
@@ -289,6 +337,11 @@ class Transcript:
             "unusedInputs": list(self.unused),
             "fits": self.fits,
             "misfits": self.misfits(),
+            "tags": list(self.tags),
+            "record": self.record,
+            "machine": self.machine,
+            "amdResult": dict(self.amd_result) if self.amd_result is not None else None,
+            "machineRecorded": list(self.machine_recorded),
         }
 
     @classmethod
@@ -314,4 +367,15 @@ class Transcript:
             scripted=bool(data.get("scripted", True)),
             ran_out=[str(prompt) for prompt in data.get("ranOut", [])],
             unused=tuple(str(value) for value in data.get("unusedInputs", [])),
+            tags=[str(tag) for tag in data.get("tags") or []],
+            record=bool(data.get("record")),
+            machine=bool(data.get("machine")),
+            amd_result=_amd_result(data.get("amdResult")),
+            machine_recorded=[str(text) for text in data.get("machineRecorded") or []],
         )
+
+
+def _amd_result(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(key): str(item) for key, item in value.items()}

@@ -480,7 +480,7 @@ def test_the_demo_shows_a_call_center(tmp_path: Path) -> None:
     started, by_graph = metric("calls started")
     assert started == demo.CALLS + 1  # and the follow-up call of the callback
     assert "support-line inbound 8" in by_graph
-    assert "appointment-reminder outbound 1" in by_graph
+    assert "appointment-reminder outbound 2" in by_graph  # a person and a machine
     ended, by_outcome = metric("calls ended")
     assert ended == started
     assert "agent_connected 6" in by_outcome  # 3 taken by ann, 3 by dan
@@ -492,6 +492,6 @@ def test_the_demo_shows_a_call_center(tmp_path: Path) -> None:
     requests, by_command = metric("Bird requests")
     assert f"; {requests} requests to Bird, all valid." in out  # as the simulator counted
     assert "answer 8" in by_command  # the 8 incoming calls
-    assert "create_call 2" in by_command  # the reminder and the call back
+    assert "create_call 3" in by_command  # the two reminders and the call back
     assert metric("Bird errors")[0] == 0
     assert metric("offers missed") == (2, "  support 2")  # cyd missed both of hers

@@ -154,7 +154,7 @@ async def test_billing_with_an_account_number_waits_for_a_billing_agent(redis: R
         stored = await s.store.load(call_id)
     assert transcript.texts("heard") == [
         "Thanks for calling Acme.",
-        "For billing press 1. For a technician press 2.",
+        "For billing, press 1 or say billing. For a technician, press 2.",
         "Please enter your account number, followed by the hash key.",
     ]
     assert transcript.texts("pressed") == ["1", "1234567#"]

@@ -55,7 +55,7 @@ async def test_a_reload_leaves_calls_in_progress_on_their_version(
         early = await s.sim.place_inbound_call(
             CallerScript("early", "+31612345678", NUMBER, ("_", "1", "123456#"))
         )
-        await s.sim.wait_for(early, "heard", "For billing press 1")
+        await s.sim.wait_for(early, "heard", "For billing, press 1")
 
         edit_support_line(directory, V2_PROMPT)
         reloaded = await s.admin("POST", "/admin/graphs/reload")
@@ -134,7 +134,7 @@ async def test_an_outbound_call_reaches_the_callee_takes_their_key_and_ends_as_t
     assert transcript.texts("pressed") == ["1"]
     assert transcript.texts("heard") == [
         "Hello Ann, this is Acme. You have an appointment on 1 December at 10:00. "
-        "To confirm it press 1. To reschedule press 2.",
+        "To confirm it, press 1 or say yes. To reschedule, press 2 or say reschedule.",
         "Thank you, your appointment on 1 December is confirmed. Goodbye.",
     ]
     assert create.body["to"] == callee

@@ -208,7 +208,9 @@ async def test_following_the_readme_a_call_at_the_pinned_time_reaches_an_agent(
         assert status == 0, f"{out}\n{call.text('err')}"
         assert re.search(rf"\(ivr call 1\): \+31612345678 -> \+31970102030, at {PINNED[:13]}", out)
         assert re.search(
-            r"s  heard     For billing press 1\. For a technician press 2\.$", out, re.M
+            r"s  heard     For billing, press 1 or say billing\. For a technician, press 2\.$",
+            out,
+            re.M,
         )
         assert re.search(r"s  pressed   1$", out, re.M)
         assert re.search(rf"s  reached   {re.escape(ANN)}$", out, re.M)

@@ -168,7 +168,7 @@ async def test_twenty_calls_draw_counts_that_add_up_and_ivr_stats_prints_them(
     assert "20 calls ended" in text.stdout
     assert re.search(r"^main-menu \(menu\) +\d+ in$", text.stdout, flags=re.M)
     assert re.search(r"^  hung up here +3 +\d+%$", text.stdout, flags=re.M)
-    assert re.search(r"^  1 -> account-number +\d+ +\d+%$", text.stdout, flags=re.M)
+    assert re.search(r'^  1 or "billing" -> account-number +\d+ +\d+%$', text.stdout, flags=re.M)
 
 
 async def test_render_stats_of_a_draft_says_it_has_no_traffic(

@@ -191,8 +191,8 @@ def test_other_nodes_problems_show_beside_a_node_that_fails_the_schema() -> None
     )  # fmt: skip
     assert said(document) == [
         "g.json: /nodes/a/say: 5 is not a string",
-        "g.json: /nodes/hi/say: unknown template name {{nope}}: use caller, called, call_id or "
-        "vars.NAME",
+        "g.json: /nodes/hi/say: unknown template name {{nope}}: use caller, called, call_id, amd "
+        "or vars.NAME",
         "g.json: /nodes/hi/say: vars.nobody is not set on any path from start to here",
         "g.json: /nodes/pin/min_digits: min_digits 6 is more than max_digits 4",
     ]
@@ -213,7 +213,7 @@ def test_other_nodes_problems_show_beside_a_node_that_fails_the_schema() -> None
             {"type": "colect", "say": "PIN?", "var": "pin", "max_digits": 4, "next": "b",
              "on_failure": "c"},
             "/nodes/a/type: 'colect' is not one of say, menu, collect, branch, set, hours, "
-            "transfer, queue, voicemail, callback, http or hangup",
+            "transfer, queue, voicemail, callback, http, pause or hangup",
         ),
         (5, "/nodes/a: 5 is not an object"),
         # A var that cannot be read: the node may set any variable.
@@ -333,7 +333,7 @@ def collect(**fields: Any) -> dict[str, Any]:
          "'_' and '-', starting with a letter or digit)"),
         (graph(a={"type": "branch", "cases": [{"var": "account", "op": "exists", "next": "a"}],
                   "default": "a"}),
-         "/nodes/a/cases/0/var: 'account' is not caller, called, call_id or vars.NAME"),
+         "/nodes/a/cases/0/var: 'account' is not caller, called, call_id, amd or vars.NAME"),
         (hours(weekly={"mon": ["9:00-17:00"]}), "/nodes/a/weekly/mon/0: '9:00-17:00' is not a "
          "time range HH:MM-HH:MM (like 09:00-17:30; 24:00 only as its end)"),
         (hours(holidays=["25-12-2026"]), "/nodes/a/holidays/0: '25-12-2026' is not a date "

@@ -244,7 +244,7 @@ def test_the_document_of_queues_parses_back_to_the_same_queues() -> None:
         (
             {"queues": {"q": {"hold": {"say": "Hold, {{name}}."}}}},
             "q.json: /queues/q/hold/say: unknown template name {{name}}: use caller, called, "
-            "call_id or vars.NAME",
+            "call_id, amd or vars.NAME",
         ),
         (
             {"queues": {"q": {"callback_offer": {"play": ["https://a.example/{{id}}.wav"]}}}},
@@ -341,8 +341,8 @@ def test_warnings_alone_do_not_refuse_the_file(tmp_path: Path) -> None:
 def test_warnings_come_with_the_errors_of_a_refused_file() -> None:
     found = errors({"queues": {"q": {"tier_wait_s": 600, "hold": {"say": "{{x}}"}}}})
     assert found == [
-        "q.json: /queues/q/hold/say: unknown template name {{x}}: use caller, called, call_id "
-        "or vars.NAME",
+        "q.json: /queues/q/hold/say: unknown template name {{x}}: use caller, called, call_id, "
+        "amd or vars.NAME",
         "q.json: /queues/q/tier_wait_s: warning: tier_wait_s 600 is not less than max_wait_s "
         "600: callers time out before agents of level 2 or more are offered them",
     ]

@@ -16,7 +16,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from service.core.graph import BranchNode, Graph, Node
+from service.core.graph import BranchNode, Graph, MenuNode, Node
 from service.core.traffic import NodeTraffic
 from service.graphs.loader import load_file, parse
 from service.graphs.render import (
@@ -172,11 +172,14 @@ def graphs() -> list[Graph]:
 
 
 def expected_label(node: Node, where: str) -> str | None:
-    """Label of an exit: none for next, the digit for options, the condition for cases."""
+    """Label of an exit: none for next, the digit for options (and the first phrase
+    that chooses it, when said), the condition for cases."""
     if where == "next":
         return None
     if where.startswith("options/"):
-        return where.removeprefix("options/")
+        key = where.removeprefix("options/")
+        said = node.phrases.get(key) if isinstance(node, MenuNode) else None
+        return f'{key} or "{said[0]}"' if said else key
     match = re.fullmatch(r"cases/(\d+)/next", where)
     if match and isinstance(node, BranchNode):
         case = node.cases[int(match.group(1))]

@@ -108,7 +108,7 @@ def test_appointment_reminder_outbound_confirm_and_reschedule() -> None:
     assert confirmed.ok, confirmed.error
     assert heard(confirmed) == [
         "Hello Ann, this is Acme. You have an appointment on 1 December at 10:00. "
-        "To confirm it press 1. To reschedule press 2.",
+        "To confirm it, press 1 or say yes. To reschedule, press 2 or say reschedule.",
         "Thank you, your appointment on 1 December is confirmed. Goodbye.",
     ]
     rescheduled = simulate(REMINDER, ["2"], at=OPEN, variables=REMINDER_VARS, outbound=True)

@@ -394,7 +394,7 @@ def test_set_values_are_rendered_with_the_variables_of_entry() -> None:
 
 def test_unknown_template_names_are_errors() -> None:
     document = graph(a={"type": "hangup", "say": "Hi {{name}}, {{vars.a.b}}, {{caller}}."})
-    use = "use caller, called, call_id or vars.NAME"
+    use = "use caller, called, call_id, amd or vars.NAME"
     assert problems(document) == [
         f"g.json: /nodes/a/say: unknown template name {{{{name}}}}: {use}",
         f"g.json: /nodes/a/say: unknown template name {{{{vars.a.b}}}}: {use}",

@@ -157,7 +157,7 @@ async def test_the_control_endpoint_refuses_bad_calls_and_bird_s_routes_stay_str
         bird = await http.post(calls, json={"to": CALLEE})
     assert [(r.status_code, r.json()["error"]) for r in refusals] == [
         (422, "to is required: a number (+31612345678) or a sip: URI"),
-        (422, "script input 'x' is not keys (0-9, *, #), '_' or 'hangup'"),
+        (422, "script input 'x' is not keys (0-9, *, #), say:TEXT, '_' or 'hangup'"),
         (422, "unknown fields: press (known: from, hangup_after_s, keys, name, to, voicemail_s)"),
         (422, "the body must be a JSON object"),
         (400, "the body is not valid JSON: Expecting property name enclosed in double quotes: "
@@ -183,6 +183,7 @@ async def test_a_callee_scripted_on_the_control_endpoint_answers_and_presses_its
         )
         assert scripted.json() == {
             "number": CALLEE, "answer": "answer:1", "keys": ["7"], "hangup_after_s": None,
+            "machine": None,
         }  # fmt: skip
         created = await peer.http.post(peer.calls_url, json={"to": CALLEE, "from": IVR})
         assert created.status_code == 202, created.text

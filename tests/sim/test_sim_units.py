@@ -215,6 +215,7 @@ def test_transcript_shows_each_offer_to_an_agent() -> None:
         "outcome": "answered",
         "leftRinging": False,
         "endedBy": "caller",
+        "record": False,
     }
 
 
