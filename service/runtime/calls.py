@@ -768,7 +768,10 @@ class CallHandler:
         taken = pending.becomes("sending", self._clock() + outbox.LEASE_S, attempts=attempts)
         if pending.looks and pending.status != "queued":
             taken = replace(taken, since=self._clock())  # retried anew after a look
-        if await self._store.update_pending(stored.state.call_id, pending.seq, taken):
+        # Fenced by the call as loaded: of two workers that found it due (its timer,
+        # a repeated delivery), only the first takes it.
+        if await self._store.update_pending(stored.state.call_id, pending.seq, taken,
+                                            loaded=stored):  # fmt: skip
             await self._send(bound, stored.state, taken)
 
     async def _look_back(self, bound: Any, stored: StoredCall, pending: Pending) -> None:

@@ -139,8 +139,10 @@ return line_result()
 # ARGV[5]  a journal entry to append whatever the seq ("" for none), kept as long
 #          as the call's hash
 # ARGV[6]  how many journal entries are kept
+# ARGV[7]  the p the caller loaded ("" when not to be checked): another change since
+#          (another worker took the command first) changes nothing
 # Returns the call's new p (>= 1: it counts these changes) when changed, 0 when the
-# call has no pending command with that seq.
+# call has no pending command with that seq (or p is not ARGV[7]).
 PENDING_SCRIPT = """
 if ARGV[5] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[5])
@@ -149,6 +151,9 @@ if ARGV[5] ~= '' then
   if ttl > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
 end
 if redis.call('HGET', KEYS[1], 'cs') ~= ARGV[1] then
+  return 0
+end
+if ARGV[7] ~= '' and (redis.call('HGET', KEYS[1], 'p') or '0') ~= ARGV[7] then
   return 0
 end
 if ARGV[2] == '' then
@@ -388,15 +393,24 @@ class CallStore:
         return written, LineResult.read(answer)
 
     async def update_pending(
-        self, call_id: str, seq: int, new: Pending | None, *, journal: str = ""
+        self,
+        call_id: str,
+        seq: int,
+        new: Pending | None,
+        *,
+        journal: str = "",
+        loaded: StoredCall | None = None,
     ) -> bool:
         """Change (or with None, remove) the call's pending command, if it is still
-        the command ``seq``; its timer follows. False when the call moved on. With
-        it, whatever the seq, ``journal`` (an entry of ``service.runtime.journal``:
-        what Bird answered) joins the call's journal."""
+        the command ``seq`` (and, given the call as ``loaded``, nobody changed it
+        since: two workers that both found it due cannot both take it); its timer
+        follows. False when the call moved on. With it, whatever the seq,
+        ``journal`` (an entry of ``service.runtime.journal``: what Bird answered)
+        joins the call's journal."""
         args: list[str | bytes | int] = [
             str(seq), new.to_json() if new is not None else "", _ms(new.until) if new else 0,
             call_id, packing.pack(journal) if journal else "", JOURNAL_MAX_ENTRIES,
+            str(loaded.changes) if loaded is not None else "",
         ]  # fmt: skip
         changes = int(
             await self._pending(
