@@ -9,7 +9,7 @@ from typing import Any
 
 from service.core import actions, engine, events
 from service.core import line as changes
-from service.core.graph import Graph
+from service.core.graph import Amd, Graph
 from service.core.queues import Queue
 from service.core.state import InLine, Outcome, Phase, Waiting
 from service.graphs.loader import parse
@@ -250,3 +250,15 @@ def test_every_line_note_of_a_follow_up_call_names_its_callback() -> None:
     follow.feed(events.AgentUnavailable("leg-a", "busy", "o1"), after_s=1)
     missed = next(n for n in follow.last.notes if n.event == "missed")
     assert missed.fields["callback"] == "cb1"
+
+
+def test_a_machine_answering_a_callback_gives_the_agent_back_and_leaves_the_message() -> None:
+    follow = FollowUp(replace(callback_graph(), amd=Amd(True, "bye")))
+    follow.feed(events.CallAnswered(), after_s=5)
+    verdict = events.AnsweredBy("machine", events.Progress("ongoing"))
+    machine = follow.feed(verdict, after_s=8)
+    assert machine.line == (changes.CallbackFailed("support", "o1", "cb1", "machine"),)
+    assert follow.state.line is None
+    assert follow.state.node == "bye"
+    assert machine.actions == (actions.Speak(actions.Say("Goodbye.", None, None)),)
+    assert {"answered_by", "callback_failed", "machine_answered"} <= set(follow.notes())

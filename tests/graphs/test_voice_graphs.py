@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from service.bird import schemas as bird_schemas
+from service.bird.commands import amd_settings
 from service.graphs import schema
 from service.graphs.loader import GraphError, parse
 from service.graphs.render import dot, mermaid
@@ -226,3 +227,16 @@ def test_render_draws_where_a_machine_goes_and_what_a_node_hears() -> None:
     assert "menu (keys or speech, en-US)" in drawn
     assert '-->|"1 or #quot;yes#quot;"|' in drawn
     assert '"_machine" -> "beep-pause"' in dot(graph)
+
+
+def test_the_graphs_amd_settings_reach_birds_request() -> None:
+    graph = parse(document(amd={"enabled": True, "word_count": 3, "beep_timeout_s": 40}))
+    assert amd_settings(graph.amd) == {
+        "enabled": True, "ifMachineNotifyAfter": "beep", "wordCount": 3, "beepTimeout": 40,
+    }  # fmt: skip
+    assert (
+        bird_schemas.problems(
+            "createCall", {"to": "+31612345678", "amdSettings": amd_settings(graph.amd)}
+        )
+        == []
+    )
