@@ -7,11 +7,13 @@ delivery bookkeeping that makes repeated or late deliveries change nothing.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum, StrEnum
+from types import NoneType, UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 
 class Phase(StrEnum):
@@ -94,14 +96,11 @@ class InLine:
     attempt: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _fields_of(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InLine:
-        known = cls.__dataclass_fields__
-        values = {k: v for k, v in data.items() if k in known}
-        values["waiting"] = Waiting(values.get("waiting", Waiting.JOINING))
-        return cls(**values)
+        return _from_fields(cls, data)
 
 
 class Direction(StrEnum):
@@ -145,25 +144,98 @@ class CallState:
         return context
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["vars"] = dict(self.vars)
-        data["seen"] = dict(self.seen)
-        data["recent"] = list(self.recent)
-        data["recordings"] = list(self.recordings)
-        return json.dumps(data, separators=(",", ":"))
+        return _encode(_fields_of(self))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> CallState:
-        data: dict[str, Any] = json.loads(text)
-        data["recent"] = tuple(data.get("recent", ()))
-        data["recordings"] = tuple(data.get("recordings", ()))
-        data["phase"] = Phase(data["phase"])
-        data["direction"] = Direction(data.get("direction", Direction.INBOUND))
-        if data.get("outcome") is not None:
-            data["outcome"] = Outcome(data["outcome"])
-        if data.get("after") is not None:
-            data["after"] = After(data["after"])
-        if data.get("line") is not None:
-            data["line"] = InLine.from_dict(data["line"])
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return _from_fields(cls, json.loads(text))
+
+
+# -- serialisation --------------------------------------------------------------------
+# Over each dataclass's fields, whatever they are, so that a field added later is
+# written and read back without touching what follows. The JSON has a key per field,
+# in the fields' order: enums as their values (a StrEnum is a str already), tuples as
+# arrays, mappings as objects, a dataclass as its ``to_dict()`` (or its fields). Read
+# back, each field gets its type again from its annotation (an enum, a tuple, a
+# dataclass's ``from_dict``); keys that name no field are left out, and a field
+# without a key takes its default.
+
+_T = TypeVar("_T")
+_Decode = Callable[[Any], Any]
+
+
+_NAMES: dict[type, tuple[str, ...]] = {}
+_DECODERS: dict[type, tuple[tuple[str, _Decode], ...]] = {}
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, in their order."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _fields_of(obj: object) -> dict[str, Any]:
+    """A dataclass's fields by name (the values themselves: ``_encode`` writes them)."""
+    return {name: getattr(obj, name) for name in _names(type(obj))}
+
+
+def _plain(value: Any) -> Any:
+    """What ``json`` writes for a value it cannot write as it is."""
+    if isinstance(value, Enum):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        to_dict = getattr(value, "to_dict", None)
+        return to_dict() if callable(to_dict) else _fields_of(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"a {type(value).__name__} is not JSON serialisable")
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), default=_plain, check_circular=False).encode
+
+
+def _from_fields(cls: type[_T], data: Mapping[str, Any]) -> _T:
+    """An instance of the dataclass ``cls`` from a JSON object of its fields."""
+    known = _names(cls)
+    values = {k: v for k, v in data.items() if k in known}
+    for name, decode in _decoders(cls):
+        value = values.get(name)
+        if value is not None:
+            values[name] = decode(value)
+    return cls(**values)
+
+
+def _decoders(cls: type) -> tuple[tuple[str, _Decode], ...]:
+    """The fields of ``cls`` whose JSON value needs turning back into their type."""
+    decoders = _DECODERS.get(cls)
+    if decoders is None:
+        hints = get_type_hints(cls)
+        found = ((name, _decoder(hints[name])) for name in _names(cls))
+        decoders = tuple((name, decode) for name, decode in found if decode is not None)
+        _DECODERS[cls] = decoders
+    return decoders
+
+
+def _decoder(hint: Any) -> _Decode | None:
+    """How a JSON value becomes a value of the type ``hint`` (None: it is one already)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union or origin is UnionType:  # X | None: None stays None
+        inner = [arg for arg in args if arg is not NoneType]
+        return _decoder(inner[0]) if len(inner) == 1 else None
+    kind = origin if isinstance(origin, type) else hint
+    if not isinstance(kind, type):
+        return None
+    if issubclass(kind, Enum):
+        return kind
+    if issubclass(kind, tuple):
+        item = _decoder(args[0]) if args else None
+        return tuple if item is None else lambda values: tuple(map(item, values))
+    if issubclass(kind, Mapping) or kind is dict:
+        value = _decoder(args[1]) if len(args) == 2 else None
+        return None if value is None else lambda data: {k: value(v) for k, v in data.items()}
+    if is_dataclass(kind):
+        from_dict = getattr(kind, "from_dict", None)
+        return from_dict if callable(from_dict) else functools.partial(_from_fields, kind)
+    return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any, TextIO
@@ -53,6 +54,12 @@ def mask_text(text: str) -> str:
 
 
 def _mask_text(text: str) -> str:
+    if "+" not in text and "sip" not in text:
+        # Neither an E.164 number nor a SIP URI (most values): only a bare number, of
+        # 7 digits or more, is masked.
+        if len(text) >= 7 and _BARE_NUMBER.fullmatch(text):
+            return mask_number(text.strip())
+        return text
     if _BARE_NUMBER.fullmatch(text):
         return mask_number(text.strip())
     text = _SIP_USER.sub(lambda m: m.group(1) + "***@", text)
@@ -78,9 +85,46 @@ def mask_numbers(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     for key in event_dict:
-        if _SECRET_KEY.search(key):
+        if _is_secret(key):
             event_dict[key] = REDACTED
     return event_dict
+
+
+# Whether a key names a secret, by key (the keys logged are the code's: a few hundred).
+_SECRET_KEYS: dict[str, bool] = {}
+_SECRET_KEYS_KEPT = 4096
+
+
+def _is_secret(key: str) -> bool:
+    secret = _SECRET_KEYS.get(key)
+    if secret is None:
+        secret = _SECRET_KEY.search(key) is not None
+        if len(_SECRET_KEYS) < _SECRET_KEYS_KEPT:
+            _SECRET_KEYS[key] = secret
+    return secret
+
+
+class _Stamp:
+    """The UTC time of a line, as structlog's ``TimeStamper(fmt="iso", utc=True)`` writes
+    it (``datetime.isoformat``: ``2030-01-02T03:04:05.678901Z``, without the fraction in
+    the rare microsecond that has none); the date and time of the current second made
+    once."""
+
+    def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self._clock_ns = clock_ns
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        second, micros = divmod(self._clock_ns() // 1000, 1_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event_dict["timestamp"] = f"{self._prefix}.{micros:06d}Z" if micros else f"{self._prefix}Z"
+        return event_dict
+
+
+timestamp = _Stamp()
 
 
 def _drop(_: WrappedLogger, __: str, ___: EventDict) -> EventDict:
@@ -145,6 +189,16 @@ def _configure_stdlib(
 LogSink = Callable[[MutableMapping[str, Any]], None]
 
 
+def _shared(printer: structlog.PrintLogger) -> Callable[..., structlog.PrintLogger]:
+    """A logger factory that gives every logger the same ``printer`` (structlog's
+    ``PrintLoggerFactory`` makes one for every ``bind``: every delivery)."""
+
+    def factory(*_: Any) -> structlog.PrintLogger:
+        return printer
+
+    return factory
+
+
 def configure(
     *,
     log_format: str = "json",
@@ -162,7 +216,7 @@ def configure(
     ``context``: fields every line of this process carries (a worker's index and pid).
     """
     shared: list[Processor] = [
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        timestamp,
         redact_secrets,
     ]
     if context:
@@ -209,6 +263,6 @@ def configure(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stdout),
+        logger_factory=_shared(structlog.PrintLogger(stream or sys.stdout)),
         cache_logger_on_first_use=False,
     )

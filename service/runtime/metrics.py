@@ -147,7 +147,32 @@ def _safe(record: Callable[[], None]) -> None:
     try:
         record()
     except Exception as exc:  # a metric must never break a call
-        log.warning("metric_failed", error=repr(exc), call_id=None, graph=None, node=None)
+        _failed(exc)
+
+
+def _failed(exc: Exception) -> None:
+    log.warning("metric_failed", error=repr(exc), call_id=None, graph=None, node=None)
+
+
+class _Children:
+    """A labelled metric's children, kept by their label values (in the order of its
+    label names): ``labels()`` takes a lock and checks the values every time, and the
+    metrics recorded for every delivery have a few label values each."""
+
+    def __init__(self, metric: Counter | Histogram) -> None:
+        self._metric = metric
+        self._known: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._known.get(values)
+        if child is None:
+            child = self._known[values] = self._metric.labels(*values)
+        return child
+
+
+_DELIVERIES = _Children(WEBHOOK_DELIVERIES)
+_BIRD_REQUESTS = _Children(BIRD_REQUESTS)
+_BIRD_REQUEST_SECONDS = _Children(BIRD_REQUEST_SECONDS)
 
 
 # -- recorded as it happens ---------------------------------------------------------
@@ -183,22 +208,20 @@ def agent_event(event: str, queue: str | None) -> None:
 def webhook_delivery(outcome: str, reason: str, seconds: float) -> None:
     """A delivery answered: its ``outcome`` (``Handled.status``, ``overloaded`` or
     ``rejected``), the ``reason`` of a refusal ("" otherwise) and how long it took."""
-
-    def record() -> None:
-        WEBHOOK_DELIVERIES.labels(outcome=outcome, reason=reason).inc()
+    try:
+        _DELIVERIES(outcome, reason).inc()
         WEBHOOK_SECONDS.observe(seconds)
-
-    _safe(record)
+    except Exception as exc:  # a metric must never break a call
+        _failed(exc)
 
 
 def bird_request(command: str, result: str, seconds: float) -> None:
     """One request to Bird (the ``observe`` hook of ``service.bird.client.BirdClient``)."""
-
-    def record() -> None:
-        BIRD_REQUESTS.labels(command=command, result=result).inc()
-        BIRD_REQUEST_SECONDS.labels(command=command).observe(seconds)
-
-    _safe(record)
+    try:
+        _BIRD_REQUESTS(command, result).inc()
+        _BIRD_REQUEST_SECONDS(command).observe(seconds)
+    except Exception as exc:  # a metric must never break a call
+        _failed(exc)
 
 
 def timer_kind(member: str) -> str:

@@ -25,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -137,6 +138,45 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+class _Forwarded:
+    """What uvicorn's ``ProxyHeadersMiddleware`` does, the same way: for a request from
+    a trusted proxy (``FORWARDED_ALLOW_IPS``, by default the loopback's), the scheme of
+    its ``X-Forwarded-Proto`` and the client of its ``X-Forwarded-For``. But the request
+    runs as the app's own coroutine: uvicorn's middleware is a coroutine of its own,
+    that a request goes through again each time it resumes (a delivery, about ten
+    times: about 1 % of its CPU time)."""
+
+    def __init__(self, app: ASGIApp, trusted_hosts: list[str] | str) -> None:
+        self.app = app
+        self.trusted_hosts = _TrustedHosts(trusted_hosts)
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] != "lifespan":
+            client = scope.get("client")
+            if (client[0] if client else None) in self.trusted_hosts:
+                self._forwarded(scope)
+        return self.app(scope, receive, send)
+
+    def _forwarded(self, scope: Scope) -> None:
+        proto: bytes | None = None
+        forwarded_for: list[bytes] = []
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-proto":
+                proto = value
+            elif name == b"x-forwarded-for":
+                forwarded_for.append(value)
+        if proto is not None:
+            scheme = proto.decode("latin1").strip()
+            if scheme in {"http", "https", "ws", "wss"}:
+                websocket = scope["type"] == "websocket"
+                scope["scheme"] = scheme.replace("http", "ws") if websocket else scheme
+        if forwarded_for:
+            hosts = b", ".join(forwarded_for).decode("latin1")
+            host, port = self.trusted_hosts.get_trusted_client_address(hosts)
+            if host:
+                scope["client"] = (host, port)
+
+
 class _Server(uvicorn.Server):
     """uvicorn with an event set once it accepts connections, and without its own
     signal handlers (the embedding program decides what Ctrl-C does)."""
@@ -198,10 +238,14 @@ async def serve(
     exits; yields where it listens once uvicorn has started. ``http``: the HTTP/1.1
     implementation (:data:`HTTP_PARSERS`)."""
     sock = sock or bind(host, port)
+    # uvicorn's own proxy headers, done by _Forwarded; every app served is ASGI 3 (an
+    # app may answer a request by returning its coroutine: uvicorn would take it for
+    # ASGI 2).
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="auto",
-        http=HTTP_PARSERS[http], timeout_keep_alive=5,
+        http=HTTP_PARSERS[http], timeout_keep_alive=5, proxy_headers=False, interface="asgi3",
     )  # fmt: skip
+    config.app = _Forwarded(app, config.forwarded_allow_ips)
     server = _Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     ready = asyncio.get_running_loop().create_task(server.ready.wait())

@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from service.core.line import LineChange
 from service.core.state import CallState
@@ -220,7 +222,7 @@ class StoredCall:
         """From the hash's ``v``, ``doc``, ``cmd`` and ``p`` (None: no call)."""
         if not doc:
             return None
-        state = replace(CallState.from_json(packing.unpack(doc)), version=int(version or 0))
+        state = with_version(CallState.from_json(packing.unpack(doc)), int(version or 0))
         return cls(state, Pending.from_json(cmd) if cmd else None, int(changes or 0))
 
 
@@ -267,6 +269,17 @@ class CallStore:
         # The calls this store last wrote, as it wrote them (least recent first): a
         # step planned from one costs no load; its commit checks it is still current.
         self._remembered: OrderedDict[str, StoredCall] = OrderedDict()
+
+    async def _run(
+        self, script: AsyncScript, *, keys: list[str], args: Sequence[str | bytes | int]
+    ) -> Any:
+        """``script(keys=keys, args=args)``: its ``EVALSHA`` straight from the client (the
+        script's own call checks whether the client is a pipeline, at some cost, for
+        every call), and the script's call (which loads it) when Redis does not have it."""
+        try:
+            return await self._redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await script(keys=keys, args=args)
 
     async def load_call(self, call_id: str, *, remembered: bool = False) -> StoredCall | None:
         """The call's state and its pending command, from Redis; with ``remembered``,
@@ -341,7 +354,7 @@ class CallStore:
         it first. Raises :class:`OfferGone` when a change takes an offer the line took
         back.
         """
-        written = replace(new, version=expected_version + 1)
+        written = with_version(new, expected_version + 1)
         ttl = self._ended_ttl_s if written.ended else ACTIVE_CALL_TTL_S
         args: list[str | bytes | int] = [
             str(expected_version),
@@ -360,7 +373,8 @@ class CallStore:
         counted = json.dumps(traffic, separators=(",", ":")) if traffic else ""
         entry = packing.pack(journal) if journal else ""
         today = line.today(now)
-        raw = await self._commit(
+        raw = await self._run(
+            self._commit,
             keys=[
                 keys.call(new.call_id), self._timers, keys.call_journal(new.call_id),
                 keys.graph_traffic(new.graph, new.graph_version), self._live,
@@ -413,8 +427,10 @@ class CallStore:
             str(loaded.changes) if loaded is not None else "",
         ]  # fmt: skip
         changes = int(
-            await self._pending(
-                keys=[keys.call(call_id), self._timers, keys.call_journal(call_id)], args=args
+            await self._run(
+                self._pending,
+                keys=[keys.call(call_id), self._timers, keys.call_journal(call_id)],
+                args=args,
             )
         )
         known = self._remembered.get(call_id)
@@ -428,14 +444,31 @@ class CallStore:
         """Add an entry to a call's journal (what happened beside its steps: a
         delivery that changed nothing, a request to Bird), kept as long as the
         call's hash (an active call's TTL when it has none yet)."""
-        await self._note(
+        await self._run(
+            self._note,
             keys=[keys.call(call_id), keys.call_journal(call_id)],
             args=[packing.pack(journal), JOURNAL_MAX_ENTRIES, ACTIVE_CALL_TTL_S],
         )
 
     async def forget_timer(self, call_id: str) -> None:
         """Remove the call's timer unless the call waits on a command again."""
-        await self._forget_timer(keys=[keys.call(call_id), self._timers], args=[call_id])
+        await self._run(self._forget_timer, keys=[keys.call(call_id), self._timers], args=[call_id])
+
+
+# CallState has no __post_init__ (nor slots): a copy of its fields is a CallState.
+_COPYABLE = not hasattr(CallState, "__post_init__") and not hasattr(CallState, "__slots__")
+
+
+def with_version(state: CallState, version: int) -> CallState:
+    """``dataclasses.replace(state, version=version)``, made by copying the fields (its
+    ``__init__`` sets each field of a frozen dataclass one by one: several times the
+    cost, for every commit)."""
+    if not _COPYABLE or type(state) is not CallState:
+        return replace(state, version=version)
+    copy = object.__new__(CallState)
+    copy.__dict__.update(state.__dict__)
+    object.__setattr__(copy, "version", version)
+    return copy
 
 
 def live_summary(state: CallState, now: float) -> str:

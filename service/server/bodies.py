@@ -11,8 +11,10 @@ import asyncio
 from typing import Any
 
 import structlog
+from starlette.datastructures import URL
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope
 
 from service.core import jsondoc
 
@@ -49,27 +51,48 @@ def _size(limit: int) -> str:
 async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
     """The body, at most ``limit`` bytes within ``timeout_s`` (:data:`BODY_TIMEOUT_S`),
     or :class:`BodyRefused`."""
-    timeout_s = timeout_s if timeout_s is not None else BODY_TIMEOUT_S
-    too_large = _refused(413, "too_large", f"the body is over {_size(limit)}")
     declared = request.headers.get("content-length", "")
+    return await receive_body(request.scope, request.receive, limit, declared, timeout_s)
+
+
+async def receive_body(
+    scope: Scope, receive: Receive, limit: int, declared: str, timeout_s: float | None = None
+) -> bytes:
+    """:func:`read_body` for an ASGI request (``declared``: its ``Content-Length``, "" when
+    it has none)."""
+    timeout_s = timeout_s if timeout_s is not None else BODY_TIMEOUT_S
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    received = 0
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise too_large
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "http.request":
+                    chunk: bytes = message.get("body", b"")
+                    received += len(chunk)
+                    if received > limit:
+                        raise _too_large(limit)
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        # Most bodies come whole, in one message: kept as they came.
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                elif kind == "http.disconnect":
+                    raise ClientDisconnect()
     except TimeoutError:
-        log.info("request_too_slow", path=request.url.path, call_id=None, graph=None,
-                 node=None, received_bytes=len(body))  # fmt: skip
+        log.info("request_too_slow", path=URL(scope=scope).path, call_id=None, graph=None,
+                 node=None, received_bytes=received)  # fmt: skip
         raise _refused(408, "too_slow", f"the body did not come within {timeout_s:g} s") from None
     except ClientDisconnect:
-        log.info("request_abandoned", path=request.url.path, call_id=None, graph=None,
-                 node=None, received_bytes=len(body))  # fmt: skip
+        log.info("request_abandoned", path=URL(scope=scope).path, call_id=None, graph=None,
+                 node=None, received_bytes=received)  # fmt: skip
         raise _refused(400, "client_disconnected", "the client went away mid-body") from None
-    return bytes(body)
+
+
+def _too_large(limit: int) -> BodyRefused:
+    return _refused(413, "too_large", f"the body is over {_size(limit)}")
 
 
 async def read_json(request: Request, limit: int) -> Any:

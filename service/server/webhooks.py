@@ -26,23 +26,29 @@ handler did, ``overloaded`` with its reason (``max_in_flight``, ``redis_pool``),
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
+from starlette.datastructures import URL, QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from service.bird import deliveries, signature
 from service.runtime import metrics
 from service.runtime.calls import CallHandler
 from service.runtime.redis_client import is_overload
 from service.runtime.settings import Settings
-from service.server.bodies import BodyRefused, read_body
+from service.server.bodies import BodyRefused, receive_body
 
 log = structlog.get_logger("webhooks")
+
+PATH = "/webhooks/bird"
 
 URL_HINT = (
     "the signature covers PUBLIC_BASE_URL's URL; is PUBLIC_BASE_URL the URL Bird (or the "
@@ -64,6 +70,16 @@ REJECTED: dict[int, str] = {
 }
 
 
+class Answer(JSONResponse):
+    """A ``JSONResponse``, the same bytes, rendered by one encoder made once (Starlette's
+    makes an encoder for each answer)."""
+
+    def render(self, content: Any) -> bytes:
+        return _encode(content).encode("utf-8")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
 OVERLOADED = "overloaded"
 # Bird delivers a refused delivery again; this says when it may.
 RETRY_AFTER_S = 1
@@ -73,7 +89,7 @@ LOG_EVERY_S = 1.0
 
 def overloaded(reason: str) -> Response:
     """The answer to a delivery refused for overload: 503, ``Retry-After``."""
-    return JSONResponse(
+    return Answer(
         {"error": OVERLOADED, "reason": reason},
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_S)},
@@ -132,44 +148,91 @@ def public_url(settings: Settings, request: Request) -> str:
     return settings.public_base_url + request.url.path + (f"?{query}" if query else "")
 
 
-def _urls(exc: signature.SignatureError, request: Request) -> dict[str, str]:
+# A query string that reads the same whether or not it goes through a URL (printable
+# ASCII, no fragment): the URL a delivery came to is rebuilt from it as it is.
+_PLAIN_QUERY = re.compile(rb'[!"$-~]*')
+
+
+def _public_url(settings: Settings, scope: Scope) -> str:
+    """:func:`public_url` for an ASGI request, without making its URL when its path is
+    the webhook's and its query is plain (every delivery Bird makes)."""
+    path: str = scope["path"]
+    raw: bytes = scope.get("query_string", b"")
+    if path == PATH and not scope.get("root_path") and _PLAIN_QUERY.fullmatch(raw):
+        query = raw.decode()
+    else:
+        url = URL(scope=scope)
+        path, query = url.path, url.query
+    return settings.public_base_url + path + (f"?{query}" if query else "")
+
+
+def _urls(exc: signature.SignatureError, scope: Scope) -> dict[str, str]:
     """For a signature that does not match: the URL it was checked against and the one
     the request came to (as this process saw it: behind a proxy, the proxy's), with a
     hint when they differ. Neither holds a secret."""
     if not isinstance(exc, signature.SignatureMismatch):
         return {}
-    urls = {"checked_url": exc.url, "request_url": str(request.url)}
+    urls = {"checked_url": exc.url, "request_url": str(URL(scope=scope))}
     return {**urls, "hint": URL_HINT} if exc.url != urls["request_url"] else urls
 
 
-def make_endpoint(
-    settings: Settings,
-    handler: Callable[[], CallHandler],
-    clock: Callable[[], float] = time.time,
-) -> Callable[[Request], Awaitable[Response]]:
-    limit = settings.ivr_max_in_flight
-    in_flight = 0
-    too_many = RefusalLog("max_in_flight")
-    pool_empty = RefusalLog("redis_pool")
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request's headers by name (lower case, as ASGI has them); of a header sent
+    more than once, the first (as ``Request.headers.get`` has it)."""
+    return dict(reversed(scope["headers"]))
 
-    async def bird_webhook(request: Request) -> Response:
-        nonlocal in_flight
-        started = time.perf_counter()
-        if in_flight >= limit:
-            # Before the body is read and Redis is touched: nothing changes.
-            too_many.refused(max_in_flight=limit)
-            metrics.webhook_delivery(OVERLOADED, "max_in_flight", time.perf_counter() - started)
-            return overloaded(
-                f"this process handles {limit} deliveries at once (IVR_MAX_IN_FLIGHT); retry later"
-            )
-        in_flight += 1
+
+class BirdWebhook:
+    """``POST /webhooks/bird``: an ASGI app (what ``service.server.app`` calls for that
+    path, without Starlette's routing) and, for the route itself, :meth:`endpoint`.
+    Both count against the same ``IVR_MAX_IN_FLIGHT``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: Callable[[], CallHandler],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._clock = clock
+        self.limit = settings.ivr_max_in_flight
+        self.in_flight = 0
+        self._too_many = RefusalLog("max_in_flight")
+        self._pool_empty = RefusalLog("redis_pool")
+        at_once = f"this process handles {self.limit} deliveries at once"
+        self._too_many_reason = f"{at_once} (IVR_MAX_IN_FLIGHT); retry later"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI. An exception is answered 500 and raised on to the server (which logs
+        it), as Starlette's ``ServerErrorMiddleware`` does."""
         try:
-            response, outcome = await handle(request)
+            response = await self.deliver(scope, receive)
+        except Exception:
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
+        await response(scope, receive, send)
+
+    async def endpoint(self, request: Request) -> Response:
+        """The route's endpoint (Starlette's routing)."""
+        return await self.deliver(request.scope, request.receive)
+
+    async def deliver(self, scope: Scope, receive: Receive) -> Response:
+        """The answer to a delivery, counted and timed."""
+        started = time.perf_counter()
+        if self.in_flight >= self.limit:
+            # Before the body is read and Redis is touched: nothing changes.
+            self._too_many.refused(max_in_flight=self.limit)
+            metrics.webhook_delivery(OVERLOADED, "max_in_flight", time.perf_counter() - started)
+            return overloaded(self._too_many_reason)
+        self.in_flight += 1
+        try:
+            response, outcome = await self.handle(scope, receive)
         except Exception:
             metrics.webhook_delivery("rejected", "error", time.perf_counter() - started)
             raise
         finally:
-            in_flight -= 1
+            self.in_flight -= 1
         reason = ""
         if outcome == OVERLOADED:
             reason = "redis_pool"
@@ -178,11 +241,15 @@ def make_endpoint(
         metrics.webhook_delivery(outcome, reason, time.perf_counter() - started)
         return response
 
-    async def handle(request: Request) -> tuple[Response, str]:
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[Response, str]:
         """The answer, and what the handler did (``Handled.status``; "" when refused)."""
-        request_id = request.headers.get(signature.REQUEST_ID_HEADER)
+        settings = self._settings
+        headers = _headers(scope)
+        request_id = _header(headers, _REQUEST_ID)
         try:
-            body = await read_body(request, settings.max_body_bytes)
+            body = await receive_body(
+                scope, receive, settings.max_body_bytes, _header(headers, b"content-length") or ""
+            )
         except BodyRefused as exc:
             log.warning("webhook_refused", status=exc.response.status_code,
                         request_id=request_id, call_id=None, graph=None, node=None)  # fmt: skip
@@ -190,52 +257,70 @@ def make_endpoint(
         try:
             signature.verify(
                 signing_key=settings.bird_signing_key,
-                signature=request.headers.get(signature.SIGNATURE_HEADER),
-                timestamp=request.headers.get(signature.TIMESTAMP_HEADER),
-                url=public_url(settings, request),
+                signature=_header(headers, _SIGNATURE),
+                timestamp=_header(headers, _TIMESTAMP),
+                url=_public_url(settings, scope),
                 body=body,
-                now=clock(),
+                now=self._clock(),
                 max_age_s=settings.webhook_max_age_s,
             )
         except signature.SignatureError as exc:
             log.warning("webhook_rejected", reason=exc.reason, request_id=request_id,
-                        **_urls(exc, request))  # fmt: skip
-            return JSONResponse(
-                {"error": "unauthorized", "reason": exc.reason}, status_code=401
-            ), ""
+                        **_urls(exc, scope))  # fmt: skip
+            return Answer({"error": "unauthorized", "reason": exc.reason}, status_code=401), ""
         try:
             delivery = deliveries.parse_delivery(body)
         except deliveries.DeliveryError as exc:
             log.warning("webhook_malformed", reason=exc.reason, request_id=request_id)
-            return JSONResponse({"error": "bad_request", "reason": exc.reason}, status_code=400), ""
+            return Answer({"error": "bad_request", "reason": exc.reason}, status_code=400), ""
         except deliveries.UnhandledDelivery as exc:
             log.info("webhook_ignored", reason=exc.reason, request_id=request_id)
-            return JSONResponse({"status": "ignored", "reason": exc.reason}), "ignored"
-        query = request.query_params
-        ref, offer = query.get("ref"), query.get("offer")
-        for name, value in (("ref", ref), ("offer", offer)):
-            if value is not None and not OUR_REFERENCE.fullmatch(value):
-                # Our own references (A10): hex ids; anything else names no key of ours.
-                reason = f"?{name}= is not a reference this service gives"
-                log.warning("webhook_malformed", reason=reason, request_id=request_id)
-                return JSONResponse({"error": "bad_request", "reason": reason}, status_code=400), ""
+            return Answer({"status": "ignored", "reason": exc.reason}), "ignored"
+        ref = offer = None
+        if scope.get("query_string"):
+            query = QueryParams(scope["query_string"])
+            ref, offer = query.get("ref"), query.get("offer")
+            for name, value in (("ref", ref), ("offer", offer)):
+                if value is not None and not OUR_REFERENCE.fullmatch(value):
+                    # Our own references (A10): hex ids; anything else names no key of ours.
+                    reason = f"?{name}= is not a reference this service gives"
+                    log.warning("webhook_malformed", reason=reason, request_id=request_id)
+                    answer = {"error": "bad_request", "reason": reason}
+                    return Answer(answer, status_code=400), ""
         try:
-            outcome = await handler().handle(delivery, ref=ref, offer=offer)
+            outcome = await self._handler().handle(delivery, ref=ref, offer=offer)
         except RedisError as exc:
             if is_overload(exc):
                 # No connection came free in time: this process has too much to do.
-                pool_empty.refused(error=str(exc), request_id=request_id)
+                self._pool_empty.refused(error=str(exc), request_id=request_id)
                 reason = "no Redis connection came free in time (REDIS_POOL_TIMEOUT_S); retry later"
                 return overloaded(reason), OVERLOADED
             log.error(
                 "webhook_failed", call_id=delivery.call_id, graph=None, node=None,
                 reason="redis unavailable", error=str(exc), request_id=request_id,
             )  # fmt: skip
-            return JSONResponse(
+            return Answer(
                 {"error": "unavailable", "reason": "call state store unavailable; retry later"},
                 status_code=503,
             ), ""
         done = {"status": outcome.status, "detail": outcome.detail}
-        return JSONResponse(done), outcome.status
+        return Answer(done), outcome.status
 
-    return bird_webhook
+
+_REQUEST_ID = signature.REQUEST_ID_HEADER.lower().encode("latin-1")
+_SIGNATURE = signature.SIGNATURE_HEADER.lower().encode("latin-1")
+_TIMESTAMP = signature.TIMESTAMP_HEADER.lower().encode("latin-1")
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else None
+
+
+def make_endpoint(
+    settings: Settings,
+    handler: Callable[[], CallHandler],
+    clock: Callable[[], float] = time.time,
+) -> Callable[[Request], Awaitable[Response]]:
+    """The route's endpoint alone (:meth:`BirdWebhook.endpoint`)."""
+    return BirdWebhook(settings, handler, clock).endpoint

@@ -6,10 +6,13 @@ import io
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -184,3 +187,46 @@ def test_an_exception_nobody_caught_is_one_json_line(captured: io.StringIO) -> N
     assert isinstance(frames, list)
     assert frames[0]["exc_type"] == "ValueError"
     assert "31612345678" not in captured.getvalue()
+
+
+def _masked_by_the_rule(text: str) -> str:
+    """The masking rule, applied in full to any text (what the logs must show)."""
+    if logs._BARE_NUMBER.fullmatch(text):
+        return logs.mask_number(text.strip())
+    text = logs._SIP_USER.sub(lambda m: m.group(1) + "***@", text)
+    return logs._E164.sub(lambda m: logs.mask_number(m.group(0)), text)
+
+
+@given(
+    st.text(alphabet=st.sampled_from(list("0123456789+ sip:@.-\t\nab٣")), max_size=30)
+    | st.text(max_size=30)
+)
+def test_masking_follows_the_rule_for_any_text(text: str) -> None:
+    assert logs.mask_text(text) == _masked_by_the_rule(text)
+
+
+def test_a_key_is_a_secret_or_not_whatever_was_asked_before() -> None:
+    for _ in range(2):  # the second time from what is kept
+        assert logs._is_secret("bird_access_key")
+        assert logs._is_secret("Authorization")
+        assert not logs._is_secret("call_id")
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800 * 10**9))
+def test_a_line_s_time_is_written_as_structlog_s_iso_utc_stamp(ns: int) -> None:
+    stamp = logs._Stamp(clock_ns=lambda: ns)
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    expected = datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+    written = expected.isoformat().replace("+00:00", "Z")
+    for _ in range(2):  # the second time from the second's date and time kept
+        assert stamp(None, "info", {})["timestamp"] == written
+
+
+def test_lines_carry_the_time_they_were_logged(captured: io.StringIO) -> None:
+    logs.configure(log_format="json", stream=captured)
+    before = datetime.now(UTC)
+    structlog.get_logger().info("x")
+    after = datetime.now(UTC)
+    (line,) = lines(captured)
+    logged = datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00"))
+    assert before <= logged <= after

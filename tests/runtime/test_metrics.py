@@ -302,3 +302,24 @@ def test_the_multiprocess_directory_is_a_setting(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(SettingsError, match=r"PROMETHEUS_MULTIPROC_DIR .* is not a directory"):
         Settings.from_env({**REQUIRED, "PROMETHEUS_MULTIPROC_DIR": str(missing)})
+
+
+def test_bird_requests_are_counted_by_command_and_result_and_timed() -> None:
+    before = value("ivr_bird_requests_total", command="gather", result="2xx")
+    count = value("ivr_bird_request_seconds_count", command="gather")
+    for _ in range(2):
+        metrics.bird_request("gather", "2xx", 0.02)
+    metrics.bird_request("gather", "429", 0.02)
+    assert value("ivr_bird_requests_total", command="gather", result="2xx") == before + 2
+    assert value("ivr_bird_request_seconds_count", command="gather") == count + 3
+
+
+def test_a_delivery_s_metric_that_fails_never_reaches_the_delivery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Broken:
+        def observe(self, _: float) -> None:
+            raise RuntimeError("broken registry")
+
+    monkeypatch.setattr(metrics, "WEBHOOK_SECONDS", Broken())
+    metrics.webhook_delivery("applied", "", 0.004)  # does not raise

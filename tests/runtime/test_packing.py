@@ -4,6 +4,7 @@ written before packing existed still reads."""
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 from hypothesis import given
@@ -45,3 +46,11 @@ def test_any_text_reads_back_exactly(text: str) -> None:
 
 def test_the_whole_dictionary_fits_the_window_it_is_used_with() -> None:
     assert len(DICTIONARY_V1) <= (1 << 12) - 262
+
+
+def test_packing_makes_the_bytes_a_new_compressor_with_the_dictionary_makes() -> None:
+    # The primed compressor's copies keep nothing of one value for the next.
+    journal = '{"kind":"command","rt":1795750470.123,"action":"say","result":"accepted"}'
+    for text in (STATE, journal, STATE, "", journal * 3):
+        fresh = zlib.compressobj(6, zlib.DEFLATED, -12, 5, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
+        assert pack(text) == PACKED_V1 + fresh.compress(text.encode()) + fresh.flush()

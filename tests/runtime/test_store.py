@@ -14,7 +14,13 @@ from service.runtime import keys
 from service.runtime.live import live_calls
 from service.runtime.outbox import sending
 from service.runtime.packing import unpack
-from service.runtime.store import ACTIVE_CALL_TTL_S, TRAFFIC_DAY_TTL_S, CallStore, Conflict
+from service.runtime.store import (
+    ACTIVE_CALL_TTL_S,
+    TRAFFIC_DAY_TTL_S,
+    CallStore,
+    Conflict,
+    with_version,
+)
 
 
 def new_state() -> CallState:
@@ -222,6 +228,32 @@ async def test_a_worker_plans_from_the_call_it_last_wrote_until_another_changes_
     assert isinstance(again, Conflict)
     assert again.current is not None
     assert again.current.state.node == "a"
+
+
+async def test_a_store_loads_its_scripts_again_when_redis_lost_them(redis: Redis) -> None:
+    store = CallStore(redis, ended_ttl_s=600)
+    first = await store.commit(new_state(), expected_version=0)
+    assert first is not None
+    await redis.script_flush()  # a Redis restarted without its scripts
+    second = await store.commit(replace(first, node="a"), expected_version=1)
+    assert second is not None
+    await redis.script_flush()
+    await store.note(first.call_id, '{"kind":"delivery"}')
+    await redis.script_flush()
+    await store.forget_timer(first.call_id)
+    loaded = await store.load(first.call_id)
+    assert loaded == second
+    assert await redis.llen(keys.call_journal(first.call_id)) == 1
+
+
+def test_a_state_with_another_version_is_the_state_replace_makes() -> None:
+    state = replace(new_state(), node="menu", after=After.NEXT, steps=3)
+    changed = with_version(state, 7)
+    assert changed == replace(state, version=7)
+    assert type(changed) is CallState
+    assert changed.version == 7
+    assert state.version == 0  # the state itself is left as it was
+    assert changed.to_json() == replace(state, version=7).to_json()
 
 
 async def test_of_two_workers_that_found_a_command_due_only_the_first_takes_it(
