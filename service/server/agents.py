@@ -31,6 +31,7 @@ from service.runtime.logs import mask_number
 from service.runtime.registry import Registry
 from service.server.auth import Endpoint
 from service.server.bodies import BodyRefused, read_json
+from service.server.unavailable import store_failed
 
 log = structlog.get_logger("agents")
 
@@ -210,11 +211,6 @@ def _answering(endpoint: Endpoint) -> Endpoint:
         except _Refused as refused:
             return refused.response
         except (RedisError, OSError) as exc:
-            log.error("agents_api_failed", reason="redis unavailable", error=str(exc),
-                      call_id=None, graph=None, node=None)  # fmt: skip
-            return JSONResponse(
-                {"error": "unavailable", "reason": "agent store unavailable; retry later"},
-                status_code=503,
-            )
+            return store_failed(exc, event="agents_api_failed", store="agent store")
 
     return answered

@@ -16,8 +16,7 @@ from service.bird.deliveries import is_call_id
 from service.runtime.live import call_view, live_calls
 from service.runtime.settings import Settings
 from service.server.auth import Endpoint
-
-REDIS_AWAY = {"error": "unavailable", "reason": "Redis does not answer; try again"}
+from service.server.unavailable import store_failed
 
 
 def make_endpoints(
@@ -31,8 +30,8 @@ def make_endpoints(
         graph = request.query_params.get("graph") or None
         try:
             calls = await live_calls(redis, channel, graph=graph)
-        except (RedisError, OSError):
-            return JSONResponse(REDIS_AWAY, status_code=503)
+        except (RedisError, OSError) as exc:
+            return store_failed(exc, event="calls_api_failed", store="call state store")
         now = clock()
         return JSONResponse(
             {"calls": [call.to_json(now, masked=masked) for call in calls], "count": len(calls)}
@@ -45,8 +44,10 @@ def make_endpoints(
             return JSONResponse({"error": "bad_request", "reason": reason}, status_code=400)
         try:
             view = await call_view(redis, call_id, channel_id=channel)
-        except (RedisError, OSError):
-            return JSONResponse(REDIS_AWAY, status_code=503)
+        except (RedisError, OSError) as exc:
+            return store_failed(
+                exc, event="calls_api_failed", store="call state store", call_id=call_id
+            )
         if view is None:
             reason = (
                 f"no call {call_id} here: unknown, or ended more than CALL_TTL_S "

@@ -179,8 +179,8 @@ ERRORS: dict[str, Schema] = {
                  description="Every error: a code and why (some add fields)."),
     "Unavailable": error("unavailable", description="Redis does not answer; try again."),
     "Overloaded": error("overloaded", description="This process has more deliveries than "
-                        "IVR_MAX_IN_FLIGHT, or no Redis connection came free within "
-                        "REDIS_POOL_TIMEOUT_S; nothing changed, try again."),
+                        "IVR_MAX_IN_FLIGHT (the webhook), or no Redis connection came free "
+                        "within REDIS_POOL_TIMEOUT_S; nothing changed, try again."),
     "TooLarge": error("too_large", description="The body is over the endpoint's limit."),
     "TooSlow": error("too_slow", description=f"The body did not all come in {BODY_TIMEOUT_S:g} s."),
     "InvalidRequest": obj(
@@ -397,6 +397,15 @@ PROBES: dict[str, Schema] = {
        for name, status in (("Ready", "ready"), ("NotReady", "not ready"))},
 }  # fmt: skip
 
+# On a 503 "overloaded" (service.server.unavailable).
+RETRY_AFTER = {
+    "Retry-After": {
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "seconds; on an overloaded answer",
+    }
+}
+
 # The answers several operations share.
 RESPONSES: dict[str, Any] = {
     "Unauthorized": {
@@ -409,7 +418,12 @@ RESPONSES: dict[str, Any] = {
     "TooSlow": answer(f"The body did not all come in {BODY_TIMEOUT_S:g} s.", ref("TooSlow")),
     "TooLarge": answer("The body is over the endpoint's limit (413 before it is read).",
                        ref("TooLarge")),
-    "Unavailable": answer("Redis does not answer: try again.", ref("Unavailable")),
+    "Unavailable": {
+        **answer("Redis does not answer (unavailable), or no Redis connection came free "
+                 "within REDIS_POOL_TIMEOUT_S (overloaded): nothing changed, try again.",
+                 {"anyOf": [ref("Unavailable"), ref("Overloaded")]}),
+        "headers": RETRY_AFTER,
+    },
     "BadAgentId": answer("Not an agent id (1-64 letters, digits, '_', '.' or '-', starting "
                          "with a letter or a digit).", error("invalid_agent_id")),
     "NoAgent": answer("No such agent.", error("not_found")),
@@ -457,10 +471,7 @@ def webhook() -> dict[str, Any]:
                 **answer("Redis does not answer (unavailable), or this process is overloaded "
                          "(answered at once, nothing changed): Bird delivers it again later.",
                          {"anyOf": [ref("Unavailable"), ref("Overloaded")]}),
-                "headers": {"Retry-After": {
-                    "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                    "description": "seconds; on an overloaded answer",
-                }},
+                "headers": RETRY_AFTER,
             },
         },
         description="Signed by Bird with the subscription's signing key (BIRD_SIGNING_KEY); "

@@ -28,6 +28,7 @@ from service.core.graph import Graph
 from service.runtime.calls import CallHandler
 from service.runtime.registry import Registry
 from service.server.bodies import BodyRefused, NotJSON, read_json
+from service.server.unavailable import store_failed
 
 log = structlog.get_logger("outbound")
 
@@ -162,11 +163,8 @@ def make_endpoint(
                       error=str(exc))  # fmt: skip
             return JSONResponse({"error": "bird_refused", "reason": str(exc)}, 502)
         except RedisError as exc:
-            log.error("outbound_failed", call_id=None, graph=parsed.graph.id, node=None,
-                      reason="redis unavailable", error=str(exc))  # fmt: skip
-            return JSONResponse(
-                {"error": "unavailable", "reason": "call state store unavailable; retry later"},
-                503,
+            return store_failed(
+                exc, event="outbound_failed", store="call state store", graph=parsed.graph.id
             )
         return JSONResponse(
             {

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from service.runtime.board import Board
 from service.runtime.registry import Registry
 from service.server.auth import Endpoint
+from service.server.unavailable import store_failed
 
 log = structlog.get_logger("queues")
 
@@ -35,11 +36,7 @@ class QueueEndpoints:
 
 def make_endpoints(board: Board, registry: Registry, clock: Callable[[], float]) -> QueueEndpoints:
     def unavailable(exc: Exception) -> Response:
-        log.error("queues_api_failed", error=str(exc), call_id=None, graph=None, node=None)
-        return JSONResponse(
-            {"error": "unavailable", "reason": "the line's store is unavailable; retry later"},
-            status_code=503,
-        )
+        return store_failed(exc, event="queues_api_failed", store="the line's store")
 
     async def list_queues(_: Request) -> Response:
         at = clock()

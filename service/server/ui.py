@@ -33,6 +33,7 @@ from service.runtime import errors, traffic
 from service.runtime.line import today
 from service.runtime.registry import Registry
 from service.server.auth import Endpoint, require_token
+from service.server.unavailable import store_failed
 
 log = structlog.get_logger("ui")
 
@@ -76,10 +77,7 @@ def _static(name: str) -> Endpoint:
 
 
 def _unavailable(what: str, exc: Exception) -> Response:
-    log.error("ui_api_failed", what=what, error=str(exc), call_id=None, graph=None, node=None)
-    return JSONResponse(
-        {"error": "unavailable", "reason": "Redis does not answer; try again"}, status_code=503
-    )
+    return store_failed(exc, event="ui_api_failed", store="the call store", what=what)
 
 
 def routes(

@@ -45,6 +45,7 @@ from service.runtime.calls import CallHandler
 from service.runtime.redis_client import is_overload
 from service.runtime.settings import Settings
 from service.server.bodies import BodyRefused, receive_body
+from service.server.unavailable import OVERLOADED, OVERLOADED_REASON, RETRY_AFTER_S
 
 log = structlog.get_logger("webhooks")
 
@@ -80,9 +81,6 @@ class Answer(JSONResponse):
 
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
-OVERLOADED = "overloaded"
-# Bird delivers a refused delivery again; this says when it may.
-RETRY_AFTER_S = 1
 # Refused deliveries are logged at most once in this many seconds (RefusalLog).
 LOG_EVERY_S = 1.0
 
@@ -293,8 +291,7 @@ class BirdWebhook:
             if is_overload(exc):
                 # No connection came free in time: this process has too much to do.
                 self._pool_empty.refused(error=str(exc), request_id=request_id)
-                reason = "no Redis connection came free in time (REDIS_POOL_TIMEOUT_S); retry later"
-                return overloaded(reason), OVERLOADED
+                return overloaded(OVERLOADED_REASON), OVERLOADED
             log.error(
                 "webhook_failed", call_id=delivery.call_id, graph=None, node=None,
                 reason="redis unavailable", error=str(exc), request_id=request_id,

@@ -2,14 +2,16 @@
 once, or with no Redis connection free within ``REDIS_POOL_TIMEOUT_S``, a delivery is
 answered 503 "overloaded" (``Retry-After: 1``) at once and changes nothing; Bird
 delivers it again and it is applied. A Redis that is away is still "call state store
-unavailable". The health, readiness and metrics endpoints answer meanwhile."""
+unavailable". The health, readiness and metrics endpoints answer meanwhile; the
+operator API answers the same two 503s."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +67,20 @@ def deliveries(outcome: str, reason: str) -> float:
         "ivr_webhook_deliveries_total", {"outcome": outcome, "reason": reason}
     )
     return value or 0.0
+
+
+@contextlib.asynccontextmanager
+async def every_connection_held(redis_url: str) -> AsyncIterator[Redis]:
+    """A client of one connection, which another user holds the whole time."""
+    client = connect(redis_url, max_connections=1, pool_timeout_s=0.2)
+    pool = client.connection_pool
+    assert isinstance(pool, WaitingPool)
+    held = await pool.get_connection()
+    try:
+        yield client
+    finally:
+        await pool.release(held)
+        await client.aclose()
 
 
 async def deliver(http: httpx.AsyncClient, url: str, call_id: str) -> httpx.Response:
@@ -174,23 +190,15 @@ async def test_refusals_are_logged_once_a_second_with_how_many_there_were() -> N
 async def test_with_every_redis_connection_held_a_delivery_is_overloaded_not_unavailable(
     redis_url: str,
 ) -> None:
-    client = connect(redis_url, max_connections=1, pool_timeout_s=0.2)
-    pool = client.connection_pool
-    assert isinstance(pool, WaitingPool)
-    held = await pool.get_connection()  # another user has the only connection
-    sock = bind()
-    app = create_app(settings(url_of(sock)), redis=client, graphs=GRAPHS,
-                     bird_transport=httpx.MockTransport(bird := RecordingBird()))  # fmt: skip
-    call_id = str(uuid.uuid4())
     before = deliveries("overloaded", "redis_pool")
-    try:
+    async with every_connection_held(redis_url) as client:
+        sock = bind()
+        app = create_app(settings(url_of(sock)), redis=client, graphs=GRAPHS,
+                         bird_transport=httpx.MockTransport(bird := RecordingBird()))  # fmt: skip
         with capture_logs() as logs:
             async with serve(app, sock=sock) as service, httpx.AsyncClient(timeout=10) as http:
-                answer = await deliver(http, service.url, call_id)
+                answer = await deliver(http, service.url, str(uuid.uuid4()))
                 health = await http.get(service.url + "/healthz")
-    finally:
-        await pool.release(held)
-        await client.aclose()
     assert answer.status_code == 503
     assert answer.headers["retry-after"] == "1"
     assert answer.json()["error"] == "overloaded"
@@ -223,3 +231,68 @@ async def test_a_redis_that_is_away_is_still_call_state_store_unavailable() -> N
     failed = [entry for entry in logs if entry["event"] == "webhook_failed"]
     assert [entry["reason"] for entry in failed] == ["redis unavailable"]
     assert overloaded_lines(logs) == []
+
+
+REMINDER = {"name": "Ada", "date": "2026-12-01", "time": "10:00"}
+TOKEN = "right-token-123456"
+API_REQUESTS = [
+    ("POST", "/calls", {"to": "+31612345678", "graph": "appointment-reminder", "vars": REMINDER}),
+    ("GET", "/admin/calls", None),
+    ("GET", "/admin/calls/a-call-id", None),
+    ("GET", "/agents", None),
+    ("GET", "/queues", None),
+]
+# What each of API_REQUESTS logs when its Redis work fails.
+API_EVENTS = ["outbound_failed", "calls_api_failed", "calls_api_failed", "agents_api_failed",
+              "queues_api_failed"]  # fmt: skip
+
+
+async def ask_every_endpoint(client: Redis) -> tuple[list[httpx.Response], Any, RecordingBird]:
+    sock = bind()
+    guarded = replace(settings(url_of(sock)), ivr_admin_token=TOKEN)
+    bird = RecordingBird()
+    app = create_app(guarded, redis=client, graphs=GRAPHS, bird_transport=httpx.MockTransport(bird))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with capture_logs() as logs:
+        async with serve(app, sock=sock) as service, httpx.AsyncClient(timeout=10) as http:
+            answers = [
+                await http.request(method, service.url + path, json=body, headers=headers)
+                for method, path, body in API_REQUESTS
+            ]
+    return answers, logs, bird
+
+
+async def test_with_every_redis_connection_held_the_api_is_overloaded_not_unavailable(
+    redis_url: str,
+) -> None:
+    async with every_connection_held(redis_url) as client:
+        answers, logs, bird = await ask_every_endpoint(client)
+    for (method, path, _), answer in zip(API_REQUESTS, answers, strict=True):
+        assert (method, path, answer.status_code) == (method, path, 503)
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["error"] == "overloaded"
+        assert "REDIS_POOL_TIMEOUT_S" in answer.json()["reason"]
+    failed = [line for line in logs if line["event"] in API_EVENTS]
+    assert [(line["event"], line["log_level"], line["reason"]) for line in failed] == [
+        (event, "warning", "overloaded") for event in API_EVENTS
+    ]
+    assert all("pool exhausted" in line["error"] for line in failed)
+    assert bird.requests == []  # the outbound call was not placed
+
+
+async def test_with_redis_away_the_api_says_which_store_is_unavailable() -> None:
+    away = connect("redis://127.0.0.1:9/0", max_connections=8, pool_timeout_s=0.2)  # discard port
+    try:
+        answers, logs, _ = await ask_every_endpoint(away)
+    finally:
+        await away.aclose()
+    assert [(answer.status_code, answer.json()) for answer in answers] == [
+        (503, {"error": "unavailable", "reason": f"{store} unavailable; retry later"})
+        for store in ("call state store", "call state store", "call state store",
+                      "agent store", "the line's store")
+    ]  # fmt: skip
+    assert all("retry-after" not in answer.headers for answer in answers)
+    failed = [line for line in logs if line["event"] in API_EVENTS]
+    assert [(line["event"], line["log_level"], line["reason"]) for line in failed] == [
+        (event, "error", "redis unavailable") for event in API_EVENTS
+    ]
