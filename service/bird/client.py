@@ -11,6 +11,12 @@ and what to do when Bird may have performed a command, is the caller's decision
 (``service.runtime.outbox``). The transport is injected so that tests swap it; by
 default requests go out through aiohttp (:mod:`service.bird.transport`), which keeps
 these meanings of each failure and costs about half of httpcore's CPU.
+
+Requests are ``httpx.Request`` objects handed to the transport, answers
+``httpx.Response`` objects, failures httpx's exceptions: httpx's API without
+``httpx.AsyncClient``'s layers (base URL merging, auth flows, redirects, cookies, event
+hooks), none of which a request to Bird uses, and which took more than half of a
+request's CPU (bench/README.md, "Where the time goes").
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from service import __version__
 from service.bird.errors import (
     BirdAuthError,
     BirdError,
@@ -121,12 +128,18 @@ class BirdClient:
         per-workspace limits (``service.bird.limits``) across its replicas with it.
         ``observe`` is told of every request (:data:`Observer`: the service's metrics)."""
         self._calls_path = f"/workspaces/{workspace_id}/channels/{channel_id}/calls"
-        self._http = httpx.AsyncClient(
-            base_url=base_url,
-            transport=transport if transport is not None else AiohttpTransport(),
-            timeout=timeout,
-            headers={"Authorization": f"AccessKey {access_key}", "Accept": "application/json"},
+        self._calls_url = (
+            f"{base_url.rstrip('/')}/workspaces/{workspace_id}/channels/{channel_id}/calls"
         )
+        self._transport = transport if transport is not None else AiohttpTransport()
+        self._headers = httpx.Headers(
+            {
+                "Authorization": f"AccessKey {access_key}",
+                "Accept": "application/json",
+                "User-Agent": f"bird-ivr/{__version__}",
+            }
+        )
+        self._extensions = {"timeout": timeout.as_dict()}
         self._retries = retries
         self._backoff_s = backoff_s
         self._sleep = sleep
@@ -139,7 +152,23 @@ class BirdClient:
                 self._observe(command, result, time.perf_counter() - started)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
+
+    async def _exchange(self, method: str, path: str, body: JSON | None) -> httpx.Response:
+        """One request to Bird and its whole answer (httpx's exceptions when it fails)."""
+        request = httpx.Request(
+            method,
+            self._calls_url + path,
+            headers=self._headers,
+            json=body,
+            extensions=self._extensions,
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     async def _request(
         self, command: str, method: str, path: str, body: JSON | None = None
@@ -151,7 +180,7 @@ class BirdClient:
                 await self._throttle(method)
             started = time.perf_counter()
             try:
-                response = await self._http.request(method, url, json=body)
+                response = await self._exchange(method, path, body)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Nothing reached Bird: safe to try again.
                 self._observed(command, "connection_error", started)
