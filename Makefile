@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.deliveries
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.validator
+	$(BIN)/python -m bench.redis_command
 
 # A reproducible chaos run per seed (bench/chaos.py; definitions and figures in
 # bench/README.md): Redis with AOF, two `ivr serve` workers behind a proxy, the Bird
