@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from service.bird.limits import LIMITS_PER_S
 from service.runtime.clock import parse_moment
 from service.runtime.redis_client import (
     MAX_CONNECTIONS,
@@ -79,6 +80,11 @@ class Settings:
     # late retry of a call that has long gone.
     new_call_max_age_s: int = 120
     bird_timeout_s: float = 10.0
+    # Bird's request limits for this workspace, per second, shared by every replica
+    # (service.runtime.ratelimit keeps 90 % of them): the documented 50 GET and 500 POST
+    # (PATCH counted as POST) unless Bird agreed others with you.
+    bird_get_per_s: int = LIMITS_PER_S["GET"]
+    bird_post_per_s: int = LIMITS_PER_S["POST"]
     # The largest request body taken (webhooks, the operator API): 413 beyond, before
     # the rest is read. Bird's deliveries are a few KiB.
     max_body_bytes: int = 1_048_576
@@ -89,6 +95,12 @@ class Settings:
     # before they start) where prometheus-client keeps each process's counters, for
     # GET /metrics to add them up. Unset: one process, its counters in memory.
     prometheus_multiproc_dir: Path | None = None
+
+    @property
+    def bird_limits_per_s(self) -> dict[str, int]:
+        """Bird's request limits a second, by method (``service.bird.limits``)."""
+        post = self.bird_post_per_s
+        return {"GET": self.bird_get_per_s, "POST": post, "PATCH": post}
 
     @property
     def webhook_url(self) -> str:
@@ -126,6 +138,8 @@ class Settings:
             call_ttl_s=reader.integer("CALL_TTL_S", 90_000, minimum=60),
             new_call_max_age_s=reader.integer("NEW_CALL_MAX_AGE_S", 120, minimum=5),
             bird_timeout_s=float(reader.integer("BIRD_TIMEOUT_S", 10, minimum=1)),
+            bird_get_per_s=reader.integer("BIRD_GET_PER_S", LIMITS_PER_S["GET"], minimum=1),
+            bird_post_per_s=reader.integer("BIRD_POST_PER_S", LIMITS_PER_S["POST"], minimum=1),
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 1_048_576, minimum=4096),
             ivr_clock=reader.moment("IVR_CLOCK"),
             prometheus_multiproc_dir=_path(reader.optional("PROMETHEUS_MULTIPROC_DIR")),

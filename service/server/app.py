@@ -130,7 +130,9 @@ def create_app(
             channel_id=settings.bird_channel_id,
             transport=bird_transport,
             timeout=httpx.Timeout(settings.bird_timeout_s, connect=3.0),
-            throttle=RateLimiter(redis, settings.bird_workspace_id, clock=clock),
+            throttle=RateLimiter(
+                redis, settings.bird_workspace_id, clock=clock, limits=settings.bird_limits_per_s
+            ),
             observe=metrics.bird_request,
         )
         lookups = httpx.AsyncClient(transport=lookup_transport, follow_redirects=False)

@@ -150,3 +150,13 @@ def test_overload_settings_have_defaults_and_are_read() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({**REQUIRED, "REDIS_POOL_TIMEOUT_S": "120"})
     assert str(caught.value) == "REDIS_POOL_TIMEOUT_S 120 is not between 0.01 and 60"
+
+
+def test_birds_request_limits_are_the_documented_ones_unless_set() -> None:
+    defaults = Settings.from_env(REQUIRED)
+    assert defaults.bird_limits_per_s == {"GET": 50, "POST": 500, "PATCH": 500}
+    raised = Settings.from_env({**REQUIRED, "BIRD_GET_PER_S": "100", "BIRD_POST_PER_S": "2000"})
+    assert raised.bird_limits_per_s == {"GET": 100, "POST": 2000, "PATCH": 2000}
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**REQUIRED, "BIRD_POST_PER_S": "0"})
+    assert "BIRD_POST_PER_S" in str(caught.value)
