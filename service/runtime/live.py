@@ -20,6 +20,7 @@ from service.runtime import keys
 from service.runtime.journal import Moment, read_timeline
 from service.runtime.logs import mask_text
 from service.runtime.outbox import Pending
+from service.runtime.packing import unpack
 from service.runtime.store import CallStore
 
 
@@ -49,12 +50,21 @@ class LiveCall:
 
     @classmethod
     def read(cls, call_id: str, raw: str | bytes) -> LiveCall:
-        doc: Mapping[str, Any] = json.loads(raw)
+        """A summary as ``store.live_summary`` writes it (``<started ms>:<packed
+        JSON>``), or as JSON with its ``started`` (written by an earlier version)."""
+        data = raw.encode() if isinstance(raw, str) else raw
+        started_ms: str | int | None = None
+        if not data.startswith(b"{"):
+            head, _, data = data.partition(b":")
+            started_ms = head.decode()
+        doc: Mapping[str, Any] = json.loads(unpack(data))
+        if started_ms is None:
+            started_ms = doc.get("started", 0)
         return cls(
             call_id=call_id, graph=str(doc.get("graph", "")), version=str(doc.get("version", "")),
             node=doc.get("node"), phase=str(doc.get("phase", "")),
             direction=str(doc.get("direction", "")), caller=str(doc.get("caller", "")),
-            called=str(doc.get("called", "")), started=int(doc.get("started", 0)) / 1000,
+            called=str(doc.get("called", "")), started=int(started_ms) / 1000,
             updated=int(doc.get("updated", 0)) / 1000,
         )  # fmt: skip
 

@@ -148,6 +148,41 @@ async def test_a_live_call_is_listed_with_where_it_is_until_the_commit_that_ends
     assert await live_calls(redis, channel) == []
 
 
+async def test_a_live_calls_summary_is_packed_and_keeps_when_it_started(redis: Redis) -> None:
+    channel = str(uuid.uuid4())
+    moments = iter([1000.0, 1005.0])
+    store = CallStore(redis, ended_ttl_s=600, channel_id=channel, clock=lambda: next(moments))
+    first = await store.commit(replace(new_state(), node="welcome"), expected_version=0)
+    assert first is not None
+    stored = await redis.hget(keys.live_calls(channel), first.call_id)
+    assert isinstance(stored, bytes)
+    head, _, packed = stored.partition(b":")
+    assert head == b"1000000"  # started, in ms, where the commit script can read it
+    assert b'"node":"welcome"' in unpack(packed)
+    assert len(stored) < 120  # the JSON alone is about 200 bytes
+    assert await store.commit(replace(first, node="main-menu"), expected_version=1) is not None
+    [listed] = await live_calls(redis, channel)
+    assert (listed.node, listed.started, listed.updated) == ("main-menu", 1000.0, 1005.0)
+
+
+async def test_a_summary_an_earlier_version_wrote_keeps_when_its_call_started(
+    redis: Redis,
+) -> None:
+    channel = str(uuid.uuid4())
+    store = CallStore(redis, ended_ttl_s=600, channel_id=channel, clock=lambda: 1005.0)
+    first = await store.commit(replace(new_state(), node="welcome"), expected_version=0)
+    assert first is not None
+    earlier = ('{"graph":"support-line","version":"v1","node":"welcome","phase":"running",'
+               '"direction":"inbound","caller":"+31612345678","called":"+31970102030",'
+               '"started":990000,"updated":990000}')  # fmt: skip
+    await redis.hset(keys.live_calls(channel), first.call_id, earlier)
+    [before] = await live_calls(redis, channel)  # read as it is
+    assert (before.node, before.started, before.updated) == ("welcome", 990.0, 990.0)
+    assert await store.commit(replace(first, node="main-menu"), expected_version=1) is not None
+    [listed] = await live_calls(redis, channel)
+    assert (listed.node, listed.started, listed.updated) == ("main-menu", 990.0, 1005.0)
+
+
 async def test_a_live_call_whose_state_expired_unended_is_forgotten(redis: Redis) -> None:
     channel = str(uuid.uuid4())
     store = CallStore(redis, ended_ttl_s=600, channel_id=channel)
