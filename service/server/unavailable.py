@@ -29,22 +29,17 @@ RETRY_AFTER_S = 1
 OVERLOADED_REASON = "no Redis connection came free in time (REDIS_POOL_TIMEOUT_S); retry later"
 
 
-def overloaded_answer() -> tuple[dict[str, str], dict[str, str]]:
-    """The body and headers of an ``overloaded`` 503."""
-    return (
-        {"error": OVERLOADED, "reason": OVERLOADED_REASON},
-        {"Retry-After": str(RETRY_AFTER_S)},
-    )
-
-
 def store_failed(exc: BaseException, *, event: str, store: str, **fields: Any) -> Response:
     """Log ``event`` for ``exc`` (a ``RedisError`` or ``OSError``) and answer 503:
     ``overloaded`` or ``{store} unavailable``."""
     context: dict[str, Any] = {"call_id": None, "graph": None, "node": None, **fields}
     if is_overload(exc):
         log.warning(event, reason=OVERLOADED, error=str(exc), **context)
-        body, headers = overloaded_answer()
-        return JSONResponse(body, status_code=503, headers=headers)
+        return JSONResponse(
+            {"error": OVERLOADED, "reason": OVERLOADED_REASON},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     log.error(event, reason="redis unavailable", error=str(exc), **context)
     return JSONResponse(
         {"error": "unavailable", "reason": f"{store} unavailable; retry later"}, status_code=503

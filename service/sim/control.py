@@ -42,10 +42,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from service.sim.engine import CallEngine
-from service.sim.scripts import CalleeSpec, CallerScript, keys_of
+from service.sim.scripts import CalleeSpec, CallerScript, keys_of, unknown_fields
 from service.sim.transcript import ORIGIN_CONTROL, Transcript
 
-CALL_FIELDS = {"from", "to", "keys", "name", "hangup_after_s", "voicemail_s"}
+CALL_FIELDS = frozenset({"from", "to", "keys", "name", "hangup_after_s", "voicemail_s"})
 
 
 class _Refused(Exception):
@@ -124,10 +124,9 @@ def caller_script(body: Any, ordinal: int) -> CallerScript:
     """The caller a ``POST /sim/calls`` body describes (``_Refused`` 422 saying why not)."""
     if not isinstance(body, dict):
         raise _Refused(422, "the body must be a JSON object")
-    unknown = sorted(set(body) - CALL_FIELDS)
+    unknown = unknown_fields(body, CALL_FIELDS)
     if unknown:
-        known = ", ".join(sorted(CALL_FIELDS))
-        raise _Refused(422, f"unknown fields: {', '.join(unknown)} (known: {known})")
+        raise _Refused(422, unknown)
     numbers: dict[str, str] = {}
     for name in ("from", "to"):
         value = body.get(name)

@@ -80,6 +80,14 @@ def check_inputs(inputs: tuple[str, ...]) -> None:
             )
 
 
+def unknown_fields(body: dict[str, object], known: frozenset[str]) -> str | None:
+    """What is wrong with a control body's fields outside ``known`` (None: nothing)."""
+    unknown = sorted(set(body) - known)
+    if not unknown:
+        return None
+    return f"unknown fields: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+
+
 def _check_seconds(name: str, value: float | None) -> None:
     if value is not None and (value < 0 or value != value):
         raise ValueError(f"{name} must be a number of seconds >= 0, got {value}")
@@ -200,10 +208,9 @@ class MachineScript:
             return cls()
         if not isinstance(value, dict):
             raise ValueError("machine must be true, false, null or an object")
-        unknown = sorted(set(value) - MACHINE_FIELDS)
+        unknown = unknown_fields(value, MACHINE_FIELDS)
         if unknown:
-            known = ", ".join(sorted(MACHINE_FIELDS))
-            raise ValueError(f"machine: unknown fields: {', '.join(unknown)} ({known})")
+            raise ValueError(f"machine: {unknown}")
         greeting = value.get("greeting", DEFAULT_GREETING)
         if not isinstance(greeting, str):
             raise ValueError("machine: greeting must be a string")
@@ -412,10 +419,9 @@ class CalleeSpec:
         """From a ``PUT /sim/callees/{number}`` body (``ValueError`` saying what is wrong)."""
         if not isinstance(body, dict):
             raise ValueError("the body must be a JSON object")
-        unknown = sorted(set(body) - CALLEE_FIELDS)
+        unknown = unknown_fields(body, CALLEE_FIELDS)
         if unknown:
-            known = ", ".join(sorted(CALLEE_FIELDS))
-            raise ValueError(f"unknown fields: {', '.join(unknown)} ({known})")
+            raise ValueError(unknown)
         answer = body.get("answer")
         if answer is not None and not isinstance(answer, str):
             raise ValueError("answer must be a string such as 'answer:3' or 'no-answer,answer'")
